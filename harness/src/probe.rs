@@ -1,0 +1,69 @@
+//! Probes: what the executor observed for one cell, and how the collector classifies it.
+//!
+//! Outcomes are enums, not bools: a probe that could not run is an `error`, never "blocked";
+//! SCTP on a kernel without it is `unsupported`, never pass or fail.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{PodRef, Probe};
+
+/// How one connection attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Connectivity {
+    /// TCP handshake completed / SCTP association up / UDP echo answered.
+    Connected,
+    /// Actively refused (TCP RST, ICMP port unreachable): blocked by a rejecting rule.
+    Refused,
+    /// No answer within the probe timeout: blocked by a dropping rule.
+    Timeout,
+    /// The protocol cannot be probed here (e.g. SCTP without kernel support).
+    Unsupported,
+    /// The probe itself failed (could not enter the namespace, exec failed…).
+    Error,
+}
+
+impl Connectivity {
+    /// Allowed (`Some(true)`), blocked (`Some(false)`) or unknown (`None`).
+    pub fn allowed(self) -> Option<bool> {
+        match self {
+            Connectivity::Connected => Some(true),
+            Connectivity::Refused | Connectivity::Timeout => Some(false),
+            Connectivity::Unsupported | Connectivity::Error => None,
+        }
+    }
+}
+
+/// One observation, with the command that reproduces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub result: Connectivity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub elapsed_ms: u64,
+    /// e.g. `ip netns exec npc-1a2b-x-a netpolc-probe 10.244.0.3 80 tcp` or an agnhost command.
+    pub command: String,
+}
+
+/// A cell to probe: source pod, destination pod and address, port and protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeRequest {
+    pub from: PodRef,
+    pub to: PodRef,
+    pub to_ip: IpAddr,
+    pub probe: Probe,
+}
+
+/// The collector's classification of a cell (contract: pass · fail · flaky · unsupported · error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Wrong at first, right on a retry: reported, never silently a pass.
+    Flaky,
+    Unsupported,
+    Error,
+}

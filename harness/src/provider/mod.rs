@@ -1,0 +1,77 @@
+//! The provider boundary: realise a step's state on a dataplane, probe cells, tear down.
+//!
+//! Planning, probing passes, retries, convergence timing, comparison and verdicts live above this
+//! trait (in [`crate::run`]) and are shared by every provider. A [`Platform`] (a local dataplane, a
+//! kind cluster, an existing cluster) opens one [`Session`] per scenario.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::probe::{Observation, ProbeRequest};
+use crate::scenario::{Scenario, Step};
+
+/// Why a provider could not do its job. Maps to exit 3 (prerequisites missing or provider failed).
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Something to install or fix before running (the message says what).
+    #[error("missing prerequisite: {0}")]
+    Prerequisite(String),
+    #[error("provider failed: {0}")]
+    Failed(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// What the reports record about the environment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlatformInfo {
+    /// `local`, `kind` or `kubeconfig`.
+    pub provider: String,
+    /// `nftables`, `none`, `calico`, …
+    pub cni: String,
+    /// Versions and settings worth recording (kernel, nft, kind, Kubernetes, CNI version, faults…).
+    pub environment: BTreeMap<String, String>,
+    /// Said up front and in reports (e.g. "detected CNI does not enforce NetworkPolicy").
+    pub warnings: Vec<String>,
+}
+
+/// One scenario realised on a platform.
+pub trait Session: Send {
+    /// Brings the dataplane to `step`'s state (first call: create namespaces and pods; later:
+    /// apply policy and label changes). Must return only once the changes are submitted.
+    fn apply(&mut self, step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Probes every request concurrently, each bounded by `timeout`; one observation per request,
+    /// in order. Never fails as a whole: a probe that cannot run is an `Error` observation.
+    fn probe(
+        &self,
+        batch: &[ProbeRequest],
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<Observation>> + Send;
+
+    /// Removes everything this session created. Idempotent.
+    fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}
+
+/// A place scenarios run: creates sessions and cleans up what the run created.
+pub trait Platform: Send + Sync {
+    type Session: Session;
+
+    fn info(&self) -> PlatformInfo;
+
+    /// How many sessions may run at once (a kind cluster: 1; the local dataplane: several).
+    fn max_parallel(&self) -> usize;
+
+    /// Opens a session for `scenario` (index `n` in this run, for unique names).
+    fn open(
+        &self,
+        n: usize,
+        scenario: &Scenario,
+    ) -> impl Future<Output = Result<Self::Session, ProviderError>> + Send;
+
+    /// Final cleanup of anything the run created (cluster, leftover namespaces). Idempotent.
+    fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}

@@ -1,0 +1,6 @@
+//! Reporters: JSON, JUnit XML, HTML and terminal truth tables, all rendered from one
+//! [`RunReport`] so they never disagree.
+
+pub mod model;
+
+pub use model::{CellReport, RunReport, ScenarioReport, StepReport, Summary, Verdict};

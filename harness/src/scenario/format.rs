@@ -1,0 +1,199 @@
+//! The scenario file format (`apiVersion: netpolc/v1`, `kind: Scenario`), as serde types.
+//! Documented for authors in `scenarios/README.md`; unknown fields are errors so typos surface.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::model::{Labels, Probe, Protocol};
+
+/// The schema version this build reads.
+pub const SCENARIO_API_VERSION: &str = "netpolc/v1";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScenarioFile {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub model: ModelSpec,
+    /// Default probes of every step (else every declared container port).
+    #[serde(default)]
+    pub probes: Option<Vec<Probe>>,
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelSpec {
+    /// Upstream e2e's model: namespaces x,y,z (label `ns=<name>`), pods a,b,c (label `pod=<name>`),
+    /// each serving ports 80 and 81 on TCP, UDP and SCTP, named `serve-<port>-<proto>`.
+    #[serde(default)]
+    pub upstream: Option<UpstreamSpec>,
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceSpec>,
+    #[serde(default)]
+    pub pods: Vec<PodSpec>,
+    #[serde(default)]
+    pub deployments: Vec<DeploymentSpec>,
+    /// Manifest files (relative to the scenario file) whose Namespaces, Pods, Deployments and
+    /// NetworkPolicies form part of the initial state.
+    #[serde(default)]
+    pub manifests: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamSpec {
+    #[serde(default)]
+    pub namespaces: Option<Vec<String>>,
+    #[serde(default)]
+    pub pods: Option<Vec<String>>,
+    #[serde(default)]
+    pub ports: Option<Vec<u16>>,
+    #[serde(default)]
+    pub protocols: Option<Vec<Protocol>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespaceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// `80/TCP`, or `{port: 80, protocol: TCP, name: http}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PortSpecYaml {
+    Short(Probe),
+    Long {
+        port: u16,
+        #[serde(default)]
+        protocol: Option<Protocol>,
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    #[serde(default)]
+    pub ports: Vec<PortSpecYaml>,
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub name: String,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub ports: Vec<PortSpecYaml>,
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StepSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// NetworkPolicy objects created, or replaced when one of that namespace/name exists.
+    #[serde(default)]
+    pub apply: Vec<serde_json::Value>,
+    /// Policies to delete, as `namespace/name`.
+    #[serde(default)]
+    pub delete: Vec<String>,
+    #[serde(default)]
+    pub label_pods: Vec<LabelPodSpec>,
+    #[serde(default)]
+    pub label_namespaces: Vec<LabelNamespaceSpec>,
+    #[serde(default)]
+    pub probes: Option<Vec<Probe>>,
+    #[serde(default)]
+    pub expect: Vec<ExpectationSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelPodSpec {
+    pub pod: String,
+    #[serde(default)]
+    pub set: Labels,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelNamespaceSpec {
+    pub namespace: String,
+    #[serde(default)]
+    pub set: Labels,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AllowWord {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Hand-written expectations: either rules over patterns applied in order on top of `default`, or
+/// an upstream-style `table` (`.` allowed, `X` denied).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectationSpec {
+    #[serde(default)]
+    pub probe: Option<Probe>,
+    #[serde(default)]
+    pub probes: Option<Vec<Probe>>,
+    #[serde(default)]
+    pub default: Option<AllowWord>,
+    #[serde(default)]
+    pub cells: Vec<CellSpec>,
+    #[serde(default)]
+    pub table: Option<String>,
+}
+
+/// `from`/`to` patterns: `*` (every pod), `ns/*`, `*/pod` or `ns/pod`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CellSpec {
+    pub from: String,
+    pub to: String,
+    pub allow: bool,
+}

@@ -1,0 +1,156 @@
+//! Scenarios: a model and a sequence of steps that change policies and labels.
+//!
+//! Inputs are scenario files (`apiVersion: netpolc/v1`, `kind: Scenario`, documented in
+//! `scenarios/README.md`) or plain Kubernetes manifests (a one-step scenario). Each [`Step`] holds the
+//! complete state after its changes — model and compiled policies — so the oracle and every
+//! provider see the same thing, and providers derive what to change from consecutive steps.
+
+mod error;
+mod format;
+mod load;
+mod yamlpos;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Serialize;
+
+use crate::model::{Model, PodRef, Probe};
+use crate::policy::{CompiledPolicy, Decision, Oracle, PolicyRef};
+use crate::truthtable::TruthTable;
+
+pub use error::{InputError, InputErrors};
+pub use format::{ExpectationSpec, SCENARIO_API_VERSION};
+pub use load::{load_paths, load_str, Loaded};
+pub use yamlpos::line_of;
+
+/// The first address handed to pods that do not state one (`status.podIP`): pods get
+/// 10.244.0.2, 10.244.0.3, … in `namespace/name` order, skipping addresses stated elsewhere.
+pub const ALLOCATION_BASE: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
+
+/// A change a step makes, kept for reports and `--dry-run` plans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Change {
+    ApplyPolicy { policy: PolicyRef },
+    DeletePolicy { policy: PolicyRef },
+    LabelPod { pod: PodRef, set: BTreeMap<String, String>, remove: Vec<String> },
+    LabelNamespace { namespace: String, set: BTreeMap<String, String>, remove: Vec<String> },
+}
+
+/// Hand-written expectations for some probes of a step: a full truth table per probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    pub probe: Probe,
+    pub table: TruthTable<bool>,
+}
+
+/// The complete state after a step's changes.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub description: Option<String>,
+    pub model: Model,
+    /// Every policy present after this step, sorted by namespace/name.
+    pub policies: Vec<CompiledPolicy>,
+    /// What this step changed relative to the previous one (the initial step: every policy).
+    pub changes: Vec<Change>,
+    pub probes: Vec<Probe>,
+    pub expectations: Vec<Expectation>,
+}
+
+impl Step {
+    pub fn oracle(&self) -> Oracle<'_> {
+        Oracle::new(&self.model, &self.policies)
+    }
+
+    /// Explains one cell; `None` when a pod is unknown.
+    pub fn explain(&self, from: &PodRef, to: &PodRef, probe: Probe) -> Option<Decision> {
+        self.oracle().decide(from, to, probe)
+    }
+
+    /// Compares the hand-written expectations with the oracle; returns every disagreeing cell.
+    pub fn check_expectations(&self) -> Vec<ExpectationMismatch> {
+        let oracle = self.oracle();
+        let mut out = Vec::new();
+        for exp in &self.expectations {
+            let actual = oracle.matrix(exp.probe);
+            for (from, to, expected) in exp.table.iter() {
+                let got = *actual.try_get(from, to).unwrap_or(expected);
+                if got != *expected {
+                    out.push(ExpectationMismatch {
+                        step: self.name.clone(),
+                        probe: exp.probe,
+                        from: from.clone(),
+                        to: to.clone(),
+                        written: *expected,
+                        oracle: got,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectationMismatch {
+    pub step: String,
+    pub probe: Probe,
+    pub from: PodRef,
+    pub to: PodRef,
+    pub written: bool,
+    pub oracle: bool,
+}
+
+impl std::fmt::Display for ExpectationMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = |b: bool| if b { "allowed" } else { "denied" };
+        write!(
+            f,
+            "step {:?}, {} {} -> {}: written {} but the oracle says {}",
+            self.step,
+            self.probe,
+            self.from,
+            self.to,
+            word(self.written),
+            word(self.oracle)
+        )
+    }
+}
+
+/// A whole scenario, every step resolved.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    /// The file it came from, as given on the command line (or found under a directory).
+    pub source: String,
+    pub description: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// Every disagreement between hand-written expectations and the oracle, over all steps.
+    pub fn check_expectations(&self) -> Vec<ExpectationMismatch> {
+        self.steps.iter().flat_map(|s| s.check_expectations()).collect()
+    }
+}
+
+/// Gives every pod whose `ip` is unset (`None`) the next free address from [`ALLOCATION_BASE`].
+pub fn allocate_ips(pods: &mut [(PodRef, Option<IpAddr>)]) -> Vec<IpAddr> {
+    let taken: std::collections::HashSet<IpAddr> = pods.iter().filter_map(|p| p.1).collect();
+    let mut next = u32::from(ALLOCATION_BASE);
+    pods.iter_mut()
+        .map(|(_, ip)| match ip {
+            Some(ip) => *ip,
+            None => loop {
+                let cand = IpAddr::V4(Ipv4Addr::from(next));
+                next += 1;
+                if !taken.contains(&cand) {
+                    *ip = Some(cand);
+                    break cand;
+                }
+            },
+        })
+        .collect()
+}

@@ -1,0 +1,129 @@
+//! Best-effort line lookup for a field path (`spec.ingress[0].ports[1].endPort`) in block-style YAML,
+//! so semantic errors found after parsing can still point at a line. Flow-style YAML (`{...}`)
+//! degrades to the nearest enclosing key found.
+
+/// Returns the 1-based line (within `doc`) of the deepest segment of `path` it could locate.
+pub fn line_of(doc: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut range = (0usize, lines.len());
+    let mut parent_indent: isize = -1;
+    let mut found = None;
+    for seg in segments(path) {
+        match seg {
+            Segment::Key(k) => {
+                let hit = (range.0..range.1).find_map(|i| {
+                    let (indent, content) = split_indent(lines[i]);
+                    let content = content.strip_prefix("- ").map(str::trim_start).unwrap_or(content);
+                    let extra = if lines[i].trim_start().starts_with("- ") {
+                        lines[i].trim_start().len() - content.len()
+                    } else {
+                        0
+                    };
+                    let key_indent = (indent + extra) as isize;
+                    (key_indent > parent_indent && is_key(content, &k)).then_some((i, key_indent))
+                });
+                let Some((i, ind)) = hit else { break };
+                found = Some(i + 1);
+                let end = (i + 1..range.1)
+                    .find(|&j| {
+                        let (ji, c) = split_indent(lines[j]);
+                        !c.is_empty() && !c.starts_with('#') && (ji as isize) <= ind && !c.starts_with("- ")
+                            || (!c.is_empty() && (ji as isize) < ind)
+                    })
+                    .unwrap_or(range.1);
+                range = (i, end);
+                parent_indent = ind;
+            }
+            Segment::Index(n) => {
+                // Items are the `- ` lines at the smallest indentation inside the range.
+                let dashes: Vec<(usize, usize)> = (range.0..range.1)
+                    .filter_map(|i| {
+                        let (ind, c) = split_indent(lines[i]);
+                        c.starts_with("- ").then_some((i, ind)).or((c == "-").then_some((i, ind)))
+                    })
+                    .collect();
+                let Some(min) = dashes.iter().map(|d| d.1).min() else { break };
+                let items: Vec<usize> = dashes.iter().filter(|d| d.1 == min).map(|d| d.0).collect();
+                let Some(&start) = items.get(n) else { break };
+                let end = items.get(n + 1).copied().unwrap_or(range.1);
+                found = Some(start + 1);
+                range = (start, end);
+                parent_indent = min as isize;
+            }
+        }
+    }
+    found
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn segments(path: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (name, rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            out.push(Segment::Key(name.to_string()));
+        }
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            if let Ok(n) = idx.trim_end_matches(']').parse() {
+                out.push(Segment::Index(n));
+            }
+        }
+    }
+    out
+}
+
+fn split_indent(line: &str) -> (usize, &str) {
+    let t = line.trim_start_matches(' ');
+    (line.len() - t.len(), t.trim_end())
+}
+
+fn is_key(content: &str, key: &str) -> bool {
+    let unq = |c: &str| {
+        c.strip_prefix(key)
+            .is_some_and(|r| r.starts_with(':'))
+    };
+    unq(content)
+        || content
+            .strip_prefix('"')
+            .is_some_and(|c| c.strip_prefix(key).is_some_and(|r| r.starts_with("\":")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_of;
+
+    const DOC: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: p
+spec:
+  podSelector: {}
+  ingress:
+  - from:
+    - podSelector: {}
+    ports:
+    - port: 80
+    - port: 81
+      endPort: 70
+  - ports:
+      - protocol: TCP
+        port: 9
+";
+
+    #[test]
+    fn finds_nested_fields() {
+        assert_eq!(line_of(DOC, "spec.ingress[0].ports[1].endPort"), Some(13));
+        assert_eq!(line_of(DOC, "spec.ingress[0].ports[0].port"), Some(11));
+        assert_eq!(line_of(DOC, "spec.ingress[1].ports[0].port"), Some(16));
+        assert_eq!(line_of(DOC, "spec.ingress[0].from[0].podSelector"), Some(9));
+        assert_eq!(line_of(DOC, "metadata.name"), Some(4));
+        assert_eq!(line_of(DOC, "spec.egress[0]"), Some(5));
+    }
+}
