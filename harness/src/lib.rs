@@ -42,10 +42,13 @@
 //! assert!(!table.get(&xa, &yb));  // y/b is isolated for ingress by deny-all
 //! ```
 
+pub mod cli;
+pub mod cni;
 pub mod model;
 pub mod policy;
-pub mod scenario;
-pub mod truthtable;
 pub mod probe;
 pub mod provider;
 pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod truthtable;

@@ -323,6 +323,9 @@ mod tests {
     #[test]
     fn namespace_always_carries_its_name_label() {
         let ns = Namespace::new("y", Labels::new());
-        assert_eq!(ns.labels.get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("y"));
+        assert_eq!(
+            ns.labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+            Some("y")
+        );
     }
 }

@@ -15,7 +15,12 @@ pub struct TruthTable<T> {
 impl<T: Clone> TruthTable<T> {
     /// A table over `pods` (kept in the given order) with every cell set to `fill`.
     pub fn new(pods: Vec<PodRef>, fill: T) -> Self {
-        let index = pods.iter().cloned().enumerate().map(|(i, p)| (p, i)).collect();
+        let index = pods
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, p)| (p, i))
+            .collect();
         let n = pods.len();
         TruthTable {
             pods,
@@ -28,7 +33,12 @@ impl<T: Clone> TruthTable<T> {
 impl<T> TruthTable<T> {
     /// Builds a table by calling `f(from_index, to_index)` for every cell.
     pub fn from_fn(pods: Vec<PodRef>, mut f: impl FnMut(usize, usize) -> T) -> Self {
-        let index = pods.iter().cloned().enumerate().map(|(i, p)| (p, i)).collect();
+        let index = pods
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, p)| (p, i))
+            .collect();
         let n = pods.len();
         let mut cells = Vec::with_capacity(n * n);
         for i in 0..n {
@@ -140,6 +150,9 @@ mod tests {
         assert!(t.get(&pods[1], &pods[0]));
         assert_eq!(t.render_bool(), "-  \tx/a\tx/b\nx/a\t.\tX\nx/b\t.\t.\n");
         let other = TruthTable::new(pods.clone(), true);
-        assert_eq!(t.diff(&other), vec![(pods[0].clone(), pods[1].clone(), false)]);
+        assert_eq!(
+            t.diff(&other),
+            vec![(pods[0].clone(), pods[1].clone(), false)]
+        );
     }
 }

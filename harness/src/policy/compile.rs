@@ -183,7 +183,10 @@ impl CompiledPolicy {
         match &spec.policy_types {
             Some(t) if !t.is_empty() => {
                 if t.len() > 2 {
-                    errors.push(FieldError::new("spec.policyTypes", "may not have more than 2 items"));
+                    errors.push(FieldError::new(
+                        "spec.policyTypes",
+                        "may not have more than 2 items",
+                    ));
                 }
                 for (i, ty) in t.iter().enumerate() {
                     match ty.as_str() {
@@ -206,21 +209,23 @@ impl CompiledPolicy {
         }
 
         let mut compile_dir = |dir: Direction| -> Vec<Rule> {
-            let rules: Vec<(Option<&Vec<NetworkPolicyPeer>>, Option<&Vec<NetworkPolicyPort>>)> =
-                match dir {
-                    Direction::Ingress => spec
-                        .ingress
-                        .iter()
-                        .flatten()
-                        .map(|r| (r.from.as_ref(), r.ports.as_ref()))
-                        .collect(),
-                    Direction::Egress => spec
-                        .egress
-                        .iter()
-                        .flatten()
-                        .map(|r| (r.to.as_ref(), r.ports.as_ref()))
-                        .collect(),
-                };
+            let rules: Vec<(
+                Option<&Vec<NetworkPolicyPeer>>,
+                Option<&Vec<NetworkPolicyPort>>,
+            )> = match dir {
+                Direction::Ingress => spec
+                    .ingress
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.from.as_ref(), r.ports.as_ref()))
+                    .collect(),
+                Direction::Egress => spec
+                    .egress
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.to.as_ref(), r.ports.as_ref()))
+                    .collect(),
+            };
             rules
                 .into_iter()
                 .enumerate()
@@ -259,10 +264,7 @@ impl CompiledPolicy {
             return Err(errors);
         }
         Ok(CompiledPolicy {
-            key: PolicyRef {
-                namespace,
-                name,
-            },
+            key: PolicyRef { namespace, name },
             pod_selector,
             ingress: types.contains(&Direction::Ingress).then_some(ingress_rules),
             egress: types.contains(&Direction::Egress).then_some(egress_rules),
@@ -374,7 +376,11 @@ fn compile_ip_block(
     Some(Peer::IpBlock { cidr, except })
 }
 
-fn compile_port(p: &NetworkPolicyPort, path: &str, errors: &mut Vec<FieldError>) -> Option<PortMatch> {
+fn compile_port(
+    p: &NetworkPolicyPort,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<PortMatch> {
     let protocol = match p.protocol.as_deref() {
         None => Protocol::Tcp,
         Some(s) => match s.parse() {
@@ -460,7 +466,8 @@ pub fn is_port_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 15
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b.iter().any(|c| c.is_ascii_lowercase())
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
@@ -473,7 +480,8 @@ pub fn is_dns_label(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 pub fn is_dns_subdomain(s: &str) -> bool {

@@ -5,6 +5,7 @@
 //! `expect`, `explain`, reports and tests share one answer. No I/O here.
 
 pub mod compile;
+pub mod explain;
 pub mod oracle;
 pub mod selector;
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::model::{Model, Pod, PodRef, Probe};
 use crate::truthtable::TruthTable;
 
-use super::compile::{CompiledPolicy, Direction, NamespaceMatch, Peer, Rule};
 use super::PolicyRef;
+use super::compile::{CompiledPolicy, Direction, NamespaceMatch, Peer, Rule};
 
 /// Which rule (and which peer and port entry of it) allowed a connection. `None` for the peer or
 /// port means the rule had no `from`/`to` (every peer) or no `ports` (every port).

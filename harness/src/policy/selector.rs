@@ -17,10 +17,20 @@ use super::FieldError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "operator", rename_all = "PascalCase")]
 pub enum Requirement {
-    In { key: String, values: BTreeSet<String> },
-    NotIn { key: String, values: BTreeSet<String> },
-    Exists { key: String },
-    DoesNotExist { key: String },
+    In {
+        key: String,
+        values: BTreeSet<String>,
+    },
+    NotIn {
+        key: String,
+        values: BTreeSet<String>,
+    },
+    Exists {
+        key: String,
+    },
+    DoesNotExist {
+        key: String,
+    },
 }
 
 impl Requirement {
@@ -28,7 +38,9 @@ impl Requirement {
         match self {
             Requirement::In { key, values } => labels.get(key).is_some_and(|v| values.contains(v)),
             // NotIn matches pods without the key too, as the API documents.
-            Requirement::NotIn { key, values } => labels.get(key).is_none_or(|v| !values.contains(v)),
+            Requirement::NotIn { key, values } => {
+                labels.get(key).is_none_or(|v| !values.contains(v))
+            }
             Requirement::Exists { key } => labels.contains_key(key),
             Requirement::DoesNotExist { key } => !labels.contains_key(key),
         }
@@ -132,7 +144,10 @@ impl fmt::Display for Selector {
             .iter()
             .map(|r| match r {
                 Requirement::In { key, values } if values.len() == 1 => {
-                    format!("{key}={}", values.iter().next().map(String::as_str).unwrap_or(""))
+                    format!(
+                        "{key}={}",
+                        values.iter().next().map(String::as_str).unwrap_or("")
+                    )
                 }
                 Requirement::In { key, values } => format!("{key} in ({})", join(values)),
                 Requirement::NotIn { key, values } => format!("{key} notin ({})", join(values)),
@@ -203,7 +218,8 @@ fn is_dns_subdomain(s: &str) -> bool {
             && b.len() <= 63
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     })
 }
 
@@ -213,7 +229,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -303,7 +322,10 @@ mod tests {
     fn renders_like_kubectl() {
         let (s, _) = compile(LabelSelector {
             match_labels: Some([("app".to_string(), "web".to_string())].into()),
-            match_expressions: Some(vec![expr("env", "NotIn", &["dev", "qa"]), expr("x", "DoesNotExist", &[])]),
+            match_expressions: Some(vec![
+                expr("env", "NotIn", &["dev", "qa"]),
+                expr("x", "DoesNotExist", &[]),
+            ]),
         });
         assert_eq!(s.to_string(), "app=web,env notin (dev,qa),!x");
     }

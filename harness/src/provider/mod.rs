@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod kind;
+pub mod kubeconfig;
+pub mod local;
+
 use crate::probe::{Observation, ProbeRequest};
 use crate::scenario::{Scenario, Step};
 
@@ -21,6 +25,9 @@ pub enum ProviderError {
     Prerequisite(String),
     #[error("provider failed: {0}")]
     Failed(String),
+    /// The request itself is wrong (unknown CNI, a fault on a provider without faults…): exit 2.
+    #[error("{0}")]
+    InvalidInput(String),
     #[error("interrupted")]
     Interrupted,
 }

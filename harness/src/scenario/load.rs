@@ -14,18 +14,20 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::model::{ContainerPort, Labels, Model, Namespace, Pod, PodRef, Probe, Protocol, Workload};
+use crate::model::{
+    ContainerPort, Labels, Model, Namespace, Pod, PodRef, Probe, Protocol, Workload,
+};
 use crate::policy::compile::{is_dns_label, is_dns_subdomain, is_port_name};
 use crate::policy::selector::{check_label_key, check_label_value};
 use crate::policy::{CompiledPolicy, FieldError, PolicyRef};
 use crate::truthtable::TruthTable;
 
 use super::format::{
-    AllowWord, ExpectationSpec, ModelSpec, PortSpecYaml, ScenarioFile, StepSpec,
-    SCENARIO_API_VERSION,
+    AllowWord, ExpectationSpec, ModelSpec, PortSpecYaml, SCENARIO_API_VERSION, ScenarioFile,
+    StepSpec,
 };
 use super::yamlpos::line_of;
-use super::{allocate_ips, Change, Expectation, InputError, InputErrors, Scenario, Step};
+use super::{Change, Expectation, InputError, InputErrors, Scenario, Step, allocate_ips};
 
 /// What loading produced: the scenarios, and warnings (ignored kinds, CIDRs with host bits…).
 #[derive(Debug, Clone, Default)]
@@ -155,9 +157,9 @@ fn parse_documents(text: &str, file: &Path) -> Result<Vec<Doc>, InputErrors> {
     let mut errors = Vec::new();
     let mut index = 0;
     for (first_line, chunk) in chunks {
-        let meaningful = chunk
-            .lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && !l.starts_with('%'));
+        let meaningful = chunk.lines().any(|l| {
+            !l.trim().is_empty() && !l.trim_start().starts_with('#') && !l.starts_with('%')
+        });
         if !meaningful {
             continue;
         }
@@ -175,7 +177,9 @@ fn parse_documents(text: &str, file: &Path) -> Result<Vec<Doc>, InputErrors> {
                     file: file.to_path_buf(),
                     document: Some(index),
                     field: None,
-                    line: loc.map(|l| l.line() as usize + first_line - 1).or(Some(first_line)),
+                    line: loc
+                        .map(|l| l.line() as usize + first_line - 1)
+                        .or(Some(first_line)),
                     column: loc.map(|l| l.column() as usize),
                     message: format!("malformed YAML: {}", first_line_of(&e.to_string())),
                 });
@@ -312,11 +316,19 @@ const KINDS: [(&str, &str); 4] = [
 ];
 
 /// Reads one manifest document (or an object nested in a scenario at `base`) into `objs`.
-fn read_object(v: &Value, ctx: &DocCtx, base: &str, objs: &mut Objects, errors: &mut Vec<InputError>) {
+fn read_object(
+    v: &Value,
+    ctx: &DocCtx,
+    base: &str,
+    objs: &mut Objects,
+    errors: &mut Vec<InputError>,
+) {
     let origin = Origin {
         file: ctx.file.to_path_buf(),
         document: ctx.index,
-        line: line_of(ctx.text, base).map(|l| l + ctx.first_line - 1).unwrap_or(ctx.first_line),
+        line: line_of(ctx.text, base)
+            .map(|l| l + ctx.first_line - 1)
+            .unwrap_or(ctx.first_line),
         field: base.to_string(),
     };
     let Some(kind) = str_field(v, "kind") else {
@@ -366,11 +378,22 @@ fn read_object(v: &Value, ctx: &DocCtx, base: &str, objs: &mut Objects, errors: 
         "Pod" => match strict::<K8sPod>(v) {
             Ok(p) => {
                 let mut errs = Vec::new();
-                let containers = p.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[]);
+                let containers = p
+                    .spec
+                    .as_ref()
+                    .map(|s| s.containers.as_slice())
+                    .unwrap_or(&[]);
                 let ports = container_ports(containers, "spec.containers", &mut errs);
                 let ip = pod_ip(&p, &mut errs);
                 let image = containers.first().and_then(|c| c.image.clone());
-                match pod_from_meta(&p.metadata, "metadata", ports, image, Workload::Pod, &mut errs) {
+                match pod_from_meta(
+                    &p.metadata,
+                    "metadata",
+                    ports,
+                    image,
+                    Workload::Pod,
+                    &mut errs,
+                ) {
                     Some(pod) if errs.is_empty() => objs.pods.push((pod, ip, origin)),
                     _ => fail(errs, errors),
                 }
@@ -381,11 +404,18 @@ fn read_object(v: &Value, ctx: &DocCtx, base: &str, objs: &mut Objects, errors: 
             Ok(d) => {
                 let mut errs = Vec::new();
                 let name = d.metadata.name.clone().unwrap_or_default();
-                let ns = d.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let ns = d
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
                 let spec = Some(&d.spec);
                 let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
                 if replicas < 0 {
-                    errs.push(FieldError::new("spec.replicas", "must be greater than or equal to 0"));
+                    errs.push(FieldError::new(
+                        "spec.replicas",
+                        "must be greater than or equal to 0",
+                    ));
                 }
                 let tmpl = spec.map(|s| &s.template);
                 let containers = tmpl
@@ -395,7 +425,8 @@ fn read_object(v: &Value, ctx: &DocCtx, base: &str, objs: &mut Objects, errors: 
                 let ports = container_ports(containers, "spec.template.spec.containers", &mut errs);
                 let image = containers.first().and_then(|c| c.image.clone());
                 let labels = labels_of(
-                    tmpl.and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref()),
+                    tmpl.and_then(|t| t.metadata.as_ref())
+                        .and_then(|m| m.labels.as_ref()),
                     "spec.template.metadata.labels",
                     &mut errs,
                 );
@@ -430,7 +461,8 @@ fn read_object(v: &Value, ctx: &DocCtx, base: &str, objs: &mut Objects, errors: 
         "NetworkPolicy" => match strict::<NetworkPolicy>(v) {
             Ok(np) => match CompiledPolicy::compile(&np, "default") {
                 Ok(cp) => {
-                    objs.warnings.extend(cp.warnings.iter().map(|w| ctx.field(base, w)));
+                    objs.warnings
+                        .extend(cp.warnings.iter().map(|w| ctx.field(base, w)));
                     objs.policies.push((cp, origin));
                 }
                 Err(e) => fail(e, errors),
@@ -488,7 +520,11 @@ fn pod_from_meta(
     })
 }
 
-fn container_ports(containers: &[Container], path: &str, errs: &mut Vec<FieldError>) -> Vec<ContainerPort> {
+fn container_ports(
+    containers: &[Container],
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Vec<ContainerPort> {
     let mut out = Vec::new();
     for (i, c) in containers.iter().enumerate() {
         for (j, p) in c.ports.iter().flatten().enumerate() {
@@ -515,7 +551,9 @@ fn container_ports(containers: &[Container], path: &str, errs: &mut Vec<FieldErr
             {
                 errs.push(FieldError::new(
                     format!("{pp}.name"),
-                    format!("{n:?} is not a valid port name (1-15 lower-case alphanumerics or '-')"),
+                    format!(
+                        "{n:?} is not a valid port name (1-15 lower-case alphanumerics or '-')"
+                    ),
                 ));
                 continue;
             }
@@ -533,13 +571,18 @@ fn pod_ip(p: &K8sPod, errs: &mut Vec<FieldError>) -> Option<IpAddr> {
     let status = p.status.as_ref()?;
     let (raw, path) = match (&status.pod_ip, &status.pod_ips) {
         (Some(ip), _) => (ip.clone(), "status.podIP".to_string()),
-        (None, Some(ips)) if !ips.is_empty() => (ips[0].ip.clone(), "status.podIPs[0].ip".to_string()),
+        (None, Some(ips)) if !ips.is_empty() => {
+            (ips[0].ip.clone(), "status.podIPs[0].ip".to_string())
+        }
         _ => return None,
     };
     match raw.parse() {
         Ok(ip) => Some(ip),
         Err(_) => {
-            errs.push(FieldError::new(path, format!("{raw:?} is not an IP address")));
+            errs.push(FieldError::new(
+                path,
+                format!("{raw:?} is not an IP address"),
+            ));
             None
         }
     }
@@ -570,7 +613,8 @@ fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> State {
         }
         pods.insert(r, (pod, ip));
     }
-    let mut slots: Vec<(PodRef, Option<IpAddr>)> = pods.iter().map(|(r, (_, ip))| (r.clone(), *ip)).collect();
+    let mut slots: Vec<(PodRef, Option<IpAddr>)> =
+        pods.iter().map(|(r, (_, ip))| (r.clone(), *ip)).collect();
     let ips = allocate_ips(&mut slots);
     let mut seen: BTreeMap<IpAddr, PodRef> = BTreeMap::new();
     for ((r, (mut pod, _)), ip) in pods.into_iter().zip(ips) {
@@ -618,7 +662,10 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path) -> Result<Loaded, InputErro
             text: &d.text,
         };
         if !d.value.is_object() {
-            errors.push(ctx.field("", &FieldError::new("", "expected a Kubernetes object (a mapping)")));
+            errors.push(ctx.field(
+                "",
+                &FieldError::new("", "expected a Kubernetes object (a mapping)"),
+            ));
             continue;
         }
         read_object(&d.value, &ctx, "", &mut objs, &mut errors);
@@ -655,10 +702,19 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path) -> Result<Loaded, InputErro
 }
 
 fn upstream_objects(spec: &super::format::UpstreamSpec, objs: &mut Objects, origin: &Origin) {
-    let nss = spec.namespaces.clone().unwrap_or_else(|| vec!["x".into(), "y".into(), "z".into()]);
-    let pods = spec.pods.clone().unwrap_or_else(|| vec!["a".into(), "b".into(), "c".into()]);
+    let nss = spec
+        .namespaces
+        .clone()
+        .unwrap_or_else(|| vec!["x".into(), "y".into(), "z".into()]);
+    let pods = spec
+        .pods
+        .clone()
+        .unwrap_or_else(|| vec!["a".into(), "b".into(), "c".into()]);
     let ports = spec.ports.clone().unwrap_or_else(|| vec![80, 81]);
-    let protocols = spec.protocols.clone().unwrap_or_else(|| Protocol::ALL.to_vec());
+    let protocols = spec
+        .protocols
+        .clone()
+        .unwrap_or_else(|| Protocol::ALL.to_vec());
     for ns in &nss {
         objs.namespaces.push((
             Namespace::new(ns.clone(), Labels::from([("ns".to_string(), ns.clone())])),
@@ -692,7 +748,11 @@ fn upstream_objects(spec: &super::format::UpstreamSpec, objs: &mut Objects, orig
     }
 }
 
-fn yaml_ports(ports: &[PortSpecYaml], path: &str, errs: &mut Vec<FieldError>) -> Vec<ContainerPort> {
+fn yaml_ports(
+    ports: &[PortSpecYaml],
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Vec<ContainerPort> {
     ports
         .iter()
         .enumerate()
@@ -702,9 +762,16 @@ fn yaml_ports(ports: &[PortSpecYaml], path: &str, errs: &mut Vec<FieldError>) ->
                 port: probe.port,
                 protocol: probe.protocol,
             }),
-            PortSpecYaml::Long { port, protocol, name } => {
+            PortSpecYaml::Long {
+                port,
+                protocol,
+                name,
+            } => {
                 if *port == 0 {
-                    errs.push(FieldError::new(format!("{path}[{i}].port"), "0 is not a valid port number"));
+                    errs.push(FieldError::new(
+                        format!("{path}[{i}].port"),
+                        "0 is not a valid port number",
+                    ));
                     return None;
                 }
                 if let Some(n) = name
@@ -726,16 +793,13 @@ fn yaml_ports(ports: &[PortSpecYaml], path: &str, errs: &mut Vec<FieldError>) ->
         .collect()
 }
 
-fn model_objects(
-    spec: &ModelSpec,
-    ctx: &DocCtx,
-    objs: &mut Objects,
-    errors: &mut Vec<InputError>,
-) {
+fn model_objects(spec: &ModelSpec, ctx: &DocCtx, objs: &mut Objects, errors: &mut Vec<InputError>) {
     let origin = |field: String| Origin {
         file: ctx.file.to_path_buf(),
         document: ctx.index,
-        line: line_of(ctx.text, &field).map(|l| l + ctx.first_line - 1).unwrap_or(ctx.first_line),
+        line: line_of(ctx.text, &field)
+            .map(|l| l + ctx.first_line - 1)
+            .unwrap_or(ctx.first_line),
         field,
     };
     if let Some(u) = &spec.upstream {
@@ -745,15 +809,22 @@ fn model_objects(
         let base = format!("model.namespaces[{i}]");
         let mut errs = Vec::new();
         if !is_dns_label(&ns.name) {
-            errs.push(FieldError::new("name", format!("{:?} is not a valid namespace name", ns.name)));
+            errs.push(FieldError::new(
+                "name",
+                format!("{:?} is not a valid namespace name", ns.name),
+            ));
         }
         labels_of(Some(&ns.labels), "labels", &mut errs);
         if errs.is_empty() {
             // A namespace also declared by the upstream shorthand gets its labels merged.
-            if let Some((existing, _)) = objs.namespaces.iter_mut().find(|(n, _)| n.name == ns.name) {
+            if let Some((existing, _)) = objs.namespaces.iter_mut().find(|(n, _)| n.name == ns.name)
+            {
                 existing.labels.extend(ns.labels.clone());
             } else {
-                objs.namespaces.push((Namespace::new(ns.name.clone(), ns.labels.clone()), origin(base)));
+                objs.namespaces.push((
+                    Namespace::new(ns.name.clone(), ns.labels.clone()),
+                    origin(base),
+                ));
             }
         } else {
             errors.extend(errs.iter().map(|e| ctx.field(&base, e)));
@@ -785,7 +856,10 @@ fn model_objects(
         let ports = yaml_ports(&d.ports, "ports", &mut errs);
         labels_of(Some(&d.labels), "labels", &mut errs);
         if !is_dns_subdomain(&d.name) {
-            errs.push(FieldError::new("name", format!("{:?} is not a valid name", d.name)));
+            errs.push(FieldError::new(
+                "name",
+                format!("{:?} is not a valid name", d.name),
+            ));
         }
         if !errs.is_empty() {
             errors.extend(errs.iter().map(|e| ctx.field(&base, e)));
@@ -815,7 +889,13 @@ fn model_objects(
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(ctx.field("", &FieldError::new(format!("model.manifests[{i}]"), format!("cannot read {}: {e}", path.display()))));
+                errors.push(ctx.field(
+                    "",
+                    &FieldError::new(
+                        format!("model.manifests[{i}]"),
+                        format!("cannot read {}: {e}", path.display()),
+                    ),
+                ));
                 continue;
             }
         };
@@ -850,17 +930,27 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
             "",
             &FieldError::new(
                 "apiVersion",
-                format!("unsupported scenario schema {:?} (this build reads {SCENARIO_API_VERSION:?})", sf.api_version),
+                format!(
+                    "unsupported scenario schema {:?} (this build reads {SCENARIO_API_VERSION:?})",
+                    sf.api_version
+                ),
             ),
         ));
     }
     if sf.kind != "Scenario" {
-        errors.push(ctx.field("", &FieldError::new("kind", format!("expected \"Scenario\", found {:?}", sf.kind))));
+        errors.push(ctx.field(
+            "",
+            &FieldError::new(
+                "kind",
+                format!("expected \"Scenario\", found {:?}", sf.kind),
+            ),
+        ));
     }
     let mut objs = Objects::default();
     model_objects(&sf.model, &ctx, &mut objs, &mut errors);
     let mut warnings = std::mem::take(&mut objs.warnings);
-    let initial_policies: Vec<PolicyRef> = objs.policies.iter().map(|(p, _)| p.key.clone()).collect();
+    let initial_policies: Vec<PolicyRef> =
+        objs.policies.iter().map(|(p, _)| p.key.clone()).collect();
     let mut state = resolve(objs, &mut errors);
     if !errors.is_empty() {
         return Err(InputErrors(errors));
@@ -885,10 +975,16 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
     for (si, spec) in step_specs.iter().enumerate() {
         let base = format!("steps[{si}]");
         if !names.insert(spec.name.clone()) {
-            errors.push(ctx.field(&base, &FieldError::new("name", format!("step name {:?} is used twice", spec.name))));
+            errors.push(ctx.field(
+                &base,
+                &FieldError::new("name", format!("step name {:?} is used twice", spec.name)),
+            ));
         }
         let mut changes: Vec<Change> = if si == 0 {
-            initial_policies.iter().map(|p| Change::ApplyPolicy { policy: p.clone() }).collect()
+            initial_policies
+                .iter()
+                .map(|p| Change::ApplyPolicy { policy: p.clone() })
+                .collect()
         } else {
             Vec::new()
         };
@@ -896,7 +992,10 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
             let abase = format!("{base}.apply[{ai}]");
             let mut objs = Objects::default();
             if str_field(v, "kind") != Some("NetworkPolicy") {
-                errors.push(ctx.field(&abase, &FieldError::new("kind", "steps apply NetworkPolicy objects only")));
+                errors.push(ctx.field(
+                    &abase,
+                    &FieldError::new("kind", "steps apply NetworkPolicy objects only"),
+                ));
                 continue;
             }
             read_object(v, &ctx, &abase, &mut objs, &mut errors);
@@ -907,19 +1006,30 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
                     .namespaces
                     .entry(p.key.namespace.clone())
                     .or_insert_with(|| Namespace::new(p.key.namespace.clone(), Labels::new()));
-                changes.push(Change::ApplyPolicy { policy: p.key.clone() });
+                changes.push(Change::ApplyPolicy {
+                    policy: p.key.clone(),
+                });
                 state.policies.insert(p.key.clone(), p);
             }
         }
         for (di, d) in spec.delete.iter().enumerate() {
             let key = match d.split_once('/') {
-                Some((ns, name)) => PolicyRef { namespace: ns.into(), name: name.into() },
-                None => PolicyRef { namespace: "default".into(), name: d.clone() },
+                Some((ns, name)) => PolicyRef {
+                    namespace: ns.into(),
+                    name: name.into(),
+                },
+                None => PolicyRef {
+                    namespace: "default".into(),
+                    name: d.clone(),
+                },
             };
             if state.policies.remove(&key).is_none() {
                 errors.push(ctx.field(
                     &base,
-                    &FieldError::new(format!("delete[{di}]"), format!("no NetworkPolicy {key} exists at this step")),
+                    &FieldError::new(
+                        format!("delete[{di}]"),
+                        format!("no NetworkPolicy {key} exists at this step"),
+                    ),
                 ));
             } else {
                 changes.push(Change::DeletePolicy { policy: key });
@@ -942,20 +1052,32 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
                         p.labels.remove(k);
                     }
                     p.labels.extend(l.set.clone());
-                    changes.push(Change::LabelPod { pod: r, set: l.set.clone(), remove: l.remove.clone() });
+                    changes.push(Change::LabelPod {
+                        pod: r,
+                        set: l.set.clone(),
+                        remove: l.remove.clone(),
+                    });
                 }
                 Some(_) => errors.extend(errs.iter().map(|e| ctx.field(&lbase, e))),
-                None => errors.push(ctx.field(&lbase, &FieldError::new("pod", format!("no pod {r} in the model")))),
+                None => errors.push(ctx.field(
+                    &lbase,
+                    &FieldError::new("pod", format!("no pod {r} in the model")),
+                )),
             }
         }
         for (li, l) in spec.label_namespaces.iter().enumerate() {
             let lbase = format!("{base}.labelNamespaces[{li}]");
             let mut errs = Vec::new();
             labels_of(Some(&l.set), "set", &mut errs);
-            if l.remove.iter().any(|k| k == crate::model::NAMESPACE_NAME_LABEL)
+            if l.remove
+                .iter()
+                .any(|k| k == crate::model::NAMESPACE_NAME_LABEL)
                 || l.set.contains_key(crate::model::NAMESPACE_NAME_LABEL)
             {
-                errs.push(FieldError::new("set", "kubernetes.io/metadata.name is managed by the API server"));
+                errs.push(FieldError::new(
+                    "set",
+                    "kubernetes.io/metadata.name is managed by the API server",
+                ));
             }
             match state.model.namespaces.get_mut(&l.namespace) {
                 Some(ns) if errs.is_empty() => {
@@ -972,7 +1094,10 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
                 Some(_) => errors.extend(errs.iter().map(|e| ctx.field(&lbase, e))),
                 None => errors.push(ctx.field(
                     &lbase,
-                    &FieldError::new("namespace", format!("no namespace {:?} in the model", l.namespace)),
+                    &FieldError::new(
+                        "namespace",
+                        format!("no namespace {:?} in the model", l.namespace),
+                    ),
                 )),
             }
         }
@@ -1044,13 +1169,21 @@ fn resolve_expectation(
         (Some(p), None) => vec![*p],
         (None, Some(ps)) => ps.clone(),
         (None, None) => step_probes.to_vec(),
-        (Some(_), Some(_)) => return Err(FieldError::new("probe", "give `probe` or `probes`, not both")),
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new(
+                "probe",
+                "give `probe` or `probes`, not both",
+            ));
+        }
     };
     let base = e.default.unwrap_or(AllowWord::Allow) == AllowWord::Allow;
     let mut table = TruthTable::new(model.pod_refs(), base);
     if let Some(t) = &e.table {
         if !e.cells.is_empty() {
-            return Err(FieldError::new("table", "give `table` or `cells`, not both"));
+            return Err(FieldError::new(
+                "table",
+                "give `table` or `cells`, not both",
+            ));
         }
         let mut lines = t.lines().filter(|l| !l.trim().is_empty());
         let header: Vec<&str> = lines
@@ -1059,24 +1192,44 @@ fn resolve_expectation(
             .unwrap_or_default();
         let cols: Vec<PodRef> = header
             .iter()
-            .map(|h| h.parse::<PodRef>().map_err(|err| FieldError::new("table", err.to_string())))
+            .map(|h| {
+                h.parse::<PodRef>()
+                    .map_err(|err| FieldError::new("table", err.to_string()))
+            })
             .collect::<Result<_, _>>()?;
         for line in lines {
             let mut parts = line.split_whitespace();
             let Some(row) = parts.next() else { continue };
-            let from: PodRef = row.parse().map_err(|err: crate::model::BadPodRef| FieldError::new("table", err.to_string()))?;
+            let from: PodRef = row.parse().map_err(|err: crate::model::BadPodRef| {
+                FieldError::new("table", err.to_string())
+            })?;
             let marks: Vec<&str> = parts.collect();
             if marks.len() != cols.len() {
-                return Err(FieldError::new("table", format!("row {from} has {} cells for {} columns", marks.len(), cols.len())));
+                return Err(FieldError::new(
+                    "table",
+                    format!(
+                        "row {from} has {} cells for {} columns",
+                        marks.len(),
+                        cols.len()
+                    ),
+                ));
             }
             for (to, m) in cols.iter().zip(marks) {
                 let allowed = match m {
                     "." => true,
                     "X" | "x" => false,
-                    other => return Err(FieldError::new("table", format!("cell {other:?} in row {from} (use . or X)"))),
+                    other => {
+                        return Err(FieldError::new(
+                            "table",
+                            format!("cell {other:?} in row {from} (use . or X)"),
+                        ));
+                    }
                 };
                 if !table.set(&from, to, allowed) {
-                    return Err(FieldError::new("table", format!("{from} -> {to}: no such pod in this step")));
+                    return Err(FieldError::new(
+                        "table",
+                        format!("{from} -> {to}: no such pod in this step"),
+                    ));
                 }
             }
         }
@@ -1091,5 +1244,11 @@ fn resolve_expectation(
             }
         }
     }
-    Ok(probes.into_iter().map(|probe| Expectation { probe, table: table.clone() }).collect())
+    Ok(probes
+        .into_iter()
+        .map(|probe| Expectation {
+            probe,
+            table: table.clone(),
+        })
+        .collect())
 }

@@ -21,7 +21,7 @@ use crate::truthtable::TruthTable;
 
 pub use error::{InputError, InputErrors};
 pub use format::{ExpectationSpec, SCENARIO_API_VERSION};
-pub use load::{load_paths, load_str, Loaded};
+pub use load::{Loaded, load_paths, load_str};
 pub use yamlpos::line_of;
 
 /// The first address handed to pods that do not state one (`status.podIP`): pods get
@@ -32,10 +32,22 @@ pub const ALLOCATION_BASE: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Change {
-    ApplyPolicy { policy: PolicyRef },
-    DeletePolicy { policy: PolicyRef },
-    LabelPod { pod: PodRef, set: BTreeMap<String, String>, remove: Vec<String> },
-    LabelNamespace { namespace: String, set: BTreeMap<String, String>, remove: Vec<String> },
+    ApplyPolicy {
+        policy: PolicyRef,
+    },
+    DeletePolicy {
+        policy: PolicyRef,
+    },
+    LabelPod {
+        pod: PodRef,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
+    LabelNamespace {
+        namespace: String,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
 }
 
 /// Hand-written expectations for some probes of a step: a full truth table per probe.
@@ -132,7 +144,10 @@ pub struct Scenario {
 impl Scenario {
     /// Every disagreement between hand-written expectations and the oracle, over all steps.
     pub fn check_expectations(&self) -> Vec<ExpectationMismatch> {
-        self.steps.iter().flat_map(|s| s.check_expectations()).collect()
+        self.steps
+            .iter()
+            .flat_map(|s| s.check_expectations())
+            .collect()
     }
 }
 

@@ -13,7 +13,10 @@ pub fn line_of(doc: &str, path: &str) -> Option<usize> {
             Segment::Key(k) => {
                 let hit = (range.0..range.1).find_map(|i| {
                     let (indent, content) = split_indent(lines[i]);
-                    let content = content.strip_prefix("- ").map(str::trim_start).unwrap_or(content);
+                    let content = content
+                        .strip_prefix("- ")
+                        .map(str::trim_start)
+                        .unwrap_or(content);
                     let extra = if lines[i].trim_start().starts_with("- ") {
                         lines[i].trim_start().len() - content.len()
                     } else {
@@ -27,7 +30,10 @@ pub fn line_of(doc: &str, path: &str) -> Option<usize> {
                 let end = (i + 1..range.1)
                     .find(|&j| {
                         let (ji, c) = split_indent(lines[j]);
-                        !c.is_empty() && !c.starts_with('#') && (ji as isize) <= ind && !c.starts_with("- ")
+                        !c.is_empty()
+                            && !c.starts_with('#')
+                            && (ji as isize) <= ind
+                            && !c.starts_with("- ")
                             || (!c.is_empty() && (ji as isize) < ind)
                     })
                     .unwrap_or(range.1);
@@ -39,10 +45,14 @@ pub fn line_of(doc: &str, path: &str) -> Option<usize> {
                 let dashes: Vec<(usize, usize)> = (range.0..range.1)
                     .filter_map(|i| {
                         let (ind, c) = split_indent(lines[i]);
-                        c.starts_with("- ").then_some((i, ind)).or((c == "-").then_some((i, ind)))
+                        c.starts_with("- ")
+                            .then_some((i, ind))
+                            .or((c == "-").then_some((i, ind)))
                     })
                     .collect();
-                let Some(min) = dashes.iter().map(|d| d.1).min() else { break };
+                let Some(min) = dashes.iter().map(|d| d.1).min() else {
+                    break;
+                };
                 let items: Vec<usize> = dashes.iter().filter(|d| d.1 == min).map(|d| d.0).collect();
                 let Some(&start) = items.get(n) else { break };
                 let end = items.get(n + 1).copied().unwrap_or(range.1);
@@ -85,10 +95,7 @@ fn split_indent(line: &str) -> (usize, &str) {
 }
 
 fn is_key(content: &str, key: &str) -> bool {
-    let unq = |c: &str| {
-        c.strip_prefix(key)
-            .is_some_and(|r| r.starts_with(':'))
-    };
+    let unq = |c: &str| c.strip_prefix(key).is_some_and(|r| r.starts_with(':'));
     unq(content)
         || content
             .strip_prefix('"')

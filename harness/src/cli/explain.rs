@@ -1,0 +1,63 @@
+//! `netpolc explain`: one cell of the oracle and why.
+
+use crate::policy::explain::render;
+use crate::scenario::load_paths;
+
+use super::{ExplainArgs, Format, exit, print_warnings, report_input_errors};
+
+pub fn run(args: ExplainArgs) -> u8 {
+    let loaded = match load_paths(std::slice::from_ref(&args.path)) {
+        Ok(l) => l,
+        Err(e) => return report_input_errors(&e),
+    };
+    print_warnings(&loaded.warnings);
+    let scenario = match &args.scenario {
+        Some(name) => loaded.scenarios.iter().find(|s| &s.name == name),
+        None => loaded.scenarios.first(),
+    };
+    let Some(scenario) = scenario else {
+        eprintln!(
+            "error: no scenario {:?} in {}",
+            args.scenario.unwrap_or_default(),
+            args.path.display()
+        );
+        return exit::BAD_INPUT;
+    };
+    let step = match &args.step {
+        Some(name) => scenario.steps.iter().find(|s| &s.name == name),
+        None => scenario.steps.last(),
+    };
+    let Some(step) = step else {
+        let names: Vec<&str> = scenario.steps.iter().map(|s| s.name.as_str()).collect();
+        eprintln!(
+            "error: no step {:?} in scenario {} (steps: {})",
+            args.step.unwrap_or_default(),
+            scenario.name,
+            names.join(", ")
+        );
+        return exit::BAD_INPUT;
+    };
+    let Some(decision) = step.explain(&args.from, &args.to, args.probe) else {
+        let missing = if step.model.pod(&args.from).is_none() {
+            &args.from
+        } else {
+            &args.to
+        };
+        eprintln!(
+            "error: no pod {missing} in step {} of scenario {}",
+            step.name, scenario.name
+        );
+        return exit::BAD_INPUT;
+    };
+    match args.format {
+        Format::Json => match serde_json::to_string_pretty(&decision) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::BAD_INPUT;
+            }
+        },
+        Format::Table => print!("{}", render(&decision, step)),
+    }
+    exit::OK
+}

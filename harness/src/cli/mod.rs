@@ -1,0 +1,209 @@
+//! The `netpolc` command line: parse, call the library, map the result to the contract's exit
+//! codes (0 ok / verdict as expected, 1 verdict differs, 2 bad input or usage, 3 prerequisites
+//! missing or provider failed). Each subcommand lives in its own file.
+
+mod cleanup;
+mod diff;
+mod expect;
+mod explain;
+mod faults;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::{PodRef, Probe};
+use crate::report::Verdict;
+use crate::scenario::InputErrors;
+
+/// Exit statuses fixed by the contract.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const VERDICT_MISMATCH: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+    pub const PREREQUISITE: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netpolc",
+    version,
+    about = "Conformance harness for Kubernetes NetworkPolicy enforcement",
+    long_about = "Computes the reachability NetworkPolicy v1 requires (expect, explain), realises \
+                  scenarios on a dataplane and probes every pod → pod × port × protocol cell (run), \
+                  and reports whether the dataplane enforces what Kubernetes requires."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the reachability NetworkPolicy semantics require (no cluster, no privileges).
+    Expect(ExpectArgs),
+    /// Explain the oracle's verdict for one cell.
+    Explain(ExplainArgs),
+    /// Realise scenarios on a provider, probe the matrix, compare with the oracle.
+    Run(RunArgs),
+    /// List the faults the local dataplane can inject (`run --fault NAME`).
+    Faults,
+    /// Remove leftovers (network namespaces, links, nft tables, kind clusters) of crashed runs.
+    Cleanup(CleanupArgs),
+    /// Compare two runs cell by cell (e.g. two CNIs, two versions of one CNI).
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpectArgs {
+    /// Scenario files, manifest files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Probe PORT/PROTO (repeatable); replaces the declared container ports.
+    #[arg(long = "probe", value_name = "PORT/PROTO")]
+    pub probes: Vec<Probe>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// One scenario or manifest file.
+    pub path: PathBuf,
+    #[arg(long, value_name = "NS/POD")]
+    pub from: PodRef,
+    #[arg(long, value_name = "NS/POD")]
+    pub to: PodRef,
+    #[arg(long, value_name = "PORT/PROTO")]
+    pub probe: Probe,
+    /// Step name (default: the last step).
+    #[arg(long)]
+    pub step: Option<String>,
+    /// Scenario name when the path holds several (default: the first).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    Local,
+    Kind,
+    Kubeconfig,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files, manifest files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: ProviderKind,
+    /// CNI: local `nftables` (default) or `none`; kind: a catalogue name (kindnet, calico, …).
+    #[arg(long)]
+    pub cni: Option<String>,
+    /// Inject a named non-conformance (local provider only; repeatable). See `netpolc faults`.
+    #[arg(long = "fault", value_name = "NAME")]
+    pub faults: Vec<String>,
+    /// The verdict that makes the exit status 0.
+    #[arg(long, default_value = "conformant")]
+    pub expect_verdict: Verdict,
+    /// Where report.json, junit.xml and report.html go (default reports/<run-id>/).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Probe PORT/PROTO (repeatable); replaces each step's probes.
+    #[arg(long = "probe", value_name = "PORT/PROTO")]
+    pub probes: Vec<Probe>,
+    /// Per-probe timeout in milliseconds (default: 1000 local, 3000 on clusters).
+    #[arg(long)]
+    pub probe_timeout_ms: Option<u64>,
+    /// Attempts for a wrong cell (the first included) before it counts as failed.
+    #[arg(long, default_value_t = 2)]
+    pub attempts: u32,
+    /// How long a step may take to converge, in milliseconds (default: 3000 local, 60000 clusters).
+    #[arg(long)]
+    pub step_timeout_ms: Option<u64>,
+    /// Print the plan as YAML and exit without touching anything (kind, kubeconfig).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// kind: keep the cluster after the run.
+    #[arg(long)]
+    pub keep_cluster: bool,
+    /// kubeconfig: the context to use (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Write a GitHub job-summary markdown file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_md: Option<PathBuf>,
+    /// Only the verdict line and errors.
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Every cell, not only mismatches.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Only this run id (default: every leftover of netpolc runs).
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Expect(a) => expect::run(a),
+        Command::Explain(a) => explain::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Faults => faults::run(),
+        Command::Cleanup(a) => cleanup::run(a),
+        Command::Diff(a) => diff::run(a),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints input errors the same way everywhere and returns the bad-input status.
+pub(crate) fn report_input_errors(e: &InputErrors) -> u8 {
+    eprintln!("error: invalid input");
+    for err in &e.0 {
+        eprintln!("  {err}");
+    }
+    exit::BAD_INPUT
+}
+
+/// Prints warnings (ignored kinds, CIDRs with host bits) to stderr.
+pub(crate) fn print_warnings(w: &[crate::scenario::InputError]) {
+    for w in w {
+        eprintln!("warning: {w}");
+    }
+}

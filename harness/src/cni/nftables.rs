@@ -1,0 +1,1 @@
+//! Compiles a step's policies into an nftables ruleset per pod. Filled by the local dataplane work.

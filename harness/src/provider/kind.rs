@@ -1,0 +1,76 @@
+//! The kind provider. Filled by the real-cluster work; this stub fixes the API the CLI calls.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::probe::{Observation, ProbeRequest};
+use crate::scenario::{Scenario, Step};
+
+use super::{Platform, PlatformInfo, ProviderError, Session};
+
+#[derive(Debug, Clone)]
+pub struct KindOptions {
+    pub run_id: String,
+    pub cni: String,
+    pub keep_cluster: bool,
+}
+
+pub struct KindPlatform {
+    _opts: KindOptions,
+}
+
+impl KindPlatform {
+    /// Checks prerequisites and prepares the platform (for kind: creates the cluster).
+    pub async fn create(opts: KindOptions) -> Result<Self, ProviderError> {
+        let _ = opts;
+        Err(ProviderError::Prerequisite(
+            "the kind provider is not implemented yet".into(),
+        ))
+    }
+}
+
+/// The whole plan as YAML documents, touching nothing (`run --dry-run`).
+pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, ProviderError> {
+    let _ = (scenarios, opts);
+    Err(ProviderError::Prerequisite(
+        "--dry-run for kind is not implemented yet".into(),
+    ))
+}
+
+pub struct KindSession;
+
+impl Session for KindSession {
+    fn apply(&mut self, _step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        async { Err(ProviderError::Failed("not implemented".into())) }
+    }
+    fn probe(
+        &self,
+        _batch: &[ProbeRequest],
+        _timeout: Duration,
+    ) -> impl Future<Output = Vec<Observation>> + Send {
+        async { Vec::new() }
+    }
+    fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+impl Platform for KindPlatform {
+    type Session = KindSession;
+    fn info(&self) -> PlatformInfo {
+        PlatformInfo::default()
+    }
+    fn max_parallel(&self) -> usize {
+        1
+    }
+    fn open(
+        &self,
+        _n: usize,
+        _scenario: &Scenario,
+    ) -> impl Future<Output = Result<KindSession, ProviderError>> + Send {
+        async { Err(ProviderError::Failed("not implemented".into())) }
+    }
+    fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        async { Ok(()) }
+    }
+}
