@@ -181,7 +181,7 @@ fn parse_documents(text: &str, file: &Path) -> Result<Vec<Doc>, InputErrors> {
                         .map(|l| l.line() as usize + first_line - 1)
                         .or(Some(first_line)),
                     column: loc.map(|l| l.column() as usize),
-                    message: format!("malformed YAML: {}", first_line_of(&e.to_string())),
+                    message: format!("malformed YAML: {}", yaml_message(&e.to_string())),
                 });
             }
         }
@@ -196,6 +196,17 @@ fn parse_documents(text: &str, file: &Path) -> Result<Vec<Doc>, InputErrors> {
 
 fn first_line_of(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+/// The parser's message without its own `error: line L column C: ` prefix, which the error's
+/// location already says (with the line counted in the whole file, not the document).
+fn yaml_message(s: &str) -> &str {
+    let first = first_line_of(s);
+    let rest = first.strip_prefix("error: ").unwrap_or(first);
+    match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((loc, msg)) if loc.contains("column") => msg,
+        _ => rest,
+    }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -1300,6 +1311,15 @@ mod tests {
              egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: []}}], ports: []}]\n",
         );
         assert!(loaded.is_ok(), "{loaded:?}");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_keep_only_the_message() {
+        assert_eq!(
+            yaml_message("error: line 4 column 5: did not find expected ','\nmore"),
+            "did not find expected ','"
+        );
+        assert_eq!(yaml_message("something else"), "something else");
     }
 
     #[test]
