@@ -3,12 +3,16 @@
 //! agree with the oracle cell by cell. Plain manifest files cannot carry expectations and are only
 //! required to load.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use netpol_conformance::cni::faults::Fault;
-use netpol_conformance::model::Probe;
+use netpol_conformance::model::{Probe, Protocol};
+use netpol_conformance::policy::{
+    CompiledPolicy, NamespaceMatch, Oracle, Peer, PortSpec, Selector,
+};
 use netpol_conformance::scenario::{Scenario, load_paths};
+use netpol_conformance::truthtable::TruthTable;
 use rstest::rstest;
 
 fn scenarios_dir() -> PathBuf {
@@ -187,50 +191,205 @@ fn upstream_directory_covers_the_e2e_suite() {
     }
 }
 
-/// The README's fault table names, for every fault the local dataplane can inject, shipped files
-/// that catch it; keep the table complete and its paths real.
-#[test]
-fn readme_names_a_catching_scenario_for_every_fault() {
-    let readme = std::fs::read_to_string(scenarios_dir().join("README.md")).expect("README");
-    let mut rows: BTreeMap<String, String> = BTreeMap::new();
-    for line in readme.lines() {
-        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cols.len() >= 3 && cols[1].starts_with('`') && cols[2].contains(".yaml") {
-            rows.insert(cols[1].trim_matches('`').to_string(), cols[2].to_string());
+// ---------------------------------------------------------------------------------------------
+// Fault coverage. Each fault the local dataplane can inject is emulated here on the oracle, from
+// its one-sentence description (`netpolc faults`), and the README's table is checked: every file
+// it names for a fault has some TCP or UDP cell (SCTP is unsupported locally) where the faulty
+// answer differs from the right one, so running that file against the faulty dataplane fails.
+// This checks the catalogue, not the dataplane: the real faults live in the local CNI.
+// ---------------------------------------------------------------------------------------------
+
+/// Rewrites compiled policies the way a fault that can be expressed as a policy change would.
+fn rewrite(fault: Fault, policies: &[CompiledPolicy]) -> Vec<CompiledPolicy> {
+    let mut out = policies.to_vec();
+    for p in &mut out {
+        let ns = p.key.namespace.clone();
+        if fault == Fault::IgnoreEgress {
+            p.egress = None;
+        }
+        for rules in [p.ingress.as_mut(), p.egress.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            for rule in rules.iter_mut() {
+                for pm in rule.ports.iter_mut().flatten() {
+                    match (&mut pm.port, fault) {
+                        // A name no pod can declare (upper case): never resolves, never matches.
+                        (PortSpec::Named(name), Fault::IgnoreNamedPorts) => {
+                            *name = "NEVER".to_string();
+                        }
+                        (PortSpec::Range { start, end }, Fault::IgnoreEndport) => *end = *start,
+                        _ => {}
+                    }
+                }
+                let Some(peers) = rule.peers.as_mut() else {
+                    continue;
+                };
+                let mut rewritten = Vec::new();
+                for peer in peers.drain(..) {
+                    match (peer, fault) {
+                        (Peer::IpBlock { cidr, .. }, Fault::IgnoreExcept) => {
+                            rewritten.push(Peer::IpBlock {
+                                cidr,
+                                except: Vec::new(),
+                            });
+                        }
+                        (
+                            Peer::Pods {
+                                namespaces: NamespaceMatch::Selector(nss),
+                                pods,
+                            },
+                            Fault::PeerOr,
+                        ) if !pods.is_everything() => {
+                            // Either selector alone: the namespaces' pods, or the policy's own
+                            // namespace's matching pods.
+                            rewritten.push(Peer::Pods {
+                                namespaces: NamespaceMatch::Selector(nss),
+                                pods: Selector::everything(),
+                            });
+                            rewritten.push(Peer::Pods {
+                                namespaces: NamespaceMatch::Same(ns.clone()),
+                                pods,
+                            });
+                        }
+                        (
+                            Peer::Pods {
+                                namespaces: NamespaceMatch::Selector(_),
+                                pods,
+                            },
+                            Fault::IgnoreNamespaceSelector,
+                        ) => rewritten.push(Peer::Pods {
+                            namespaces: NamespaceMatch::Same(ns.clone()),
+                            pods,
+                        }),
+                        (peer, _) => rewritten.push(peer),
+                    }
+                }
+                *peers = rewritten;
+            }
         }
     }
-    let files: BTreeSet<String> = all_files()
-        .iter()
-        .map(|p| {
-            p.strip_prefix(scenarios_dir())
-                .expect("under scenarios/")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    out
+}
+
+/// The matrix a dataplane with `fault` would show for step `si` of `scenario`.
+fn faulty_matrix(fault: Fault, scenario: &Scenario, si: usize, probe: Probe) -> TruthTable<bool> {
+    let step = &scenario.steps[si];
+    let pods = step.model.pod_refs();
+    match fault {
+        Fault::UdpUnenforced if probe.protocol == Protocol::Udp => TruthTable::new(pods, true),
+        Fault::UdpUnenforced => step.oracle().matrix(probe),
+        Fault::StaleUpdates => {
+            let first = &scenario.steps[0];
+            Oracle::new(&first.model, &first.policies).matrix(probe)
+        }
+        Fault::Intersection => {
+            // Every selecting policy must allow, per direction.
+            let full = step.oracle();
+            let single: BTreeMap<String, Oracle<'_>> = step
+                .policies
+                .iter()
+                .map(|p| {
+                    (
+                        p.key.to_string(),
+                        Oracle::new(&step.model, std::slice::from_ref(p)),
+                    )
+                })
+                .collect();
+            TruthTable::from_fn(pods.clone(), |i, j| {
+                let d = full.decide(&pods[i], &pods[j], probe).expect("pods");
+                let each = |sel: &[netpol_conformance::policy::PolicyRef], egress: bool| {
+                    sel.iter().all(|k| {
+                        let one = single[&k.to_string()]
+                            .decide(&pods[i], &pods[j], probe)
+                            .expect("pods");
+                        if egress {
+                            one.egress.allowed
+                        } else {
+                            one.ingress.allowed
+                        }
+                    })
+                };
+                each(&d.egress.selecting, true) && each(&d.ingress.selecting, false)
+            })
+        }
+        Fault::Stateless => {
+            // The reply travels to -> from and must itself pass both ends' policies.
+            let o = step.oracle();
+            TruthTable::from_fn(pods.clone(), |i, j| {
+                let fwd = o.decide(&pods[i], &pods[j], probe).expect("pods").allowed;
+                let back = o.decide(&pods[j], &pods[i], probe).expect("pods").allowed;
+                fwd && back
+            })
+        }
+        other => Oracle::new(&step.model, &rewrite(other, &step.policies)).matrix(probe),
+    }
+}
+
+/// Whether running `scenario` on a dataplane with `fault` shows a wrong TCP or UDP cell.
+fn catches(fault: Fault, scenario: &Scenario) -> bool {
+    scenario.steps.iter().enumerate().any(|(si, step)| {
+        let right = step.oracle();
+        step.probes
+            .iter()
+            .filter(|p| p.protocol != Protocol::Sctp)
+            .any(|&probe| right.matrix(probe) != faulty_matrix(fault, scenario, si, probe))
+    })
+}
+
+#[test]
+fn every_fault_is_caught_by_the_files_the_readme_names() {
+    let readme = std::fs::read_to_string(scenarios_dir().join("README.md")).expect("README");
+    let dir = scenarios_dir();
     for fault in Fault::ALL {
-        let cell = rows
-            .get(fault.name())
-            .unwrap_or_else(|| panic!("README has no row for fault {}", fault.name()));
-        // Backquoted tokens ending in .yaml are paths (odd-numbered pieces between backquotes).
-        let named_files: Vec<&str> = cell
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", fault.name())))
+            .unwrap_or_else(|| panic!("README has no row for {}", fault.name()));
+        let named: Vec<&str> = row
             .split('`')
             .skip(1)
             .step_by(2)
             .filter(|t| t.ends_with(".yaml"))
             .collect();
-        assert!(
-            !named_files.is_empty(),
-            "fault {}: no file named",
-            fault.name()
-        );
-        for named in named_files {
-            let found = if let Some(prefix) = named.strip_suffix("*.yaml") {
-                files.iter().any(|f| f.starts_with(prefix))
-            } else {
-                files.contains(named)
-            };
-            assert!(found, "fault {}: {named} matches no file", fault.name());
+        for pattern in named {
+            let files: Vec<PathBuf> = all_files()
+                .into_iter()
+                .filter(|f| {
+                    let rel = f
+                        .strip_prefix(&dir)
+                        .expect("under scenarios/")
+                        .to_string_lossy();
+                    match pattern.strip_suffix("*.yaml") {
+                        Some(prefix) => rel.starts_with(prefix),
+                        None => rel == pattern,
+                    }
+                })
+                .collect();
+            assert!(!files.is_empty(), "{pattern} matches no file");
+            for f in files {
+                let scenario = load_one(&f);
+                assert!(
+                    catches(fault, &scenario),
+                    "README says {} catches fault {}, but no TCP/UDP cell would differ",
+                    f.display(),
+                    fault.name()
+                );
+            }
         }
+    }
+}
+
+#[test]
+fn fault_emulation_is_not_vacuous() {
+    // A scenario with no policy at all must not be "caught" by any fault: the emulation only
+    // differs from the oracle where policies make it differ.
+    let loaded = netpol_conformance::scenario::load_str(
+        "apiVersion: netpolc/v1\nkind: Scenario\nmodel: {upstream: {protocols: [TCP, UDP]}}\n",
+        "empty.yaml",
+    )
+    .expect("loads");
+    for fault in Fault::ALL {
+        assert!(!catches(fault, &loaded.scenarios[0]), "{}", fault.name());
     }
 }
