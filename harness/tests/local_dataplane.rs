@@ -501,3 +501,64 @@ async fn every_fault_flips_its_cell() {
     let problems: Vec<String> = futures::future::join_all(runs).await.concat();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+const OPEN_THEN_DENY: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: open-then-deny
+model:
+  namespaces: [{name: x}]
+  pods:
+    - {namespace: x, name: a, labels: {pod: a}, ports: [80/UDP]}
+    - {namespace: x, name: b, labels: {pod: b}, ports: [80/UDP]}
+steps:
+  - name: open
+  - name: deny-a
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: deny-a, namespace: x}
+        spec: {podSelector: {matchLabels: {pod: a}}}
+"#;
+
+/// Sends one datagram on `sock` and waits for the echo (blocking; run off the async workers).
+fn echo(sock: &std::net::UdpSocket, to: std::net::SocketAddr) -> bool {
+    let mut buf = [0u8; 64];
+    sock.send_to(b"netpolc-probe", to).is_ok() && sock.recv(&mut buf).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_is_not_bypassed_by_established_udp_flows() {
+    let id = run_id("conntrack");
+    let platform = platform(&id, LocalCni::Nftables, &[]);
+    let sc = scenario(OPEN_THEN_DENY);
+    let mut session = platform.open(0, &sc).await.expect("open");
+    session.apply(&sc.steps[0]).await.expect("apply");
+    // A client socket in x/b with a fixed source port, created by this test on its own thread.
+    let ns = format!("/run/netns/{}{id}-s0-x.b", local::PREFIX);
+    let sock = std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns).expect("x/b namespace exists");
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let s = std::net::UdpSocket::bind("0.0.0.0:40000").expect("bind");
+        s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        s
+    })
+    .join()
+    .expect("thread");
+    let sock = std::sync::Arc::new(sock);
+    let to = std::net::SocketAddr::new(sc.steps[0].model.pods[&PodRef::new("x", "a")].ip, 80);
+    let s = sock.clone();
+    let before = tokio::task::spawn_blocking(move || echo(&s, to))
+        .await
+        .expect("join");
+    assert!(before, "x/b -> x/a 80/UDP is open in the first step");
+    session.apply(&sc.steps[1]).await.expect("apply");
+    let s = sock.clone();
+    let after = tokio::task::spawn_blocking(move || echo(&s, to))
+        .await
+        .expect("join");
+    assert!(!after, "the same flow must be denied once x/a is isolated");
+    drop(sock);
+    session.teardown().await.expect("teardown");
+    assert_eq!(leftovers(&id), Vec::<String>::new());
+}

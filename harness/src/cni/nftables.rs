@@ -316,11 +316,22 @@ impl PodRuleset {
 
     /// The `nft -f` script replacing the pod's table in one transaction (the table is created,
     /// deleted and recreated atomically, so no packet ever sees a half-applied ruleset).
-    pub fn render(&self) -> String {
+    ///
+    /// `zone` is the conntrack zone every packet of the pod is tracked in. Installing a changed
+    /// ruleset with a new zone starts connection tracking afresh, as CNIs flush conntrack on
+    /// policy changes: otherwise a probe reusing the source port of an earlier, then-allowed UDP
+    /// exchange would ride on its stale `established` entry past the new rules.
+    pub fn render(&self, zone: u16) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "table inet {TABLE} {{}}");
         let _ = writeln!(s, "delete table inet {TABLE}");
         let _ = writeln!(s, "table inet {TABLE} {{");
+        for (name, hook) in [("zone_in", "prerouting"), ("zone_out", "output")] {
+            let _ = writeln!(
+                s,
+                "\tchain {name} {{\n\t\ttype filter hook {hook} priority raw; policy accept;\n\t\tct zone set {zone}\n\t}}"
+            );
+        }
         for dir in [Direction::Ingress, Direction::Egress] {
             self.render_chain(&mut s, dir);
         }
@@ -702,10 +713,18 @@ steps:
     fn renders_a_transactional_ruleset() {
         let step = step();
         let rules = compile(&step.model, &step.policies, Shape::default());
-        let text = rules[&PodRef::new("x", "a")].render();
+        let text = rules[&PodRef::new("x", "a")].render(7);
         let expected = "table inet netpolc {}
 delete table inet netpolc
 table inet netpolc {
+\tchain zone_in {
+\t\ttype filter hook prerouting priority raw; policy accept;
+\t\tct zone set 7
+\t}
+\tchain zone_out {
+\t\ttype filter hook output priority raw; policy accept;
+\t\tct zone set 7
+\t}
 \tchain ingress {
 \t\ttype filter hook input priority filter; policy accept;
 \t\tct state established,related accept
@@ -721,7 +740,7 @@ table inet netpolc {
 }
 ";
         assert_eq!(text, expected);
-        let b = rules[&PodRef::new("x", "b")].render();
+        let b = rules[&PodRef::new("x", "b")].render(1);
         assert!(
             b.contains("ip daddr . tcp dport { 10.1.0.1 . 8080, 10.1.0.2 . 9090 } accept"),
             "{b}"
@@ -738,7 +757,7 @@ table inet netpolc {
         };
         let rules = compile(&step.model, &step.policies, shape);
         let xa = &rules[&PodRef::new("x", "a")];
-        let text = xa.render();
+        let text = xa.render(1);
         assert!(!text.contains("ct state"), "{text}");
         assert!(text.contains("meta l4proto udp accept"), "{text}");
         assert!(text.contains("jump ingress_p0"), "{text}");

@@ -281,8 +281,8 @@ pub struct LocalSession {
     pods: BTreeMap<PodRef, PodState>,
     /// The first step applied (what the stale-updates fault keeps installing).
     first: Option<Step>,
-    /// The last script applied per pod, so unchanged pods are not touched.
-    installed: BTreeMap<PodRef, String>,
+    /// The ruleset and conntrack zone installed per pod, so unchanged pods are not touched.
+    installed: BTreeMap<PodRef, (nftables::PodRuleset, u16)>,
     servers: Arc<tokio::sync::Mutex<Servers>>,
     created: bool,
 }
@@ -456,24 +456,27 @@ impl LocalSession {
         let rules = nftables::compile_step(first, step, &self.faults);
         let mut changed = Vec::new();
         for (r, ruleset) in rules {
-            let script = ruleset.render();
-            if self.installed.get(&r) == Some(&script) {
-                continue;
-            }
+            let zone = match self.installed.get(&r) {
+                Some((installed, _)) if *installed == ruleset => continue,
+                // Zone 0 is the default one; cycle through the others.
+                Some((_, zone)) => zone % u16::MAX + 1,
+                None => 1,
+            };
             if let Some(p) = self.pods.get(&r) {
-                changed.push((r, p.link.netns.clone(), script));
+                let script = ruleset.render(zone);
+                changed.push((r, p.link.netns.clone(), script, ruleset, zone));
             }
         }
         let jobs: Vec<_> = changed
             .iter()
-            .map(|(_, ns, script)| {
+            .map(|(_, ns, script, _, _)| {
                 let (ns, script) = (ns.clone(), script.clone());
                 async move { netns::nft_apply(&ns, &script).await }
             })
             .collect();
         all_limited(jobs).await?;
-        for (r, _, script) in changed {
-            self.installed.insert(r, script);
+        for (r, _, _, ruleset, zone) in changed {
+            self.installed.insert(r, (ruleset, zone));
         }
         Ok(())
     }
@@ -541,17 +544,15 @@ where
 }
 
 impl Session for LocalSession {
-    fn apply(&mut self, step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async move {
-            validate_addresses(step)?;
-            self.ensure_pods(step).await?;
-            if self.cni == LocalCni::Nftables {
-                self.install_rules(step).await?;
-            } else if self.first.is_none() {
-                self.first = Some(step.clone());
-            }
-            Ok(())
+    async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
+        validate_addresses(step)?;
+        self.ensure_pods(step).await?;
+        if self.cni == LocalCni::Nftables {
+            self.install_rules(step).await?;
+        } else if self.first.is_none() {
+            self.first = Some(step.clone());
         }
+        Ok(())
     }
 
     fn probe(
@@ -572,7 +573,7 @@ impl Session for LocalSession {
         for (i, r) in batch.iter().enumerate() {
             by_source.entry(r.from.clone()).or_default().push(i);
         }
-        let sources: Vec<(Option<String>, Vec<(usize, ProbeRequest)>)> = by_source
+        let sources: Vec<SourceBatch> = by_source
             .into_iter()
             .map(|(src, idx)| {
                 (
@@ -619,6 +620,9 @@ impl Session for LocalSession {
         self.remove_all()
     }
 }
+
+/// One source pod's namespace (`None`: not in this session) and its requests with their indices.
+type SourceBatch = (Option<String>, Vec<(usize, ProbeRequest)>);
 
 /// Probes every request of one source pod concurrently.
 async fn probe_source(
@@ -736,5 +740,57 @@ impl Drop for LocalSession {
             names.push(self.node.clone());
             let _ = netns::del_netns_blocking(&names);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load_str;
+
+    fn step(ips: [&str; 2]) -> Step {
+        let yaml = format!(
+            "apiVersion: netpolc/v1\nkind: Scenario\nmodel:\n  pods:\n    \
+             - {{name: a, ip: \"{}\", ports: [80/TCP]}}\n    \
+             - {{name: b, ip: \"{}\", ports: [80/TCP]}}\nsteps: [{{name: s}}]\n",
+            ips[0], ips[1]
+        );
+        match load_str(&yaml, "t.yaml") {
+            Ok(l) => l.scenarios[0].steps[0].clone(),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn addresses_are_validated() {
+        assert!(validate_addresses(&step(["10.0.0.1", "10.0.0.2"])).is_ok());
+        let v6 = validate_addresses(&step(["10.0.0.1", "fd00::2"]));
+        assert!(
+            matches!(&v6, Err(ProviderError::InvalidInput(m)) if m.contains("IPv6")),
+            "{v6:?}"
+        );
+        // The loader rejects duplicates too; a step built in code must not slip through.
+        let mut s = step(["10.0.0.1", "10.0.0.2"]);
+        if let Some(b) = s.model.pods.get_mut(&PodRef::new("default", "b")) {
+            b.ip = "10.0.0.1".parse().expect("address");
+        }
+        let dup = validate_addresses(&s);
+        assert!(
+            matches!(&dup, Err(ProviderError::InvalidInput(m)) if m.contains("share")),
+            "{dup:?}"
+        );
+    }
+
+    #[test]
+    fn cni_names_parse() {
+        assert_eq!(
+            "nftables".parse::<LocalCni>().ok(),
+            Some(LocalCni::Nftables)
+        );
+        assert_eq!("none".parse::<LocalCni>().ok(), Some(LocalCni::None));
+        assert!(matches!(
+            "calico".parse::<LocalCni>(),
+            Err(ProviderError::InvalidInput(_))
+        ));
     }
 }
