@@ -72,7 +72,7 @@ pub struct LocalOptions {
 
 /// Sessions run at once: each is a handful of processes at setup and then sockets only, so
 /// several fit on a small machine and a directory of scenarios takes seconds.
-const MAX_PARALLEL: usize = 8;
+const MAX_PARALLEL: usize = 16;
 
 /// `ip` processes run at once while setting up or updating pods.
 const SETUP_CONCURRENCY: usize = 8;
