@@ -279,7 +279,9 @@ impl Catalogue {
                 if !lower.starts_with("https://") {
                     return bad(format!("{}: not an https URL", src.url));
                 }
-                if lower.contains("latest") || lower.contains("/master/") || lower.contains("/main/")
+                if lower.contains("latest")
+                    || lower.contains("/master/")
+                    || lower.contains("/main/")
                 {
                     return bad(format!(
                         "{}: sources must name an exact version, never latest or a branch",
@@ -338,10 +340,7 @@ impl Catalogue {
     pub fn node_image(&self, kubernetes: &str) -> Option<&NodeImage> {
         let want = kubernetes.trim_start_matches('v');
         let minor: String = want.split('.').take(2).collect::<Vec<_>>().join(".");
-        self.kind
-            .node_images
-            .iter()
-            .find(|i| i.kubernetes == minor)
+        self.kind.node_images.iter().find(|i| i.kubernetes == minor)
     }
 
     /// Resolves an optional `--kubernetes` request to a node image (unknown → exit 2).
@@ -445,7 +444,11 @@ mod tests {
         let c = cat();
         let image = c.node_image_for(None).expect("default image");
         for cni in &c.cnis {
-            let path = format!("{}/../kind-config/{}.yaml", env!("CARGO_MANIFEST_DIR"), cni.name);
+            let path = format!(
+                "{}/../kind-config/{}.yaml",
+                env!("CARGO_MANIFEST_DIR"),
+                cni.name
+            );
             if std::env::var_os("NETPOLC_BLESS_KIND_CONFIG").is_some() {
                 std::fs::write(&path, c.kind_config(cni, image)).expect("write kind config");
             }
@@ -503,7 +506,10 @@ mod tests {
             "enforcesNetworkPolicy: false\n    expectedVerdict: policies-ignored",
             "enforcesNetworkPolicy: false\n    expectedVerdict: conformant",
         );
-        assert!(matches!(Catalogue::parse(&lying), Err(CatalogueError::Invalid(_))));
+        assert!(matches!(
+            Catalogue::parse(&lying),
+            Err(CatalogueError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -520,7 +526,17 @@ mod tests {
     #[test]
     fn cilium_sctp_is_a_documented_gap() {
         let c = cat();
-        assert!(c.cni("cilium").expect("cilium").gap_for(Protocol::Sctp).is_some());
-        assert!(c.cni("calico").expect("calico").gap_for(Protocol::Sctp).is_none());
+        assert!(
+            c.cni("cilium")
+                .expect("cilium")
+                .gap_for(Protocol::Sctp)
+                .is_some()
+        );
+        assert!(
+            c.cni("calico")
+                .expect("calico")
+                .gap_for(Protocol::Sctp)
+                .is_none()
+        );
     }
 }
