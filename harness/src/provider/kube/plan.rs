@@ -33,7 +33,7 @@ pub fn doc<T: Serialize>(v: &T) -> Result<String, ProviderError> {
 
 /// The placeholder for a pod's address, which only exists once the pod runs.
 pub fn ip_placeholder(real: &PodRef) -> String {
-    format!("{{ip:{real}}}")
+    format!("{{ip={real}}}")
 }
 
 /// Appends every scenario's documents: per step, the actions, the objects and the probe scripts.
