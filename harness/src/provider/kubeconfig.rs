@@ -348,32 +348,30 @@ impl Platform for KubeconfigPlatform {
         async move { inner.map(|inner| KubeconfigSession { inner }) }
     }
     /// Sweeps namespaces still labelled with this run's id (e.g. after a failed session).
-    fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async move {
-            let run = super::kube::NameMap::new(&self.opts.run_id, 0)
-                .run_label()
-                .to_string();
-            let api: Api<K8sNamespace> = Api::all(self.client.clone());
-            let lp = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run}"));
-            let list = api
-                .list(&lp)
-                .await
-                .map_err(|e| ProviderError::Failed(format!("listing leftover namespaces: {e}")))?;
-            for ns in list.items {
-                let Some(name) = ns.metadata.name else {
-                    continue;
-                };
-                if ns.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(ProviderError::Failed(format!("deleting {name}: {e}"))),
-                }
+    async fn close(&self) -> Result<(), ProviderError> {
+        let run = super::kube::NameMap::new(&self.opts.run_id, 0)
+            .run_label()
+            .to_string();
+        let api: Api<K8sNamespace> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run}"));
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| ProviderError::Failed(format!("listing leftover namespaces: {e}")))?;
+        for ns in list.items {
+            let Some(name) = ns.metadata.name else {
+                continue;
+            };
+            if ns.metadata.deletion_timestamp.is_some() {
+                continue;
             }
-            Ok(())
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(ProviderError::Failed(format!("deleting {name}: {e}"))),
+            }
         }
+        Ok(())
     }
 }
 

@@ -455,16 +455,14 @@ impl Platform for KindPlatform {
         async move { inner.map(|inner| KindSession { inner }) }
     }
     /// Deletes the cluster (unless kept). Idempotent: kind succeeds on a missing cluster.
-    fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async move {
-            if self.opts.keep_cluster {
-                return Ok(());
-            }
-            self.tools
-                .run_kind(&["delete", "cluster", "--name", &self.opts.cluster_name()])
-                .await
-                .map(|_| ())
+    async fn close(&self) -> Result<(), ProviderError> {
+        if self.opts.keep_cluster {
+            return Ok(());
         }
+        self.tools
+            .run_kind(&["delete", "cluster", "--name", &self.opts.cluster_name()])
+            .await
+            .map(|_| ())
     }
 }
 

@@ -63,7 +63,7 @@ pub fn connect_command(host: &str, port: u16, protocol: Protocol, timeout: Durat
 /// A Go `time.Duration` literal (`1s`, `1500ms`), as agnhost's flag parser expects.
 pub fn go_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
