@@ -65,12 +65,7 @@ fn rendering_is_deterministic() {
 #[test]
 fn markup_in_names_commands_and_warnings_is_escaped() {
     let html = html::render(&all_outcomes());
-    for raw in [
-        "<img src=x",
-        "<script>alert(",
-        "<b>bold</b>",
-        "<warning>",
-    ] {
+    for raw in ["<img src=x", "<script>alert(", "<b>bold</b>", "<warning>"] {
         assert!(!html.contains(raw), "unescaped {raw:?} in the page");
     }
     assert!(html.contains("evil&lt;img src=x onerror=alert(1)&gt;"));
@@ -82,7 +77,15 @@ fn markup_in_names_commands_and_warnings_is_escaped() {
 #[test]
 fn the_page_references_nothing_outside_itself() {
     let html = html::render(&all_outcomes());
-    for needle in ["http://", "https://", "//cdn", "@import", "url(", " src=\"", "<link rel=\"stylesheet\""] {
+    for needle in [
+        "http://",
+        "https://",
+        "//cdn",
+        "@import",
+        "url(",
+        " src=\"",
+        "<link rel=\"stylesheet\"",
+    ] {
         let allowed_svg_ns = needle == "http://";
         let hits: Vec<_> = html.match_indices(needle).collect();
         if allowed_svg_ns {
@@ -112,6 +115,9 @@ fn each_outcome_has_its_own_cell_class() {
         "cell unsupported",
         "cell error",
     ] {
-        assert!(html.contains(&format!("class=\"{class}\"")), "no {class:?} cell");
+        assert!(
+            html.contains(&format!("class=\"{class}\"")),
+            "no {class:?} cell"
+        );
     }
 }

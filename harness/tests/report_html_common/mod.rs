@@ -55,7 +55,11 @@ pub fn cell(
 
 pub fn summarize(scenarios: &[ScenarioReport]) -> Summary {
     let mut s = Summary::default();
-    for c in scenarios.iter().flat_map(|s| &s.steps).flat_map(|s| &s.cells) {
+    for c in scenarios
+        .iter()
+        .flat_map(|s| &s.steps)
+        .flat_map(|s| &s.cells)
+    {
         s.cells += 1;
         match c.outcome {
             Outcome::Pass => s.passed += 1,
@@ -99,7 +103,8 @@ pub fn all_outcomes() -> RunReport {
         53,
         Udp,
         false,
-        None, O::Error,
+        None,
+        O::Error,
         2,
         C::Error,
     );
@@ -123,15 +128,75 @@ pub fn all_outcomes() -> RunReport {
         probe_wall_ms: 1040,
         passes: 3,
         cells: vec![
-            cell("x/backend", "x/backend", 80, Tcp, true, Some(true), O::Pass, 1, C::Connected),
+            cell(
+                "x/backend",
+                "x/backend",
+                80,
+                Tcp,
+                true,
+                Some(true),
+                O::Pass,
+                1,
+                C::Connected,
+            ),
             fail,
-            cell("x/backend", "y/frontend", 80, Tcp, false, Some(false), O::Pass, 1, C::Timeout),
-            cell("y/frontend", "y/frontend", 80, Tcp, true, Some(true), O::Pass, 1, C::Connected),
+            cell(
+                "x/backend",
+                "y/frontend",
+                80,
+                Tcp,
+                false,
+                Some(false),
+                O::Pass,
+                1,
+                C::Timeout,
+            ),
+            cell(
+                "y/frontend",
+                "y/frontend",
+                80,
+                Tcp,
+                true,
+                Some(true),
+                O::Pass,
+                1,
+                C::Connected,
+            ),
             hostile,
-            cell("y/frontend", "x/backend", 53, Udp, false, Some(true), O::Fail, 2, C::Connected),
-            cell("y/frontend", "y/frontend", 53, Udp, true, Some(true), O::Flaky, 2, C::Connected),
+            cell(
+                "y/frontend",
+                "x/backend",
+                53,
+                Udp,
+                false,
+                Some(true),
+                O::Fail,
+                2,
+                C::Connected,
+            ),
+            cell(
+                "y/frontend",
+                "y/frontend",
+                53,
+                Udp,
+                true,
+                Some(true),
+                O::Flaky,
+                2,
+                C::Connected,
+            ),
             error,
-            cell("y/frontend", "x/backend", 132, Sctp, true, None, O::Unsupported, 1, C::Unsupported),
+            cell(
+                "y/frontend",
+                "x/backend",
+                132,
+                Sctp,
+                true,
+                None,
+                O::Unsupported,
+                1,
+                C::Unsupported,
+            ),
         ],
     };
     let deny = StepReport {
