@@ -20,7 +20,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::model::{CellReport, RunReport, ScenarioReport, StepReport, Summary, Verdict};
-use crate::model::PodRef;
+use crate::model::{PodRef, Probe};
 use crate::probe::{Connectivity, Outcome};
 
 const TEMPLATE: &str = include_str!("assets/report.html");
@@ -408,6 +408,9 @@ fn counts_line(cells: &[CellReport]) -> String {
     format!("{} cells: {}", cells.len(), parts.join(", "))
 }
 
+/// Cell indices of one probe's matrix, by (source, destination).
+type CellsByPair<'a> = BTreeMap<(&'a PodRef, &'a PodRef), usize>;
+
 fn step_view(si: usize, ti: usize, st: &StepReport, timeout_ms: u64) -> StepView {
     let id_of = |ci: usize| format!("c{si}-{ti}-{ci}");
     // Cells ordered by probe, then source, then destination: matrices and lists read alike.
@@ -435,20 +438,19 @@ fn step_view(si: usize, ti: usize, st: &StepReport, timeout_ms: u64) -> StepView
 
     // One matrix per probe; every pod seen in the step's cells on both axes.
     let pods: BTreeSet<&PodRef> = st.cells.iter().flat_map(|c| [&c.from, &c.to]).collect();
-    let mut by_probe: BTreeMap<(u16, crate::model::Protocol), BTreeMap<(&PodRef, &PodRef), usize>> =
-        BTreeMap::new();
+    let mut by_probe: BTreeMap<Probe, CellsByPair<'_>> = BTreeMap::new();
     for &ci in &order {
         let c = &st.cells[ci];
         by_probe
-            .entry((c.port, c.protocol))
+            .entry(Probe::new(c.port, c.protocol))
             .or_default()
             .entry((&c.from, &c.to))
             .or_insert(ci);
     }
     let matrices = by_probe
         .into_iter()
-        .map(|((port, proto), cells)| Matrix {
-            probe: format!("{port}/{proto}"),
+        .map(|(probe, cells)| Matrix {
+            probe: probe.to_string(),
             cols: pods.iter().map(|p| p.to_string()).collect(),
             rows: pods
                 .iter()
