@@ -155,7 +155,8 @@ fn connectivity_text(c: Connectivity, timeout_ms: u64) -> String {
 }
 
 /// The heatmap mark: upstream's truth-table legend (`.` allowed, `X` blocked) for what was
-/// observed, then `!` for a mismatch and `~` for flaky; `U` unsupported, `E` error.
+/// observed, then `!` for a mismatch and `~` for flaky; `?` unsupported and `E` error, as in the
+/// terminal's and JUnit's comparison tables.
 pub(crate) fn glyph(c: &CellReport) -> String {
     let mark = match c.observed {
         Some(true) => ".",
@@ -166,7 +167,7 @@ pub(crate) fn glyph(c: &CellReport) -> String {
         Outcome::Pass => mark.to_string(),
         Outcome::Fail => format!("{mark}!"),
         Outcome::Flaky => format!("{mark}~"),
-        Outcome::Unsupported => "U".to_string(),
+        Outcome::Unsupported => "?".to_string(),
         Outcome::Error => "E".to_string(),
     }
 }
