@@ -121,3 +121,17 @@ fn each_outcome_has_its_own_cell_class() {
         );
     }
 }
+
+#[test]
+fn an_empty_run_still_renders_a_page() {
+    let mut r = all_outcomes();
+    r.scenarios[0].steps[0].cells.clear();
+    r.scenarios[0].steps.truncate(1);
+    let one_empty_step = html::render(&r);
+    assert!(one_empty_step.contains("0 cells: "), "step counts shown");
+    assert!(!one_empty_step.contains("<table class=\"matrix\""), "no matrix without cells");
+    r.scenarios.clear();
+    let none = html::render(&r);
+    assert!(none.contains("<h2>Summary</h2>") && none.ends_with("</html>\n"));
+    assert!(!none.contains("could not be rendered"));
+}

@@ -47,7 +47,8 @@ pub fn render(report: &RunReport) -> String {
         .and_then(|()| env.get_template("report.html"))
         .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&view))));
     match rendered {
-        Ok(html) => html,
+        // minijinja drops the template's final newline; a text file ends with one.
+        Ok(html) => html + "\n",
         // Only a broken template gets here (tests render every outcome); still produce a page
         // that says what went wrong rather than panicking after a long run.
         Err(e) => format!(
