@@ -12,7 +12,7 @@ use netpol_conformance::probe::{Connectivity, Outcome};
 use netpol_conformance::report::diff::{self, Feature, cell_features};
 use netpol_conformance::report::{RunReport, Verdict};
 use netpol_conformance::scenario::load_str;
-use report_html_common::{all_outcomes, summarize};
+use report_html_common::{all_outcomes, scenario, step, summarize};
 
 /// Run B: the same scenarios on a dataplane that ignores policies (every cell observed allowed).
 fn ignoring(mut r: RunReport) -> RunReport {
@@ -213,28 +213,18 @@ spec:
 "#;
     let loaded = load_str(yaml, "t.yaml").expect("valid scenario");
     let sc = &loaded.scenarios[0];
-    let step = &sc.steps[0];
+    let scenario_step = &sc.steps[0];
     let (from, to) = (PodRef::new("x", "a"), PodRef::new("y", "b"));
     let probe = Probe::new(80, Protocol::Tcp);
-    let decision = step.explain(&from, &to, probe).expect("decision");
-    let text = explain::render(&decision, step);
+    let decision = scenario_step.explain(&from, &to, probe).expect("decision");
+    let text = explain::render(&decision, scenario_step);
 
     let mut cell = all_outcomes().scenarios[0].steps[0].cells[0].clone();
     cell.from = from;
     cell.to = to;
     cell.explanation = Some(text.clone());
-    let scenario = netpol_conformance::report::ScenarioReport {
-        name: "plain".into(),
-        source: "t.yaml".into(),
-        steps: vec![],
-    };
-    let st = netpol_conformance::report::StepReport {
-        name: "initial".into(),
-        convergence_ms: None,
-        probe_wall_ms: 0,
-        passes: 0,
-        cells: vec![],
-    };
+    let scenario = scenario("plain", "t.yaml", vec![]);
+    let st = step("initial", None, 0, 0, vec![]);
     let got: Vec<Feature> = cell_features(&scenario, &st, &cell).into_iter().collect();
     assert_eq!(
         got,

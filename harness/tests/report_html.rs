@@ -129,7 +129,10 @@ fn an_empty_run_still_renders_a_page() {
     r.scenarios[0].steps.truncate(1);
     let one_empty_step = html::render(&r);
     assert!(one_empty_step.contains("0 cells: "), "step counts shown");
-    assert!(!one_empty_step.contains("<table class=\"matrix\""), "no matrix without cells");
+    assert!(
+        !one_empty_step.contains("<table class=\"matrix\""),
+        "no matrix without cells"
+    );
     r.scenarios.clear();
     let none = html::render(&r);
     assert!(none.contains("<h2>Summary</h2>") && none.ends_with("</html>\n"));

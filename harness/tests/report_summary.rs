@@ -4,9 +4,9 @@ mod report_html_common;
 
 use netpol_conformance::model::Protocol;
 use netpol_conformance::probe::{Connectivity, Outcome};
+use netpol_conformance::report::Verdict;
 use netpol_conformance::report::summary::{MAX_ROWS_PER_STEP, MAX_STEPS, render_markdown};
-use netpol_conformance::report::{StepReport, Verdict};
-use report_html_common::{all_outcomes, cell, summarize};
+use report_html_common::{all_outcomes, cell, step, summarize};
 
 #[test]
 fn summary_snapshot() {
@@ -57,12 +57,8 @@ fn long_tables_and_many_steps_are_capped_with_a_count() {
     let mut r = all_outcomes();
     let extra_rows = 3;
     let extra_steps = 2;
-    let step = |i: usize| StepReport {
-        name: format!("step-{i:02}"),
-        convergence_ms: None,
-        probe_wall_ms: 10,
-        passes: 1,
-        cells: (0..MAX_ROWS_PER_STEP + extra_rows)
+    let make_step = |i: usize| {
+        let cells = (0..MAX_ROWS_PER_STEP + extra_rows)
             .map(|p| {
                 cell(
                     "x/a",
@@ -76,9 +72,10 @@ fn long_tables_and_many_steps_are_capped_with_a_count() {
                     Connectivity::Timeout,
                 )
             })
-            .collect(),
+            .collect();
+        step(&format!("step-{i:02}"), None, 10, 1, cells)
     };
-    r.scenarios[0].steps = (0..MAX_STEPS + extra_steps).map(step).collect();
+    r.scenarios[0].steps = (0..MAX_STEPS + extra_steps).map(make_step).collect();
     r.summary = summarize(&r.scenarios);
     let md = render_markdown(&r);
     assert_eq!(

@@ -442,36 +442,25 @@ impl RunDiff {
 mod tests {
     use super::*;
 
+    // Built from JSON so model fields added elsewhere (all `serde(default)`) need no change here.
     fn cell(from: &str, to: &str, protocol: Protocol, explanation: Option<&str>) -> CellReport {
-        CellReport {
-            from: from.parse().expect("pod ref"),
-            to: to.parse().expect("pod ref"),
-            port: 80,
-            protocol,
-            expected: true,
-            observed: Some(true),
-            outcome: Outcome::Pass,
-            attempts: 1,
-            connectivity: Connectivity::Connected,
-            detail: None,
-            command: String::new(),
-            explanation: explanation.map(str::to_string),
-        }
+        serde_json::from_value(serde_json::json!({
+            "from": from, "to": to, "port": 80, "protocol": protocol,
+            "expected": true, "observed": true, "outcome": "pass", "attempts": 1,
+            "connectivity": "connected", "explanation": explanation,
+        }))
+        .expect("cell")
     }
 
     fn feats(scenario: &str, step: &str, c: &CellReport) -> Vec<&'static str> {
-        let sc = ScenarioReport {
-            name: scenario.into(),
-            source: String::new(),
-            steps: vec![],
-        };
-        let st = StepReport {
-            name: step.into(),
-            convergence_ms: None,
-            probe_wall_ms: 0,
-            passes: 0,
-            cells: vec![],
-        };
+        let sc: ScenarioReport = serde_json::from_value(
+            serde_json::json!({"name": scenario, "source": "", "steps": []}),
+        )
+        .expect("scenario");
+        let st: StepReport = serde_json::from_value(serde_json::json!({
+            "name": step, "convergence_ms": null, "probe_wall_ms": 0, "cells": []
+        }))
+        .expect("step");
         cell_features(&sc, &st, c)
             .into_iter()
             .map(Feature::as_str)

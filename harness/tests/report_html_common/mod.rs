@@ -3,13 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
-use netpol_conformance::model::{PodRef, Protocol};
+use netpol_conformance::model::Protocol;
 use netpol_conformance::probe::{Connectivity, Outcome};
-use netpol_conformance::report::{
-    CellReport, RunReport, ScenarioReport, StepReport, Summary, Verdict,
-};
+use netpol_conformance::report::{CellReport, RunReport, ScenarioReport, StepReport, Summary};
+use serde_json::json;
 
 /// The explanation text of the mismatched cell; tests look for it on the page.
 pub const FAIL_EXPLANATION_MARK: &str = "selected for ingress by: x/allow-from-frontend";
@@ -29,28 +26,31 @@ pub fn cell(
     attempts: u32,
     connectivity: Connectivity,
 ) -> CellReport {
-    let (fns, fp) = from.split_once('/').unwrap_or(("default", from));
-    let (tns, tp) = to.split_once('/').unwrap_or(("default", to));
-    CellReport {
-        from: PodRef::new(fns, fp),
-        to: PodRef::new(tns, tp),
-        port,
-        protocol,
-        expected,
-        observed,
-        outcome,
-        attempts,
-        connectivity,
-        detail: None,
-        command: format!(
-            "ip netns exec npc-test-{fp} netpolc-probe {tp} {port} {}",
-            protocol.lower()
-        ),
-        explanation: Some(format!(
+    let fp = from.split_once('/').map_or(from, |(_, p)| p);
+    let tp = to.split_once('/').map_or(to, |(_, p)| p);
+    // Built from JSON so fields other helpers add to the model (all `serde(default)`) need no
+    // change here.
+    from_json(json!({
+        "from": from,
+        "to": to,
+        "port": port,
+        "protocol": protocol,
+        "expected": expected,
+        "observed": observed,
+        "outcome": outcome,
+        "attempts": attempts,
+        "connectivity": connectivity,
+        "command": format!("ip netns exec npc-test-{fp} netpolc-probe {tp} {port} {}", protocol.lower()),
+        "explanation": format!(
             "{from} -> {to} on {port}/{protocol}: {}\n",
             if expected { "ALLOWED" } else { "DENIED" }
-        )),
-    }
+        ),
+    }))
+}
+
+/// A report type from JSON; panics with serde's message on a shape the model does not accept.
+pub fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("fixture matches the report model")
 }
 
 pub fn summarize(scenarios: &[ScenarioReport]) -> Summary {
@@ -122,12 +122,12 @@ pub fn all_outcomes() -> RunReport {
     );
     hostile.command = "sh -c 'echo \"<b>bold</b>\" && exit 1'".into();
 
-    let initial = StepReport {
-        name: "initial".into(),
-        convergence_ms: Some(42),
-        probe_wall_ms: 1040,
-        passes: 3,
-        cells: vec![
+    let initial = step(
+        "initial",
+        Some(42),
+        1040,
+        3,
+        vec![
             cell(
                 "x/backend",
                 "x/backend",
@@ -198,13 +198,13 @@ pub fn all_outcomes() -> RunReport {
                 C::Unsupported,
             ),
         ],
-    };
-    let deny = StepReport {
-        name: "deny-all-ingress-in-x".into(),
-        convergence_ms: None,
-        probe_wall_ms: 2100,
-        passes: 2,
-        cells: vec![cell(
+    );
+    let deny = step(
+        "deny-all-ingress-in-x",
+        None,
+        2100,
+        2,
+        vec![cell(
             "y/frontend",
             "x/backend",
             80,
@@ -215,32 +215,52 @@ pub fn all_outcomes() -> RunReport {
             2,
             C::Connected,
         )],
-    };
-    let scenarios = vec![ScenarioReport {
-        name: "seed-frontend-backend <script>alert(\"scenario\")</script>".into(),
-        source: "scenarios/seed/frontend-backend.yaml".into(),
-        steps: vec![initial, deny],
-    }];
-    let mut environment = BTreeMap::new();
-    environment.insert("cni_version".into(), "nftables 1.1.3".into());
-    environment.insert("kubernetes_version".into(), "v1.35.0 (simulated)".into());
-    environment.insert("step_timeout_ms".into(), "3000".into());
-    environment.insert("attempts".into(), "2".into());
-    environment.insert("kernel".into(), "6.12.0".into());
-    RunReport {
-        verdict: Verdict::Error,
-        provider: "local".into(),
-        cni: "nftables".into(),
-        probe_timeout_ms: 1000,
-        summary: summarize(&scenarios),
-        scenarios,
-        run_id: "npc-test".into(),
-        started_at: "2026-11-26T10:00:00Z".into(),
-        duration_ms: 12_345,
-        harness_version: "0.1.0".into(),
-        faults: vec!["ignore-egress".into()],
-        failing_features: vec!["egress".into(), "udp".into()],
-        environment,
-        warnings: vec!["pod y/frontend: <warning> & \"quotes\"".into()],
-    }
+    );
+    let scenarios = vec![scenario(
+        "seed-frontend-backend <script>alert(\"scenario\")</script>",
+        "scenarios/seed/frontend-backend.yaml",
+        vec![initial, deny],
+    )];
+    from_json(json!({
+        "verdict": "error",
+        "provider": "local",
+        "cni": "nftables",
+        "probe_timeout_ms": 1000,
+        "summary": summarize(&scenarios),
+        "scenarios": scenarios,
+        "run_id": "npc-test",
+        "started_at": "2026-11-26T10:00:00Z",
+        "duration_ms": 12_345,
+        "harness_version": "0.1.0",
+        "faults": ["ignore-egress"],
+        "failing_features": ["egress", "udp"],
+        "environment": {
+            "cni_version": "nftables 1.1.3",
+            "kubernetes_version": "v1.35.0 (simulated)",
+            "step_timeout_ms": "3000",
+            "attempts": "2",
+            "kernel": "6.12.0",
+        },
+        "warnings": ["pod y/frontend: <warning> & \"quotes\""],
+    }))
+}
+
+pub fn step(
+    name: &str,
+    convergence_ms: Option<u64>,
+    probe_wall_ms: u64,
+    passes: u32,
+    cells: Vec<CellReport>,
+) -> StepReport {
+    from_json(json!({
+        "name": name,
+        "convergence_ms": convergence_ms,
+        "probe_wall_ms": probe_wall_ms,
+        "passes": passes,
+        "cells": cells,
+    }))
+}
+
+pub fn scenario(name: &str, source: &str, steps: Vec<StepReport>) -> ScenarioReport {
+    from_json(json!({"name": name, "source": source, "steps": steps}))
 }
