@@ -12,8 +12,8 @@ use std::process::Command;
 use netpol_conformance::report::html;
 use report_html_common::{FAIL_EXPLANATION_MARK, all_outcomes};
 
-const INSTALL: &str = "apt-get install -y nodejs npm chromium chromium-driver && \
-                       (cd harness/tests/browser && npm ci)";
+const INSTALL: &str = "apt-get update && apt-get install -y chromium chromium-driver && \
+                       (cd harness/tests/browser && npm ci) — node >= 20 with npm is needed too";
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -23,7 +23,7 @@ fn missing_prerequisites() -> Vec<String> {
     let mut missing = Vec::new();
     match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => {}
-        _ => missing.push("node (nodejs)".to_string()),
+        _ => missing.push("node (nodejs >= 20)".to_string()),
     }
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
     if !Path::new(&chromium).exists() {
