@@ -418,3 +418,290 @@ fn near_misses(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PodRef;
+    use crate::probe::Connectivity;
+    use crate::report::model::StepReport;
+    use crate::scenario::{Step, load_str};
+
+    /// Pods x/a (10.0.0.1), x/b (10.0.0.2), y/a (10.0.1.1), y/b (10.0.1.2), each serving 80-82
+    /// TCP (80 named `http`) and 80 UDP/SCTP; namespaces labelled `ns: <name>`.
+    fn pods() -> String {
+        let mut s = String::new();
+        for ns in ["x", "y"] {
+            s.push_str(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{ns: {ns}}}}}\n---\n"
+            ));
+        }
+        for (ns, pod, ip) in [
+            ("x", "a", "10.0.0.1"),
+            ("x", "b", "10.0.0.2"),
+            ("y", "a", "10.0.1.1"),
+            ("y", "b", "10.0.1.2"),
+        ] {
+            s.push_str(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {ns}, labels: {{pod: {pod}}}}}\n\
+                 spec: {{containers: [{{name: c, image: i, ports: [{{containerPort: 80, name: http}}, \
+                 {{containerPort: 81}}, {{containerPort: 82}}, {{containerPort: 80, protocol: UDP}}, \
+                 {{containerPort: 80, protocol: SCTP}}]}}]}}\nstatus: {{podIP: {ip}}}\n---\n"
+            ));
+        }
+        s
+    }
+
+    fn step(policies: &str) -> Step {
+        let text = format!("{}{policies}", pods());
+        let mut loaded = load_str(&text, "t.yaml").expect("valid test manifest");
+        loaded.scenarios.remove(0).steps.remove(0)
+    }
+
+    fn cell(from: &str, to: &str, probe: &str, expected: bool, observed: bool) -> CellReport {
+        let (f, t): (PodRef, PodRef) =
+            (from.parse().expect("pod ref"), to.parse().expect("pod ref"));
+        let p: Probe = probe.parse().expect("probe");
+        CellReport {
+            from: f,
+            to: t,
+            port: p.port,
+            protocol: p.protocol,
+            expected,
+            observed: Some(observed),
+            outcome: if expected == observed {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            },
+            attempts: 1,
+            connectivity: if observed {
+                Connectivity::Connected
+            } else {
+                Connectivity::Timeout
+            },
+            detail: None,
+            command: String::new(),
+            features: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    fn features(st: &Step, earlier: &[&Step], c: &CellReport) -> Vec<&'static str> {
+        let oracle = st.oracle();
+        // The cell must really disagree with the oracle, or the test is about nothing.
+        let d = oracle
+            .decide(&c.from, &c.to, Probe::new(c.port, c.protocol))
+            .expect("pods exist");
+        assert_eq!(d.allowed, c.expected, "test cell's expectation is wrong");
+        let earlier: Vec<Oracle> = earlier.iter().map(|s| s.oracle()).collect();
+        cell_features(&oracle, &earlier, c)
+            .into_iter()
+            .map(Feature::as_str)
+            .collect()
+    }
+
+    const DENY_Y: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: deny, namespace: y}\nspec: {podSelector: {}}\n";
+
+    fn np(ns: &str, name: &str, spec: &str) -> String {
+        format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+        )
+    }
+
+    #[test]
+    fn ingress_leak() {
+        let st = step(DENY_Y);
+        let c = cell("x/a", "y/a", "80/TCP", false, true);
+        assert_eq!(features(&st, &[], &c), ["ingress"]);
+    }
+
+    #[test]
+    fn egress_leak() {
+        let st = step(&np("x", "e", "{podSelector: {}, policyTypes: [Egress]}"));
+        let c = cell("x/a", "y/a", "80/TCP", false, true);
+        assert_eq!(features(&st, &[], &c), ["egress"]);
+    }
+
+    #[test]
+    fn ports_leak_and_overblock() {
+        let st = step(&np(
+            "y",
+            "p",
+            "{podSelector: {}, ingress: [{ports: [{port: 81}]}]}",
+        ));
+        let leak = cell("x/a", "y/a", "82/TCP", false, true);
+        assert_eq!(features(&st, &[], &leak), ["ingress", "ports"]);
+        let block = cell("x/a", "y/a", "81/TCP", true, false);
+        assert_eq!(features(&st, &[], &block), ["ingress", "ports"]);
+    }
+
+    #[test]
+    fn named_ports_and_end_port() {
+        let st = step(&np(
+            "y",
+            "p",
+            "{podSelector: {}, ingress: [{ports: [{port: http}, {port: 81, endPort: 82}]}]}",
+        ));
+        let named = cell("x/a", "y/a", "80/TCP", true, false);
+        assert_eq!(features(&st, &[], &named), ["ingress", "named-ports"]);
+        let range = cell("x/a", "y/a", "82/TCP", true, false);
+        assert_eq!(features(&st, &[], &range), ["ingress", "endPort"]);
+    }
+
+    #[test]
+    fn ip_block_except_leak() {
+        let st = step(&np(
+            "y",
+            "p",
+            "{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/16, except: [10.0.0.1/32]}}]}]}",
+        ));
+        let leak = cell("x/a", "y/a", "80/TCP", false, true);
+        assert_eq!(features(&st, &[], &leak), ["ingress", "ipBlock", "except"]);
+        let block = cell("x/b", "y/a", "80/TCP", true, false);
+        assert_eq!(features(&st, &[], &block), ["ingress", "ipBlock", "except"]);
+    }
+
+    #[test]
+    fn namespace_selectors() {
+        let st = step(&np(
+            "y",
+            "p",
+            "{podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: x}}}]}]}",
+        ));
+        let block = cell("x/a", "y/a", "80/TCP", true, false);
+        assert_eq!(features(&st, &[], &block), ["ingress", "namespaceSelector"]);
+
+        let st = step(&np(
+            "y",
+            "p",
+            "{podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: x}}, \
+             podSelector: {matchLabels: {pod: a}}}]}]}",
+        ));
+        // x/b: namespace matches, pod does not — an OR-ing dataplane would let it in.
+        let leak = cell("x/b", "y/a", "80/TCP", false, true);
+        assert_eq!(
+            features(&st, &[], &leak),
+            ["ingress", "podSelector+namespaceSelector"]
+        );
+    }
+
+    #[test]
+    fn multiple_policies_and_stateful_replies() {
+        let text = format!(
+            "{DENY_Y}{}",
+            np(
+                "y",
+                "allow-b",
+                "{podSelector: {matchLabels: {pod: b}}, ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}]}]}"
+            )
+        );
+        let st = step(&text);
+        // y/a -> y/b is allowed by allow-b (deny adds nothing); the reply path y/b -> y/a is
+        // denied by deny, so only connection tracking lets replies through.
+        let c = cell("y/a", "y/b", "80/TCP", true, false);
+        assert_eq!(
+            features(&st, &[], &c),
+            ["ingress", "multiple-policies", "stateful-replies"]
+        );
+    }
+
+    #[test]
+    fn protocols_and_default_allow() {
+        let st = step("");
+        let c = cell("x/a", "y/a", "80/UDP", true, false);
+        assert_eq!(features(&st, &[], &c), ["default-allow", "udp"]);
+        let c = cell("x/a", "y/a", "80/SCTP", true, false);
+        assert_eq!(features(&st, &[], &c), ["default-allow", "sctp"]);
+    }
+
+    #[test]
+    fn updates_only_for_an_earlier_policy_state() {
+        let before = step(DENY_Y);
+        let now = step("");
+        let stuck = cell("x/a", "y/a", "80/TCP", true, false);
+        assert_eq!(
+            features(&now, &[&before], &stuck),
+            ["default-allow", "updates"]
+        );
+        // Still allowed after a deny-all was added: the dataplane ignores policies; an earlier
+        // state without policies is no evidence of a missed update.
+        let leak = cell("x/a", "y/a", "80/TCP", false, true);
+        assert_eq!(features(&before, &[&now], &leak), ["ingress"]);
+    }
+
+    fn report(cells: Vec<CellReport>) -> Vec<ScenarioReport> {
+        vec![ScenarioReport {
+            name: "s".into(),
+            source: "s.yaml".into(),
+            steps: vec![StepReport {
+                name: "initial".into(),
+                convergence_ms: None,
+                probe_wall_ms: 0,
+                passes: 1,
+                cells,
+            }],
+        }]
+    }
+
+    #[test]
+    fn verdicts() {
+        let pass = cell("x/a", "y/a", "80/TCP", false, false);
+        let allowed = cell("x/a", "x/b", "80/TCP", true, true);
+        let leak = cell("x/a", "y/b", "80/TCP", false, true);
+        let block = cell("x/a", "y/b", "80/TCP", true, false);
+        let mut flaky = cell("x/b", "y/b", "80/TCP", true, true);
+        flaky.outcome = Outcome::Flaky;
+        let mut err = cell("x/b", "y/a", "80/TCP", true, true);
+        err.outcome = Outcome::Error;
+        err.observed = None;
+        let mut unsup = cell("x/b", "y/a", "80/SCTP", false, true);
+        unsup.outcome = Outcome::Unsupported;
+        unsup.observed = None;
+
+        let r = report(vec![
+            pass.clone(),
+            allowed.clone(),
+            flaky.clone(),
+            unsup.clone(),
+        ]);
+        assert_eq!(judge(&r), Verdict::Conformant);
+        let s = summarize(&r);
+        assert_eq!((s.cells, s.passed, s.flaky, s.unsupported), (4, 2, 1, 1));
+
+        let r = report(vec![pass.clone(), block.clone(), unsup.clone()]);
+        assert_eq!(judge(&r), Verdict::NonConformant);
+
+        // Everything allowed although one cell should be blocked: policies ignored (the
+        // unsupported cell does not count either way).
+        let r = report(vec![allowed.clone(), leak.clone(), unsup.clone()]);
+        assert_eq!(judge(&r), Verdict::PoliciesIgnored);
+        // One blocked cell observed: something is enforced, so merely non-conformant.
+        let r = report(vec![allowed.clone(), leak.clone(), pass.clone()]);
+        assert_eq!(judge(&r), Verdict::NonConformant);
+        // Nothing denied anywhere: all allowed is simply right.
+        let r = report(vec![allowed.clone()]);
+        assert_eq!(judge(&r), Verdict::Conformant);
+
+        let r = report(vec![pass, leak, err]);
+        assert_eq!(judge(&r), Verdict::Error);
+        assert_eq!(summarize(&r).errors, 1);
+    }
+
+    #[test]
+    fn failing_features_are_ordered_and_deduplicated() {
+        let mut a = cell("x/a", "y/b", "80/UDP", false, true);
+        a.features = vec!["udp".into(), "ingress".into(), "from-the-future".into()];
+        let mut b = cell("x/b", "y/b", "80/TCP", false, true);
+        b.features = vec!["egress".into(), "ingress".into()];
+        let mut f = cell("x/b", "y/a", "80/TCP", true, true);
+        f.outcome = Outcome::Flaky;
+        f.features = vec!["sctp".into()];
+        assert_eq!(
+            failing_features(&report(vec![a, b, f])),
+            ["ingress", "egress", "udp", "from-the-future"]
+        );
+    }
+}
