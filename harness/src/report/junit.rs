@@ -65,8 +65,9 @@ fn step_out(step: &StepReport) -> String {
         || "never converged".to_string(),
         |m| format!("converged after {m} ms"),
     );
+    let passes = if step.passes == 1 { "pass" } else { "passes" };
     format!(
-        "{conv}; {} passes, last pass {} ms\n",
+        "{conv}; {} {passes}, last pass {} ms\n",
         step.passes, step.probe_wall_ms
     )
 }

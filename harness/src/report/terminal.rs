@@ -62,7 +62,7 @@ impl ProbeTable<'_> {
 
     /// `.` allowed / `X` blocked, as the oracle requires.
     pub fn render_expected(&self) -> String {
-        self.table.render(|c| match c {
+        render_grid(&self.table, |c| match c {
             Some(c) if c.expected => ".".into(),
             Some(_) => "X".into(),
             None => " ".into(),
@@ -71,7 +71,7 @@ impl ProbeTable<'_> {
 
     /// `.` allowed / `X` blocked as observed; `?` unsupported, `E` error.
     pub fn render_observed(&self) -> String {
-        self.table.render(|c| match c {
+        render_grid(&self.table, |c| match c {
             None => " ".into(),
             Some(c) => match (c.outcome, c.observed) {
                 (Outcome::Unsupported, _) => "?".into(),
@@ -84,11 +84,34 @@ impl ProbeTable<'_> {
 
     /// `.` as expected, `X` differs, `~` flaky, `?` unsupported, `E` error.
     pub fn render_comparison(&self) -> String {
-        self.table.render(|c| match c {
+        render_grid(&self.table, |c| match c {
             None => " ".into(),
             Some(c) => outcome_mark(c.outcome).into(),
         })
     }
+}
+
+/// Upstream's layout (a header row of destinations, a row per source, one mark per cell), aligned
+/// with spaces rather than tabs so it survives JUnit viewers, HTML and narrow terminals.
+pub fn render_grid<T>(table: &TruthTable<T>, mut mark: impl FnMut(&T) -> String) -> String {
+    let names: Vec<String> = table.pods().iter().map(|p| p.to_string()).collect();
+    let w0 = names.iter().map(String::len).max().unwrap_or(1).max(1);
+    let mut out = format!("{:w0$}", "-");
+    for n in &names {
+        let _ = write!(out, " {n}");
+    }
+    out.push('\n');
+    for (i, n) in names.iter().enumerate() {
+        let _ = write!(out, "{n:w0$}");
+        for (j, col) in names.iter().enumerate() {
+            let _ = write!(out, " {:w$}", mark(table.at(i, j)), w = col.len());
+        }
+        // No trailing spaces: diffs and snapshots stay clean.
+        let trimmed = out.trim_end_matches(' ').len();
+        out.truncate(trimmed);
+        out.push('\n');
+    }
+    out
 }
 
 pub fn outcome_mark(o: Outcome) -> &'static str {

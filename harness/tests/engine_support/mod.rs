@@ -32,8 +32,10 @@ pub fn key(from: &str, to: &str, probe: &str) -> Key {
 pub struct Script {
     /// Every probe connects (a CNI without NetworkPolicy support).
     pub ignore_policies: bool,
-    /// Inverted on every probe.
+    /// Inverted on every probe…
     pub always_wrong: HashSet<Key>,
+    /// …in this scenario only (`None`: in every scenario).
+    pub always_wrong_in: Option<usize>,
     /// Error for the first N probes of the cell in each step (`u32::MAX`: always), then…
     pub error_times: HashMap<Key, u32>,
     /// …inverted for the next N probes.
@@ -141,7 +143,8 @@ impl FakeSession {
         if c < errors {
             return obs(Connectivity::Error, Some("fake exec failed"));
         }
-        let wrong = self.script.always_wrong.contains(&k)
+        let here = self.script.always_wrong_in.is_none_or(|n| n == self.n);
+        let wrong = here && self.script.always_wrong.contains(&k)
             || c - errors < self.script.wrong_times.get(&k).copied().unwrap_or(0);
         let allowed = self.script.ignore_policies || truth != wrong;
         obs(
