@@ -205,7 +205,9 @@ pub fn failing_features(scenarios: &[ScenarioReport]) -> Vec<String> {
 }
 
 /// The features one failing cell exercises, traced through `oracle` (the cell's step) and
-/// `earlier` (the oracles of the scenario's earlier steps, oldest first).
+/// `earlier` (the oracles of the scenario's earlier steps where the dataplane was seen enforcing
+/// something — a cell observed blocked as required — so a dataplane that ignores policies is not
+/// mistaken for one stuck in an earlier state).
 ///
 /// - Expected allowed but blocked: the isolated sides (`ingress`/`egress`; `default-allow` when
 ///   neither side is isolated), `multiple-policies` when several policies select that side, and the
@@ -216,7 +218,7 @@ pub fn failing_features(scenarios: &[ScenarioReport]) -> Vec<String> {
 ///   but a peer only half matched (`except`, `podSelector+namespaceSelector`, `namespaceSelector`).
 /// - Always: `udp`/`sctp` for those protocols; `updates` when the observation equals what an earlier
 ///   step's policies required (the dataplane is stuck in an earlier state).
-pub fn cell_features(oracle: &Oracle, earlier: &[Oracle], cell: &CellReport) -> BTreeSet<Feature> {
+pub fn cell_features(oracle: &Oracle, earlier: &[&Oracle], cell: &CellReport) -> BTreeSet<Feature> {
     let mut out = BTreeSet::new();
     let probe = Probe::new(cell.port, cell.protocol);
     match cell.protocol {
@@ -495,6 +497,7 @@ mod tests {
             .expect("pods exist");
         assert_eq!(d.allowed, c.expected, "test cell's expectation is wrong");
         let earlier: Vec<Oracle> = earlier.iter().map(|s| s.oracle()).collect();
+        let earlier: Vec<&Oracle> = earlier.iter().collect();
         cell_features(&oracle, &earlier, c)
             .into_iter()
             .map(Feature::as_str)

@@ -419,3 +419,60 @@ async fn the_event_stream_frames_the_run() {
     assert_eq!(count(|e| matches!(e, Event::PassFinished { .. })), 2);
     assert_eq!(count(|e| matches!(e, Event::ScenarioFinished { .. })), 1);
 }
+
+/// Step 1 admits only x/a into y; step 2 admits only x/b instead.
+const SWITCH: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: switch
+model:
+  upstream: {namespaces: [x, y], pods: [a, b], protocols: [TCP], ports: [80]}
+probes: ["80/TCP"]
+steps:
+  - name: only-xa
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {namespace: y, name: p}
+        spec:
+          podSelector: {}
+          ingress: [{from: [{namespaceSelector: {matchLabels: {ns: x}}, podSelector: {matchLabels: {pod: a}}}]}]
+  - name: only-xb
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {namespace: y, name: p}
+        spec:
+          podSelector: {}
+          ingress: [{from: [{namespaceSelector: {matchLabels: {ns: x}}, podSelector: {matchLabels: {pod: b}}}]}]
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn updates_needs_an_earlier_step_that_enforced() {
+    let sc = scenario(SWITCH, "switch");
+    // Stuck in step 1, which it enforced: x/a -> y/a still allowed is a missed update.
+    let stale = run(
+        Script {
+            stale: true,
+            ..script()
+        },
+        std::slice::from_ref(&sc),
+    )
+    .await;
+    let c = find(&stale, 1, "x/a", "y/a");
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(c.features.contains(&"updates".to_string()), "{:?}", c.features);
+    // Ignoring policies gives the same observation, but step 1 never showed enforcement.
+    let ignored = run(
+        Script {
+            ignore_policies: true,
+            ..script()
+        },
+        &[sc],
+    )
+    .await;
+    let c = find(&ignored, 1, "x/a", "y/a");
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(!c.features.contains(&"updates".to_string()), "{:?}", c.features);
+    assert!(!ignored.failing_features.contains(&"updates".to_string()));
+}

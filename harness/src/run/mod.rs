@@ -463,6 +463,13 @@ async fn run_scenario<P: Platform>(
     Ok(report)
 }
 
+/// Whether a step showed the dataplane enforcing: some cell observed blocked, as required.
+fn enforced_something(step: &StepReport) -> bool {
+    step.cells
+        .iter()
+        .any(|c| !c.expected && c.observed == Some(false))
+}
+
 async fn run_steps<S: Session>(
     session: &mut S,
     index: usize,
@@ -477,8 +484,24 @@ async fn run_steps<S: Session>(
         if stop.is_set() {
             return Err(ProviderError::Interrupted);
         }
+        // Earlier steps where the dataplane was seen enforcing: only they can show it stuck.
+        let enforced: Vec<&Oracle<'_>> = steps
+            .iter()
+            .zip(&oracles)
+            .filter(|(r, _)| enforced_something(r))
+            .map(|(_, o)| o)
+            .collect();
         let report = run_step(
-            session, index, scenario, k, step, &oracles, opts, sink, stop,
+            session,
+            index,
+            scenario,
+            k,
+            step,
+            &oracles[k],
+            &enforced,
+            opts,
+            sink,
+            stop,
         )
         .await?;
         emit(
@@ -506,7 +529,8 @@ async fn run_step<S: Session>(
     scenario: &Scenario,
     k: usize,
     step: &Step,
-    oracles: &[Oracle<'_>],
+    oracle: &Oracle<'_>,
+    earlier: &[&Oracle<'_>],
     opts: &RunOptions,
     sink: &Sink<'_>,
     stop: &Stop,
@@ -594,8 +618,6 @@ async fn run_step<S: Session>(
         }
     }
 
-    let oracle = &oracles[k];
-    let earlier = &oracles[..k];
     let cells: Vec<CellReport> = plan
         .iter()
         .zip(&history)
