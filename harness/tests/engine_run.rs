@@ -461,7 +461,11 @@ async fn updates_needs_an_earlier_step_that_enforced() {
     .await;
     let c = find(&stale, 1, "x/a", "y/a");
     assert_eq!(c.outcome, Outcome::Fail);
-    assert!(c.features.contains(&"updates".to_string()), "{:?}", c.features);
+    assert!(
+        c.features.contains(&"updates".to_string()),
+        "{:?}",
+        c.features
+    );
     // Ignoring policies gives the same observation, but step 1 never showed enforcement.
     let ignored = run(
         Script {
@@ -473,6 +477,10 @@ async fn updates_needs_an_earlier_step_that_enforced() {
     .await;
     let c = find(&ignored, 1, "x/a", "y/a");
     assert_eq!(c.outcome, Outcome::Fail);
-    assert!(!c.features.contains(&"updates".to_string()), "{:?}", c.features);
+    assert!(
+        !c.features.contains(&"updates".to_string()),
+        "{:?}",
+        c.features
+    );
     assert!(!ignored.failing_features.contains(&"updates".to_string()));
 }

@@ -146,7 +146,7 @@ pub fn run(args: RunArgs) -> u8 {
             ProviderKind::Kubeconfig => {
                 kubeconfig::dry_run(&scenarios, &kubeconfig_options(&args, &run_id))
             }
-            ProviderKind::Local => unreachable_local(),
+            ProviderKind::Local => local_has_no_dry_run(),
         };
         return match plan {
             Ok(text) => {
@@ -277,7 +277,7 @@ pub fn run(args: RunArgs) -> u8 {
     }
 }
 
-fn unreachable_local() -> Result<String, ProviderError> {
+fn local_has_no_dry_run() -> Result<String, ProviderError> {
     Err(ProviderError::InvalidInput(
         "--dry-run applies to the kind and kubeconfig providers".into(),
     ))
