@@ -42,6 +42,8 @@
 //! assert!(!table.get(&xa, &yb));  // y/b is isolated for ingress by deny-all
 //! ```
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod cli;
 pub mod cni;
 pub mod model;

@@ -483,6 +483,7 @@ mod tests {
                 Connectivity::Timeout
             },
             detail: None,
+            explanation: None,
             command: String::new(),
             features: Vec::new(),
             history: Vec::new(),

@@ -142,10 +142,14 @@ pub fn run(args: RunArgs) -> u8 {
     // Dry runs touch nothing, so they need no runtime.
     if args.dry_run {
         let plan = match args.provider {
-            ProviderKind::Kind => kind::dry_run(&scenarios, &kind_options(&args, &run_id)),
-            ProviderKind::Kubeconfig => {
-                kubeconfig::dry_run(&scenarios, &kubeconfig_options(&args, &run_id))
-            }
+            ProviderKind::Kind => kind::dry_run(
+                &scenarios,
+                &kind_options(&args, &run_id, opts.probe_timeout),
+            ),
+            ProviderKind::Kubeconfig => kubeconfig::dry_run(
+                &scenarios,
+                &kubeconfig_options(&args, &run_id, opts.probe_timeout),
+            ),
             ProviderKind::Local => local_has_no_dry_run(),
         };
         return match plan {
@@ -209,7 +213,7 @@ pub fn run(args: RunArgs) -> u8 {
             },
             ProviderKind::Kind => {
                 drive(
-                    KindPlatform::create(kind_options(&args, &run_id)),
+                    KindPlatform::create(kind_options(&args, &run_id, opts.probe_timeout)),
                     &scenarios,
                     &opts,
                     &mut reporter,
@@ -219,7 +223,11 @@ pub fn run(args: RunArgs) -> u8 {
             }
             ProviderKind::Kubeconfig => {
                 drive(
-                    KubeconfigPlatform::create(kubeconfig_options(&args, &run_id)),
+                    KubeconfigPlatform::create(kubeconfig_options(
+                        &args,
+                        &run_id,
+                        opts.probe_timeout,
+                    )),
                     &scenarios,
                     &opts,
                     &mut reporter,
@@ -283,18 +291,18 @@ fn local_has_no_dry_run() -> Result<String, ProviderError> {
     ))
 }
 
-fn kind_options(args: &RunArgs, run_id: &str) -> KindOptions {
+fn kind_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KindOptions {
     KindOptions {
-        run_id: run_id.to_string(),
-        cni: args.cni.clone().unwrap_or_else(|| "kindnet".into()),
         keep_cluster: args.keep_cluster,
+        probe_timeout,
+        ..KindOptions::new(run_id, args.cni.clone().unwrap_or_else(|| "kindnet".into()))
     }
 }
 
-fn kubeconfig_options(args: &RunArgs, run_id: &str) -> KubeconfigOptions {
+fn kubeconfig_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KubeconfigOptions {
     KubeconfigOptions {
-        run_id: run_id.to_string(),
-        context: args.context.clone(),
+        probe_timeout,
+        ..KubeconfigOptions::new(run_id, args.context.clone())
     }
 }
 

@@ -6,6 +6,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::policy::{CompiledPolicy, NamespaceMatch, Peer, PortSpec, Selector};
+use crate::scenario::Step;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
@@ -98,5 +101,232 @@ impl FromStr for Fault {
             .into_iter()
             .find(|f| f.name() == s)
             .ok_or_else(|| UnknownFault(s.to_string()))
+    }
+}
+
+/// The faults of one run, with the transformations they make.
+///
+/// Faults that change what a policy *means* (ports, peers, egress) are applied to the compiled
+/// policies before the nftables compiler sees them ([`FaultSet::distort`]), so the same function
+/// also yields the reachability a faulty CNI produces. Faults that change the *dataplane's shape*
+/// (intersection, udp-unenforced, stateless) are flags the compiler reads, and stale-updates is a
+/// flag the provider reads (it keeps installing the first step).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultSet(std::collections::BTreeSet<Fault>);
+
+impl FaultSet {
+    pub fn new(faults: impl IntoIterator<Item = Fault>) -> Self {
+        FaultSet(faults.into_iter().collect())
+    }
+
+    pub fn has(&self, f: Fault) -> bool {
+        self.0.contains(&f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Fault> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The policies as a CNI with these faults understands them.
+    pub fn distort(&self, policies: &[CompiledPolicy]) -> Vec<CompiledPolicy> {
+        policies.iter().map(|p| self.distort_policy(p)).collect()
+    }
+
+    fn distort_policy(&self, p: &CompiledPolicy) -> CompiledPolicy {
+        let mut p = p.clone();
+        if self.has(Fault::IgnoreEgress) {
+            p.egress = None;
+        }
+        let ns = p.key.namespace.clone();
+        for rules in [p.ingress.as_mut(), p.egress.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            for rule in rules.iter_mut() {
+                if let Some(ports) = rule.ports.as_mut() {
+                    // An emptied list stays `Some(vec![])`: a rule whose ports all vanished admits
+                    // nothing, as a CNI that cannot resolve its ports would.
+                    if self.has(Fault::IgnoreNamedPorts) {
+                        ports.retain(|pm| !matches!(pm.port, PortSpec::Named(_)));
+                    }
+                    if self.has(Fault::IgnoreEndport) {
+                        for pm in ports.iter_mut() {
+                            if let PortSpec::Range { start, end } = &mut pm.port {
+                                *end = *start;
+                            }
+                        }
+                    }
+                }
+                if let Some(peers) = rule.peers.as_mut() {
+                    *peers = peers
+                        .drain(..)
+                        .flat_map(|peer| self.distort_peer(peer, &ns))
+                        .collect();
+                }
+            }
+        }
+        p
+    }
+
+    fn distort_peer(&self, peer: Peer, policy_ns: &str) -> Vec<Peer> {
+        match peer {
+            Peer::IpBlock { cidr, except } => vec![Peer::IpBlock {
+                cidr,
+                except: if self.has(Fault::IgnoreExcept) {
+                    Vec::new()
+                } else {
+                    except
+                },
+            }],
+            Peer::Pods { namespaces, pods } => {
+                let namespaces = match namespaces {
+                    NamespaceMatch::Selector(_) if self.has(Fault::IgnoreNamespaceSelector) => {
+                        NamespaceMatch::Same(policy_ns.to_string())
+                    }
+                    other => other,
+                };
+                match namespaces {
+                    // The classic YAML slip, as a bug: both selectors become separate peers.
+                    NamespaceMatch::Selector(sel)
+                        if self.has(Fault::PeerOr) && !pods.is_everything() =>
+                    {
+                        vec![
+                            Peer::Pods {
+                                namespaces: NamespaceMatch::Selector(sel),
+                                pods: Selector::everything(),
+                            },
+                            Peer::Pods {
+                                namespaces: NamespaceMatch::Same(policy_ns.to_string()),
+                                pods,
+                            },
+                        ]
+                    }
+                    namespaces => vec![Peer::Pods { namespaces, pods }],
+                }
+            }
+        }
+    }
+
+    /// The step a CNI with these faults installs: the first one forever under stale-updates.
+    pub fn effective_step<'a>(&self, first: &'a Step, current: &'a Step) -> &'a Step {
+        if self.has(Fault::StaleUpdates) {
+            first
+        } else {
+            current
+        }
+    }
+}
+
+impl FromIterator<Fault> for FaultSet {
+    fn from_iter<I: IntoIterator<Item = Fault>>(iter: I) -> Self {
+        FaultSet::new(iter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Protocol;
+    use crate::policy::{PortMatch, Rule};
+
+    fn policy(ingress: Vec<Rule>) -> CompiledPolicy {
+        CompiledPolicy {
+            key: crate::policy::PolicyRef {
+                namespace: "x".into(),
+                name: "p".into(),
+            },
+            pod_selector: Selector::everything(),
+            ingress: Some(ingress),
+            egress: Some(vec![]),
+            source: Default::default(),
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_have_sentences() {
+        for f in Fault::ALL {
+            assert_eq!(f.name().parse::<Fault>(), Ok(f));
+            assert!(f.description().ends_with('.'), "{f}");
+        }
+        assert!("nope".parse::<Fault>().is_err());
+    }
+
+    #[test]
+    fn port_faults_rewrite_ports() {
+        let p = policy(vec![Rule {
+            peers: None,
+            ports: Some(vec![
+                PortMatch {
+                    protocol: Protocol::Tcp,
+                    port: PortSpec::Named("http".into()),
+                },
+                PortMatch {
+                    protocol: Protocol::Tcp,
+                    port: PortSpec::Range { start: 80, end: 90 },
+                },
+            ]),
+        }]);
+        let d = FaultSet::new([Fault::IgnoreNamedPorts, Fault::IgnoreEndport]).distort(&[p]);
+        let ports = d[0].ingress.as_ref().and_then(|r| r[0].ports.clone());
+        assert_eq!(
+            ports,
+            Some(vec![PortMatch {
+                protocol: Protocol::Tcp,
+                port: PortSpec::Range { start: 80, end: 80 }
+            }])
+        );
+    }
+
+    #[test]
+    fn peer_faults_rewrite_peers() {
+        let ns_sel = Selector {
+            requirements: vec![crate::policy::selector::Requirement::Exists { key: "ns".into() }],
+        };
+        let pod_sel = Selector {
+            requirements: vec![crate::policy::selector::Requirement::Exists { key: "pod".into() }],
+        };
+        let p = policy(vec![Rule {
+            peers: Some(vec![Peer::Pods {
+                namespaces: NamespaceMatch::Selector(ns_sel.clone()),
+                pods: pod_sel.clone(),
+            }]),
+            ports: None,
+        }]);
+        let or = FaultSet::new([Fault::PeerOr]).distort(std::slice::from_ref(&p));
+        assert_eq!(
+            or[0].ingress.as_ref().and_then(|r| r[0].peers.clone()),
+            Some(vec![
+                Peer::Pods {
+                    namespaces: NamespaceMatch::Selector(ns_sel),
+                    pods: Selector::everything()
+                },
+                Peer::Pods {
+                    namespaces: NamespaceMatch::Same("x".into()),
+                    pods: pod_sel.clone()
+                },
+            ])
+        );
+        let same = FaultSet::new([Fault::IgnoreNamespaceSelector]).distort(&[p]);
+        assert_eq!(
+            same[0].ingress.as_ref().and_then(|r| r[0].peers.clone()),
+            Some(vec![Peer::Pods {
+                namespaces: NamespaceMatch::Same("x".into()),
+                pods: pod_sel
+            }])
+        );
+    }
+
+    #[test]
+    fn ignore_egress_drops_egress_isolation() {
+        let d = FaultSet::new([Fault::IgnoreEgress]).distort(&[policy(vec![])]);
+        assert_eq!(d[0].egress, None);
+        assert_eq!(d[0].ingress, Some(vec![]));
+        let unchanged = FaultSet::default().distort(&[policy(vec![])]);
+        assert_eq!(unchanged[0].egress, Some(vec![]));
     }
 }

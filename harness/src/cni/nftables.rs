@@ -1,1 +1,811 @@
-//! Compiles a step's policies into an nftables ruleset per pod. Filled by the local dataplane work.
+//! Compiles a step's policies into one nftables ruleset per pod, the way a CNI does.
+//!
+//! Each pod's network namespace gets `table inet netpolc` with two base chains:
+//! - `ingress` on the `input` hook: when the pod is selected by a policy for ingress, only packets
+//!   whose source address and destination port some rule admits are accepted; the rest is dropped.
+//! - `egress` on the `output` hook: the same at the source, with peers resolved to destination
+//!   addresses. Named ports are resolved on each destination pod, so an egress rule naming a port
+//!   becomes `(address . port)` pairs.
+//!
+//! Both chains start with `ct state established,related accept`, so replies ride on the
+//! connection the first packet opened. Pods no policy selects in a direction get an open chain.
+//!
+//! Loopback: a pod connecting to its own address sends through `lo` inside its namespace, and the
+//! packet crosses this pod's `egress` chain and then its `ingress` chain. The oracle evaluates a
+//! self-connection like any pair (egress at the source AND ingress at the destination), and since
+//! source and destination are the same pod here, the dataplane agrees with it without special rules.
+//!
+//! The compiler is pure: it returns typed rules ([`PodRuleset`]) that render to `nft -f` text and
+//! can be evaluated in software ([`PodRuleset::admits`]) for tests without root.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+
+use crate::cni::faults::{Fault, FaultSet};
+use crate::model::{Model, Pod, PodRef, Protocol};
+use crate::policy::PolicyRef;
+use crate::policy::compile::{CompiledPolicy, Direction, PortMatch, PortSpec, Rule};
+use crate::policy::oracle::peer_matches;
+use crate::scenario::Step;
+
+/// The nftables table every pod namespace gets (family `inet`).
+pub const TABLE: &str = "netpolc";
+
+/// A set of IPv4 addresses: sorted, disjoint, non-adjacent inclusive intervals (what an nftables
+/// interval set holds; keeping it normalised avoids overlapping elements, which `nft` rejects).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddrSet(Vec<(u32, u32)>);
+
+impl AddrSet {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn intervals(&self) -> &[(u32, u32)] {
+        &self.0
+    }
+
+    pub fn insert(&mut self, ip: Ipv4Addr) {
+        let v = u32::from(ip);
+        self.insert_range(v, v);
+    }
+
+    pub fn insert_range(&mut self, lo: u32, hi: u32) {
+        self.0.push((lo.min(hi), lo.max(hi)));
+        self.normalise();
+    }
+
+    /// Adds an IPv4 network; IPv6 networks hold no address of an IPv4 dataplane and add nothing.
+    pub fn insert_net(&mut self, net: &IpNet) {
+        if let Some((lo, hi)) = v4_bounds(net) {
+            self.insert_range(lo, hi);
+        }
+    }
+
+    pub fn remove_net(&mut self, net: &IpNet) {
+        let Some((lo, hi)) = v4_bounds(net) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b < lo || a > hi {
+                out.push((a, b));
+                continue;
+            }
+            if a < lo {
+                out.push((a, lo - 1));
+            }
+            if b > hi {
+                out.push((hi + 1, b));
+            }
+        }
+        self.0 = out;
+    }
+
+    pub fn union_with(&mut self, other: &AddrSet) {
+        self.0.extend_from_slice(&other.0);
+        self.normalise();
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let v = u32::from(ip);
+        self.0.iter().any(|&(a, b)| a <= v && v <= b)
+    }
+
+    fn normalise(&mut self) {
+        self.0.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(self.0.len());
+        for &(a, b) in &self.0 {
+            match out.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        self.0 = out;
+    }
+}
+
+impl fmt::Display for AddrSet {
+    /// `{ 10.0.0.1, 10.1.0.0-10.1.255.255 }`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{ ")?;
+        for (i, &(a, b)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            if a == b {
+                write!(f, "{}", Ipv4Addr::from(a))?;
+            } else {
+                write!(f, "{}-{}", Ipv4Addr::from(a), Ipv4Addr::from(b))?;
+            }
+        }
+        f.write_str(" }")
+    }
+}
+
+fn v4_bounds(net: &IpNet) -> Option<(u32, u32)> {
+    match net {
+        IpNet::V4(n) => Some((u32::from(n.network()), u32::from(n.broadcast()))),
+        IpNet::V6(_) => None,
+    }
+}
+
+fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// What a rule admits at layer 4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L4 {
+    /// Every protocol and port (`ports` missing or empty).
+    Any,
+    /// Every port of one protocol (a port entry without `port`).
+    Proto(Protocol),
+    /// Some ports of one protocol: sorted, merged inclusive ranges.
+    Ports(Protocol, Vec<(u16, u16)>),
+}
+
+impl L4 {
+    fn admits(&self, protocol: Protocol, port: u16) -> bool {
+        match self {
+            L4::Any => true,
+            L4::Proto(p) => *p == protocol,
+            L4::Ports(p, ranges) => {
+                *p == protocol && ranges.iter().any(|&(a, b)| a <= port && port <= b)
+            }
+        }
+    }
+}
+
+impl fmt::Display for L4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            L4::Any => Ok(()),
+            L4::Proto(p) => write!(f, "meta l4proto {}", p.lower()),
+            L4::Ports(p, ranges) => {
+                write!(f, "{} dport {{ ", p.lower())?;
+                for (i, &(a, b)) in ranges.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    if a == b {
+                        write!(f, "{a}")?;
+                    } else {
+                        write!(f, "{a}-{b}")?;
+                    }
+                }
+                f.write_str(" }")
+            }
+        }
+    }
+}
+
+/// One accepting nftables rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accept {
+    /// Peer addresses (`None`: any address) AND layer 4.
+    Match { peers: Option<AddrSet>, l4: L4 },
+    /// Egress with named ports: each destination pod's address with the port the name resolves to
+    /// on that pod (`ip daddr . tcp dport { 10.0.0.2 . 8080, … }`).
+    Pairs {
+        protocol: Protocol,
+        pairs: Vec<(Ipv4Addr, u16)>,
+    },
+}
+
+impl Accept {
+    fn admits(&self, peer: Ipv4Addr, protocol: Protocol, port: u16) -> bool {
+        match self {
+            Accept::Match { peers, l4 } => {
+                peers.as_ref().is_none_or(|s| s.contains(peer)) && l4.admits(protocol, port)
+            }
+            Accept::Pairs { protocol: p, pairs } => *p == protocol && pairs.contains(&(peer, port)),
+        }
+    }
+
+    /// The rule's match expression (without verdict); `dir` says which address is the peer's.
+    fn render(&self, dir: Direction) -> String {
+        let addr = match dir {
+            Direction::Ingress => "ip saddr",
+            Direction::Egress => "ip daddr",
+        };
+        match self {
+            Accept::Match { peers, l4 } => {
+                let mut parts = Vec::new();
+                if let Some(s) = peers {
+                    parts.push(format!("{addr} {s}"));
+                }
+                if *l4 != L4::Any {
+                    parts.push(l4.to_string());
+                }
+                parts.join(" ")
+            }
+            Accept::Pairs { protocol, pairs } => {
+                let elems: Vec<String> =
+                    pairs.iter().map(|(ip, p)| format!("{ip} . {p}")).collect();
+                format!(
+                    "{addr} . {} dport {{ {} }}",
+                    protocol.lower(),
+                    elems.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// The accepting rules one policy contributes to a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRules {
+    pub policy: PolicyRef,
+    pub accepts: Vec<Accept>,
+}
+
+/// One direction of one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chain {
+    /// No policy selects the pod in this direction: everything passes.
+    Open,
+    /// Selected: only what some policy's rules accept passes (every policy's, under the
+    /// intersection fault).
+    Isolated(Vec<PolicyRules>),
+}
+
+/// Dataplane-shape switches (the faults that are not a change of policy meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shape {
+    /// Policies selecting a pod are AND-ed (fault `intersection`).
+    pub intersection: bool,
+    /// UDP is accepted before any policy rule (fault `udp-unenforced`).
+    pub udp_unenforced: bool,
+    /// No `ct state established,related accept` (fault `stateless`).
+    pub stateless: bool,
+}
+
+impl Shape {
+    pub fn from_faults(faults: &FaultSet) -> Self {
+        Shape {
+            intersection: faults.has(Fault::Intersection),
+            udp_unenforced: faults.has(Fault::UdpUnenforced),
+            stateless: faults.has(Fault::Stateless),
+        }
+    }
+}
+
+/// The complete ruleset of one pod's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRuleset {
+    pub pod: PodRef,
+    pub ingress: Chain,
+    pub egress: Chain,
+    pub shape: Shape,
+}
+
+impl PodRuleset {
+    fn chain(&self, dir: Direction) -> &Chain {
+        match dir {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+
+    /// Software evaluation of the first packet of a connection through one chain: `peer` is the
+    /// other end's address, `protocol`/`port` the destination port. Mirrors [`Self::render`].
+    pub fn admits(&self, dir: Direction, peer: Ipv4Addr, protocol: Protocol, port: u16) -> bool {
+        if self.shape.udp_unenforced && protocol == Protocol::Udp {
+            return true;
+        }
+        match self.chain(dir) {
+            Chain::Open => true,
+            Chain::Isolated(pols) => {
+                let hit =
+                    |p: &PolicyRules| p.accepts.iter().any(|a| a.admits(peer, protocol, port));
+                if self.shape.intersection {
+                    pols.iter().all(hit)
+                } else {
+                    pols.iter().any(hit)
+                }
+            }
+        }
+    }
+
+    /// The `nft -f` script replacing the pod's table in one transaction (the table is created,
+    /// deleted and recreated atomically, so no packet ever sees a half-applied ruleset).
+    ///
+    /// `zone` is the conntrack zone every packet of the pod is tracked in. Installing a changed
+    /// ruleset with a new zone starts connection tracking afresh, as CNIs flush conntrack on
+    /// policy changes: otherwise a probe reusing the source port of an earlier, then-allowed UDP
+    /// exchange would ride on its stale `established` entry past the new rules.
+    pub fn render(&self, zone: u16) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "table inet {TABLE} {{}}");
+        let _ = writeln!(s, "delete table inet {TABLE}");
+        let _ = writeln!(s, "table inet {TABLE} {{");
+        for (name, hook) in [("zone_in", "prerouting"), ("zone_out", "output")] {
+            let _ = writeln!(
+                s,
+                "\tchain {name} {{\n\t\ttype filter hook {hook} priority raw; policy accept;\n\t\tct zone set {zone}\n\t}}"
+            );
+        }
+        for dir in [Direction::Ingress, Direction::Egress] {
+            self.render_chain(&mut s, dir);
+        }
+        s.push_str("}\n");
+        s
+    }
+
+    fn render_chain(&self, s: &mut String, dir: Direction) {
+        let (name, hook) = match dir {
+            Direction::Ingress => ("ingress", "input"),
+            Direction::Egress => ("egress", "output"),
+        };
+        let chain = self.chain(dir);
+        // Per-policy chains (intersection): each returns when its policy admits the packet and
+        // drops otherwise, so the base chain accepts only what every policy admits.
+        if let (true, Chain::Isolated(pols)) = (self.shape.intersection, chain) {
+            for (i, p) in pols.iter().enumerate() {
+                let _ = writeln!(s, "\tchain {name}_p{i} {{");
+                let _ = writeln!(s, "\t\tcomment \"{}\"", p.policy);
+                for a in &p.accepts {
+                    let _ = writeln!(s, "\t\t{} return", a.render(dir));
+                }
+                let _ = writeln!(s, "\t\tdrop\n\t}}");
+            }
+        }
+        let _ = writeln!(s, "\tchain {name} {{");
+        let _ = writeln!(
+            s,
+            "\t\ttype filter hook {hook} priority filter; policy accept;"
+        );
+        if !self.shape.stateless {
+            let _ = writeln!(s, "\t\tct state established,related accept");
+        }
+        if self.shape.udp_unenforced {
+            let _ = writeln!(s, "\t\tmeta l4proto udp accept");
+        }
+        if let Chain::Isolated(pols) = chain {
+            if self.shape.intersection {
+                for i in 0..pols.len() {
+                    let _ = writeln!(s, "\t\tjump {name}_p{i}");
+                }
+                let _ = writeln!(s, "\t\taccept");
+            } else {
+                for p in pols {
+                    for a in &p.accepts {
+                        let m = a.render(dir);
+                        let sep = if m.is_empty() { "" } else { " " };
+                        let _ = writeln!(s, "\t\t{m}{sep}accept comment \"{}\"", p.policy);
+                    }
+                }
+                let _ = writeln!(s, "\t\tdrop");
+            }
+        }
+        s.push_str("\t}\n");
+    }
+}
+
+/// Compiles the rulesets a CNI with `faults` installs for `step` (`first` is the scenario's first
+/// step, which the stale-updates fault keeps installing). Every pod of the current step gets a
+/// ruleset.
+pub fn compile_step(first: &Step, step: &Step, faults: &FaultSet) -> BTreeMap<PodRef, PodRuleset> {
+    let installed = faults.effective_step(first, step);
+    let policies = faults.distort(&installed.policies);
+    let mut out = compile(&installed.model, &policies, Shape::from_faults(faults));
+    // Pods the stale step did not know get open chains (their policies never arrived).
+    for r in step.model.pods.keys() {
+        out.entry(r.clone()).or_insert_with(|| PodRuleset {
+            pod: r.clone(),
+            ingress: Chain::Open,
+            egress: Chain::Open,
+            shape: Shape::from_faults(faults),
+        });
+    }
+    out
+}
+
+/// Compiles `policies` over `model` faithfully (apart from `shape`).
+pub fn compile(
+    model: &Model,
+    policies: &[CompiledPolicy],
+    shape: Shape,
+) -> BTreeMap<PodRef, PodRuleset> {
+    model
+        .pods
+        .iter()
+        .map(|(r, pod)| {
+            let chain = |dir| compile_chain(model, policies, pod, dir);
+            (
+                r.clone(),
+                PodRuleset {
+                    pod: r.clone(),
+                    ingress: chain(Direction::Ingress),
+                    egress: chain(Direction::Egress),
+                    shape,
+                },
+            )
+        })
+        .collect()
+}
+
+fn compile_chain(model: &Model, policies: &[CompiledPolicy], pod: &Pod, dir: Direction) -> Chain {
+    let selecting: Vec<&CompiledPolicy> = policies
+        .iter()
+        .filter(|p| {
+            p.key.namespace == pod.namespace
+                && p.rules(dir).is_some()
+                && p.pod_selector.matches(&pod.labels)
+        })
+        .collect();
+    if selecting.is_empty() {
+        return Chain::Open;
+    }
+    Chain::Isolated(
+        selecting
+            .into_iter()
+            .map(|p| PolicyRules {
+                policy: p.key.clone(),
+                accepts: p
+                    .rules(dir)
+                    .unwrap_or(&[])
+                    .iter()
+                    .flat_map(|rule| compile_rule(model, pod, rule, dir))
+                    .collect(),
+            })
+            .collect(),
+    )
+}
+
+/// The peer addresses of a rule: `None` for every address, else the union of its peers (pod peers
+/// resolved through the model's labels, ipBlocks as intervals minus their excepts).
+fn peer_addrs(model: &Model, rule: &Rule) -> Option<AddrSet> {
+    let peers = rule.peers.as_ref()?;
+    let mut set = AddrSet::default();
+    for peer in peers {
+        match peer {
+            crate::policy::Peer::IpBlock { cidr, except } => {
+                let mut block = AddrSet::default();
+                block.insert_net(cidr);
+                for e in except {
+                    block.remove_net(e);
+                }
+                set.union_with(&block);
+            }
+            pods => {
+                for p in model.pods.values() {
+                    if let Some(ip) = v4(p.ip).filter(|_| peer_matches(model, pods, p)) {
+                        set.insert(ip);
+                    }
+                }
+            }
+        }
+    }
+    Some(set)
+}
+
+/// The layer-4 matches of a list of port entries, named ports resolved with `resolve` (entries
+/// that do not resolve match nothing and are left out).
+fn l4_matches(ports: &[PortMatch], resolve: impl Fn(&str, Protocol) -> Option<u16>) -> Vec<L4> {
+    let mut by_proto: BTreeMap<Protocol, Option<Vec<(u16, u16)>>> = BTreeMap::new();
+    for pm in ports {
+        let range = match &pm.port {
+            PortSpec::All => None,
+            PortSpec::Range { start, end } => Some((*start, *end)),
+            PortSpec::Named(name) => match resolve(name, pm.protocol) {
+                Some(p) => Some((p, p)),
+                None => continue,
+            },
+        };
+        let entry = by_proto
+            .entry(pm.protocol)
+            .or_insert_with(|| Some(Vec::new()));
+        match (entry.as_mut(), range) {
+            (Some(v), Some(r)) => v.push(r),
+            (_, None) => *entry = None,
+            (None, Some(_)) => {}
+        }
+    }
+    by_proto
+        .into_iter()
+        .map(|(proto, ranges)| match ranges {
+            None => L4::Proto(proto),
+            Some(r) => L4::Ports(proto, merge_ports(r)),
+        })
+        .collect()
+}
+
+fn merge_ports(mut r: Vec<(u16, u16)>) -> Vec<(u16, u16)> {
+    r.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::with_capacity(r.len());
+    for (a, b) in r {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+fn compile_rule(model: &Model, pod: &Pod, rule: &Rule, dir: Direction) -> Vec<Accept> {
+    let peers = peer_addrs(model, rule);
+    if peers.as_ref().is_some_and(AddrSet::is_empty) {
+        return Vec::new();
+    }
+    let Some(ports) = &rule.ports else {
+        return vec![Accept::Match { peers, l4: L4::Any }];
+    };
+    match dir {
+        // The destination is this pod: its named ports resolve here.
+        Direction::Ingress => l4_matches(ports, |n, p| pod.named_port(n, p))
+            .into_iter()
+            .map(|l4| Accept::Match {
+                peers: peers.clone(),
+                l4,
+            })
+            .collect(),
+        Direction::Egress => {
+            let (named, numeric): (Vec<PortMatch>, Vec<PortMatch>) = ports
+                .iter()
+                .cloned()
+                .partition(|pm| matches!(pm.port, PortSpec::Named(_)));
+            let mut out: Vec<Accept> = l4_matches(&numeric, |_, _| None)
+                .into_iter()
+                .map(|l4| Accept::Match {
+                    peers: peers.clone(),
+                    l4,
+                })
+                .collect();
+            // Named ports: resolved per destination pod among the rule's peers. Addresses that
+            // are not pods have no named ports and never match.
+            let mut pairs: BTreeMap<Protocol, Vec<(Ipv4Addr, u16)>> = BTreeMap::new();
+            for dst in model.pods.values() {
+                let Some(ip) = v4(dst.ip) else { continue };
+                if peers.as_ref().is_some_and(|s| !s.contains(ip)) {
+                    continue;
+                }
+                for pm in &named {
+                    if let PortSpec::Named(name) = &pm.port
+                        && let Some(port) = dst.named_port(name, pm.protocol)
+                    {
+                        pairs.entry(pm.protocol).or_default().push((ip, port));
+                    }
+                }
+            }
+            for (protocol, mut pairs) in pairs {
+                pairs.sort_unstable();
+                pairs.dedup();
+                out.push(Accept::Pairs { protocol, pairs });
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Probe;
+    use crate::scenario::load_str;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test cidr")
+    }
+
+    #[test]
+    fn addr_set_subtracts_and_merges() {
+        let mut s = AddrSet::default();
+        s.insert_net(&net("10.0.0.0/24"));
+        s.remove_net(&net("10.0.0.128/25"));
+        s.remove_net(&net("10.0.0.5/32"));
+        s.insert(Ipv4Addr::new(10, 0, 0, 5));
+        s.insert_net(&net("fd00::/8"));
+        assert_eq!(s.to_string(), "{ 10.0.0.0-10.0.0.127 }");
+        s.remove_net(&net("10.0.0.0/32"));
+        s.insert(Ipv4Addr::new(10, 0, 0, 200));
+        assert_eq!(s.to_string(), "{ 10.0.0.1-10.0.0.127, 10.0.0.200 }");
+        assert!(s.contains(Ipv4Addr::new(10, 0, 0, 7)));
+        assert!(!s.contains(Ipv4Addr::new(10, 0, 0, 0)));
+    }
+
+    const SCENARIO: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: unit
+model:
+  namespaces:
+    - {name: x, labels: {ns: x}}
+    - {name: y, labels: {ns: y}}
+  pods:
+    - {namespace: x, name: a, labels: {pod: a}, ip: 10.1.0.1, ports: [80/TCP, {port: 8080, name: web}, 53/UDP]}
+    - {namespace: x, name: b, labels: {pod: b}, ip: 10.1.0.2, ports: [80/TCP, {port: 9090, name: web}]}
+    - {namespace: y, name: a, labels: {pod: a}, ip: 10.1.0.3, ports: [80/TCP, 81/TCP]}
+probes: [80/TCP, 81/TCP, 8080/TCP, 9090/TCP, 53/UDP, 85/TCP]
+steps:
+  - name: policies
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: ingress-a, namespace: x}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          ingress:
+            - from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: a}}}]
+              ports: [{port: web}, {port: 53, protocol: UDP}]
+            - from: [{ipBlock: {cidr: 10.1.0.0/24, except: [10.1.0.3/32]}}]
+              ports: [{port: 80, endPort: 85}]
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: egress-b, namespace: x}
+        spec:
+          podSelector: {matchLabels: {pod: b}}
+          policyTypes: [Egress]
+          egress:
+            - to: [{podSelector: {}}]
+              ports: [{port: web}]
+            - to: [{ipBlock: {cidr: 10.1.0.3/32}}]
+              ports: [{port: 81}]
+"#;
+
+    fn step() -> Step {
+        let loaded = load_str(SCENARIO, "unit.yaml").expect("unit scenario loads");
+        loaded.scenarios[0].steps[0].clone()
+    }
+
+    fn simulate(rules: &BTreeMap<PodRef, PodRuleset>, step: &Step, probe: Probe) -> Vec<bool> {
+        let mut out = Vec::new();
+        for (fr, from) in &step.model.pods {
+            for (tr, to) in &step.model.pods {
+                let (Some(fip), Some(tip)) = (v4(from.ip), v4(to.ip)) else {
+                    continue;
+                };
+                out.push(
+                    rules[fr].admits(Direction::Egress, tip, probe.protocol, probe.port)
+                        && rules[tr].admits(Direction::Ingress, fip, probe.protocol, probe.port),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn compiled_rules_agree_with_the_oracle() {
+        let step = step();
+        let rules = compile(&step.model, &step.policies, Shape::default());
+        let oracle = step.oracle();
+        for probe in &step.probes {
+            let expected: Vec<bool> = oracle.matrix(*probe).iter().map(|(_, _, v)| *v).collect();
+            assert_eq!(simulate(&rules, &step, *probe), expected, "probe {probe}");
+        }
+    }
+
+    #[test]
+    fn named_ports_resolve_on_the_destination() {
+        let step = step();
+        let rules = compile(&step.model, &step.policies, Shape::default());
+        let xb = &rules[&PodRef::new("x", "b")];
+        let Chain::Isolated(pols) = &xb.egress else {
+            panic!("x/b is selected for egress")
+        };
+        assert_eq!(
+            pols[0].accepts,
+            vec![
+                Accept::Pairs {
+                    protocol: Protocol::Tcp,
+                    pairs: vec![
+                        (Ipv4Addr::new(10, 1, 0, 1), 8080),
+                        (Ipv4Addr::new(10, 1, 0, 2), 9090)
+                    ]
+                },
+                Accept::Match {
+                    peers: Some(AddrSet(vec![(0x0a01_0003, 0x0a01_0003)])),
+                    l4: L4::Ports(Protocol::Tcp, vec![(81, 81)])
+                }
+            ]
+        );
+        assert_eq!(rules[&PodRef::new("y", "a")].ingress, Chain::Open);
+    }
+
+    #[test]
+    fn renders_a_transactional_ruleset() {
+        let step = step();
+        let rules = compile(&step.model, &step.policies, Shape::default());
+        let text = rules[&PodRef::new("x", "a")].render(7);
+        let expected = "table inet netpolc {}
+delete table inet netpolc
+table inet netpolc {
+\tchain zone_in {
+\t\ttype filter hook prerouting priority raw; policy accept;
+\t\tct zone set 7
+\t}
+\tchain zone_out {
+\t\ttype filter hook output priority raw; policy accept;
+\t\tct zone set 7
+\t}
+\tchain ingress {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tct state established,related accept
+\t\tip saddr { 10.1.0.3 } tcp dport { 8080 } accept comment \"x/ingress-a\"
+\t\tip saddr { 10.1.0.3 } udp dport { 53 } accept comment \"x/ingress-a\"
+\t\tip saddr { 10.1.0.0-10.1.0.2, 10.1.0.4-10.1.0.255 } tcp dport { 80-85 } accept comment \"x/ingress-a\"
+\t\tdrop
+\t}
+\tchain egress {
+\t\ttype filter hook output priority filter; policy accept;
+\t\tct state established,related accept
+\t}
+}
+";
+        assert_eq!(text, expected);
+        let b = rules[&PodRef::new("x", "b")].render(1);
+        assert!(
+            b.contains("ip daddr . tcp dport { 10.1.0.1 . 8080, 10.1.0.2 . 9090 } accept"),
+            "{b}"
+        );
+    }
+
+    #[test]
+    fn shapes_change_the_rendering_and_the_evaluation() {
+        let step = step();
+        let shape = Shape {
+            intersection: true,
+            udp_unenforced: true,
+            stateless: true,
+        };
+        let rules = compile(&step.model, &step.policies, shape);
+        let xa = &rules[&PodRef::new("x", "a")];
+        let text = xa.render(1);
+        assert!(!text.contains("ct state"), "{text}");
+        assert!(text.contains("meta l4proto udp accept"), "{text}");
+        assert!(text.contains("jump ingress_p0"), "{text}");
+        assert!(text.contains("chain ingress_p0 {"), "{text}");
+        // UDP from a peer no rule names is let through.
+        assert!(xa.admits(
+            Direction::Ingress,
+            Ipv4Addr::new(10, 9, 9, 9),
+            Protocol::Udp,
+            7
+        ));
+        assert!(!xa.admits(
+            Direction::Ingress,
+            Ipv4Addr::new(10, 9, 9, 9),
+            Protocol::Tcp,
+            7
+        ));
+    }
+
+    #[test]
+    fn faults_applied_through_compile_step_match_the_distorted_oracle() {
+        let step = step();
+        for fault in [
+            Fault::IgnoreNamedPorts,
+            Fault::IgnoreEndport,
+            Fault::IgnoreExcept,
+            Fault::PeerOr,
+            Fault::IgnoreNamespaceSelector,
+            Fault::IgnoreEgress,
+        ] {
+            let faults = FaultSet::new([fault]);
+            let rules = compile_step(&step, &step, &faults);
+            let distorted = faults.distort(&step.policies);
+            let oracle = crate::policy::Oracle::new(&step.model, &distorted);
+            let mut differs = false;
+            for probe in &step.probes {
+                let expected: Vec<bool> =
+                    oracle.matrix(*probe).iter().map(|(_, _, v)| *v).collect();
+                let truth: Vec<bool> = step
+                    .oracle()
+                    .matrix(*probe)
+                    .iter()
+                    .map(|(_, _, v)| *v)
+                    .collect();
+                differs |= expected != truth;
+                assert_eq!(simulate(&rules, &step, *probe), expected, "{fault} {probe}");
+            }
+            assert!(differs, "{fault} changes nothing on the unit scenario");
+        }
+    }
+}

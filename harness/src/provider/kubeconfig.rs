@@ -1,75 +1,495 @@
-//! The kubeconfig provider. Filled by the real-cluster work; this stub fixes the API the CLI calls.
+//! The kubeconfig provider: an existing cluster (`--provider kubeconfig [--context C]`).
+//!
+//! It works only in namespaces it creates — `netpolc-<run-id>-<n>-<ns>`, labelled
+//! `netpolc.io/run-id` — never touches any other object, and deletes its namespaces at the end
+//! (sessions on teardown, then a sweep of anything still carrying this run's label). Namespace
+//! mapping and selector rewriting are described in [`crate::provider::kube::render`].
+//!
+//! It detects the CNI from well-known DaemonSets and records it; when the detected CNI does not
+//! enforce NetworkPolicy (or enforcement cannot be told), that is said up front as a warning.
 
 use std::future::Future;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Namespace as K8sNamespace;
+use kube::api::{DeleteParams, ListParams};
+use kube::config::KubeConfigOptions;
+use kube::{Api, Client};
+
+use super::kube::plan::{self, PlanSettings};
+use super::kube::{ClusterSession, Loopback, SessionConfig};
+use super::{Platform, PlatformInfo, ProviderError, Session};
+use crate::cni::catalogue::{Catalogue, RUN_ID_LABEL};
 use crate::probe::{Observation, ProbeRequest};
 use crate::scenario::{Scenario, Step};
-
-use super::{Platform, PlatformInfo, ProviderError, Session};
 
 #[derive(Debug, Clone)]
 pub struct KubeconfigOptions {
     pub run_id: String,
     pub context: Option<String>,
+    pub probe_timeout: Duration,
+    pub ready_timeout: Duration,
+    pub loopback: Loopback,
+}
+
+impl KubeconfigOptions {
+    pub fn new(run_id: impl Into<String>, context: Option<String>) -> Self {
+        KubeconfigOptions {
+            run_id: run_id.into(),
+            context,
+            probe_timeout: Duration::from_secs(3),
+            ready_timeout: Duration::from_secs(300),
+            loopback: Loopback::Record,
+        }
+    }
+}
+
+/// A CNI recognised from its DaemonSets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectedCni {
+    pub name: String,
+    /// `None`: cannot be told from the outside.
+    pub enforces: Option<bool>,
+    pub evidence: String,
+}
+
+/// What detection looks at: a DaemonSet's namespace, name and containers (name, image, args).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSetFacts {
+    pub namespace: String,
+    pub name: String,
+    pub containers: Vec<(String, String, Vec<String>)>,
+}
+
+impl DaemonSetFacts {
+    pub fn from_k8s(ds: &DaemonSet) -> Self {
+        let containers = ds
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .map(|c| {
+                        let mut args = c.command.clone().unwrap_or_default();
+                        args.extend(c.args.clone().unwrap_or_default());
+                        (c.name.clone(), c.image.clone().unwrap_or_default(), args)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        DaemonSetFacts {
+            namespace: ds.metadata.namespace.clone().unwrap_or_default(),
+            name: ds.metadata.name.clone().unwrap_or_default(),
+            containers,
+        }
+    }
+
+    fn has_container(&self, name: &str) -> bool {
+        self.containers.iter().any(|c| c.0 == name)
+    }
+}
+
+/// Recognises the CNI from the cluster's DaemonSets. Order matters: canal (calico + flannel)
+/// enforces through calico, so calico wins over flannel.
+pub fn detect_cni(daemonsets: &[DaemonSetFacts]) -> DetectedCni {
+    let find = |names: &[&str]| daemonsets.iter().find(|d| names.contains(&d.name.as_str()));
+    let ev = |d: &DaemonSetFacts| format!("daemonset {}/{}", d.namespace, d.name);
+    if let Some(d) = find(&["calico-node"]) {
+        return DetectedCni {
+            name: "calico".into(),
+            enforces: Some(true),
+            evidence: ev(d),
+        };
+    }
+    if let Some(d) = find(&["cilium"]) {
+        return DetectedCni {
+            name: "cilium".into(),
+            enforces: Some(true),
+            evidence: ev(d),
+        };
+    }
+    if let Some(d) = find(&["antrea-agent"]) {
+        return DetectedCni {
+            name: "antrea".into(),
+            enforces: Some(true),
+            evidence: ev(d),
+        };
+    }
+    if let Some(d) = find(&["weave-net"]) {
+        let npc = d.has_container("weave-npc");
+        return DetectedCni {
+            name: "weave".into(),
+            enforces: Some(npc),
+            evidence: format!(
+                "{}{}",
+                ev(d),
+                if npc {
+                    " with weave-npc"
+                } else {
+                    " without weave-npc"
+                }
+            ),
+        };
+    }
+    if let Some(d) = find(&["aws-node"]) {
+        // The VPC CNI enforces only when its network policy agent runs with enforcement on.
+        let agent = d
+            .containers
+            .iter()
+            .find(|c| c.0 == "aws-network-policy-agent");
+        let enabled =
+            agent.is_some_and(|c| c.2.iter().any(|a| a == "--enable-network-policy=true"));
+        return DetectedCni {
+            name: "aws-vpc-cni".into(),
+            enforces: Some(enabled),
+            evidence: format!(
+                "{} ({})",
+                ev(d),
+                match (agent, enabled) {
+                    (None, _) => "no aws-network-policy-agent container",
+                    (Some(_), false) =>
+                        "network policy agent present but --enable-network-policy is not true",
+                    (Some(_), true) => "network policy agent with --enable-network-policy=true",
+                }
+            ),
+        };
+    }
+    if let Some(d) = find(&["kindnet"]) {
+        let knp = d.has_container("kube-network-policies")
+            || daemonsets.iter().any(|x| x.name == "kube-network-policies");
+        return DetectedCni {
+            name: "kindnet".into(),
+            enforces: if knp { Some(true) } else { None },
+            evidence: if knp {
+                format!("{} with kube-network-policies", ev(d))
+            } else {
+                format!(
+                    "{}; kind ≥ v0.24 enforces through kube-network-policies, older kind does not",
+                    ev(d)
+                )
+            },
+        };
+    }
+    if let Some(d) = find(&["kube-flannel-ds", "flannel", "kube-flannel"]) {
+        return DetectedCni {
+            name: "flannel".into(),
+            enforces: Some(false),
+            evidence: ev(d),
+        };
+    }
+    DetectedCni {
+        name: "unknown".into(),
+        enforces: None,
+        evidence: "no DaemonSet of a known CNI (calico-node, cilium, antrea-agent, weave-net, aws-node, kindnet, kube-flannel-ds)".into(),
+    }
+}
+
+/// The up-front warning for a detected CNI, if any.
+pub fn enforcement_warning(d: &DetectedCni) -> Option<String> {
+    match d.enforces {
+        Some(true) => None,
+        Some(false) => Some(format!(
+            "detected CNI {} does not enforce NetworkPolicy ({}): expect the verdict policies-ignored",
+            d.name, d.evidence
+        )),
+        None => Some(format!(
+            "cannot tell whether the detected CNI {} enforces NetworkPolicy ({})",
+            d.name, d.evidence
+        )),
+    }
 }
 
 pub struct KubeconfigPlatform {
-    _opts: KubeconfigOptions,
+    opts: KubeconfigOptions,
+    client: Client,
+    info: PlatformInfo,
+    image: String,
 }
 
 impl KubeconfigPlatform {
-    /// Checks prerequisites and prepares the platform (for kind: creates the cluster).
+    /// Connects (current or given context), records the server version and detects the CNI.
     pub async fn create(opts: KubeconfigOptions) -> Result<Self, ProviderError> {
-        let _ = opts;
-        Err(ProviderError::Prerequisite(
-            "the kubeconfig provider is not implemented yet".into(),
-        ))
+        super::kind::install_crypto_provider();
+        let cat = Catalogue::builtin().map_err(|e| ProviderError::Failed(e.to_string()))?;
+        let kopts = KubeConfigOptions {
+            context: opts.context.clone(),
+            ..Default::default()
+        };
+        let cfg = kube::Config::from_kubeconfig(&kopts).await.map_err(|e| {
+            ProviderError::Prerequisite(format!(
+                "no usable kubeconfig{}: {e} (set KUBECONFIG or pass --context)",
+                opts.context
+                    .as_deref()
+                    .map(|c| format!(" context {c:?}"))
+                    .unwrap_or_default()
+            ))
+        })?;
+        let client = Client::try_from(cfg)
+            .map_err(|e| ProviderError::Failed(format!("kube client: {e}")))?;
+        let version = tokio::time::timeout(Duration::from_secs(20), client.apiserver_version())
+            .await
+            .map_err(|_| ProviderError::Failed("the API server did not answer within 20s".into()))?
+            .map_err(|e| ProviderError::Failed(format!("contacting the API server: {e}")))?;
+        let ds_api: Api<DaemonSet> = Api::all(client.clone());
+        let facts: Vec<DaemonSetFacts> = match ds_api.list(&ListParams::default()).await {
+            Ok(l) => l.items.iter().map(DaemonSetFacts::from_k8s).collect(),
+            Err(_) => {
+                let ks: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+                ks.list(&ListParams::default())
+                    .await
+                    .map(|l| l.items.iter().map(DaemonSetFacts::from_k8s).collect())
+                    .unwrap_or_default()
+            }
+        };
+        let detected = detect_cni(&facts);
+        let mut info = PlatformInfo {
+            provider: "kubeconfig".into(),
+            cni: detected.name.clone(),
+            ..Default::default()
+        };
+        info.environment
+            .insert("kubernetes_version".into(), version.git_version.clone());
+        info.environment
+            .insert("cni_evidence".into(), detected.evidence.clone());
+        if let Some(c) = &opts.context {
+            info.environment.insert("context".into(), c.clone());
+        }
+        info.environment
+            .insert("probe_image".into(), cat.probe_image.reference());
+        info.warnings.extend(enforcement_warning(&detected));
+        Ok(KubeconfigPlatform {
+            image: cat.probe_image.reference(),
+            opts,
+            client,
+            info,
+        })
     }
 }
 
 /// The whole plan as YAML documents, touching nothing (`run --dry-run`).
 pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<String, ProviderError> {
-    let _ = (scenarios, opts);
-    Err(ProviderError::Prerequisite(
-        "--dry-run for kubeconfig is not implemented yet".into(),
-    ))
+    let cat = Catalogue::builtin().map_err(|e| ProviderError::Failed(e.to_string()))?;
+    let header = serde_json::json!({
+        "apiVersion": "netpolc/v1",
+        "kind": "Plan",
+        "provider": "kubeconfig",
+        "runId": opts.run_id,
+        "context": opts.context.clone().unwrap_or_else(|| "(current context)".into()),
+        "scope": format!(
+            "only namespaces this run creates (labelled {RUN_ID_LABEL}); they are deleted at the end"
+        ),
+        "cniDetection": "DaemonSets calico-node, cilium, antrea-agent, weave-net, aws-node (+ network policy agent), kindnet, kube-flannel-ds; a non-enforcing CNI is warned about up front",
+        "probeImage": cat.probe_image.reference(),
+        "loopback": super::kind::loopback_doc(opts.loopback),
+    });
+    let mut out = plan::doc(&header)?;
+    plan::scenario_docs(
+        &mut out,
+        scenarios,
+        &PlanSettings {
+            run_id: opts.run_id.clone(),
+            image: cat.probe_image.reference(),
+            gaps: Vec::new(),
+            loopback: opts.loopback,
+            probe_timeout: opts.probe_timeout,
+        },
+    )?;
+    Ok(out)
 }
 
-pub struct KubeconfigSession;
+pub struct KubeconfigSession {
+    inner: ClusterSession,
+}
 
 impl Session for KubeconfigSession {
-    fn apply(&mut self, _step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async { Err(ProviderError::Failed("not implemented".into())) }
+    fn apply(&mut self, step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        self.inner.apply(step)
     }
     fn probe(
         &self,
-        _batch: &[ProbeRequest],
-        _timeout: Duration,
+        batch: &[ProbeRequest],
+        timeout: Duration,
     ) -> impl Future<Output = Vec<Observation>> + Send {
-        async { Vec::new() }
+        self.inner.probe(batch, timeout)
     }
     fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async { Ok(()) }
+        self.inner.teardown()
     }
 }
 
 impl Platform for KubeconfigPlatform {
     type Session = KubeconfigSession;
     fn info(&self) -> PlatformInfo {
-        PlatformInfo::default()
+        self.info.clone()
     }
     fn max_parallel(&self) -> usize {
         1
     }
     fn open(
         &self,
-        _n: usize,
-        _scenario: &Scenario,
+        n: usize,
+        scenario: &Scenario,
     ) -> impl Future<Output = Result<KubeconfigSession, ProviderError>> + Send {
-        async { Err(ProviderError::Failed("not implemented".into())) }
+        let inner = ClusterSession::new(
+            self.client.clone(),
+            &self.opts.run_id,
+            n,
+            scenario,
+            SessionConfig {
+                image: self.image.clone(),
+                gaps: Vec::new(),
+                loopback: self.opts.loopback,
+                ready_timeout: self.opts.ready_timeout,
+            },
+        );
+        async move { inner.map(|inner| KubeconfigSession { inner }) }
     }
-    fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async { Ok(()) }
+    /// Sweeps namespaces still labelled with this run's id (e.g. after a failed session).
+    async fn close(&self) -> Result<(), ProviderError> {
+        let run = super::kube::NameMap::new(&self.opts.run_id, 0)
+            .run_label()
+            .to_string();
+        let api: Api<K8sNamespace> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run}"));
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| ProviderError::Failed(format!("listing leftover namespaces: {e}")))?;
+        for ns in list.items {
+            let Some(name) = ns.metadata.name else {
+                continue;
+            };
+            if ns.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(ProviderError::Failed(format!("deleting {name}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(ns: &str, name: &str, containers: &[(&str, &[&str])]) -> DaemonSetFacts {
+        DaemonSetFacts {
+            namespace: ns.into(),
+            name: name.into(),
+            containers: containers
+                .iter()
+                .map(|(c, args)| {
+                    (
+                        c.to_string(),
+                        format!("img/{c}"),
+                        args.iter().map(|a| a.to_string()).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn detects_known_cnis_and_their_enforcement() {
+        let kp = ds("kube-system", "kube-proxy", &[("kube-proxy", &[])]);
+        let cases = [
+            (
+                ds("kube-system", "calico-node", &[("calico-node", &[])]),
+                "calico",
+                Some(true),
+            ),
+            (
+                ds("kube-system", "cilium", &[("cilium-agent", &[])]),
+                "cilium",
+                Some(true),
+            ),
+            (
+                ds("kube-system", "antrea-agent", &[("antrea-agent", &[])]),
+                "antrea",
+                Some(true),
+            ),
+            (
+                ds(
+                    "kube-system",
+                    "weave-net",
+                    &[("weave", &[]), ("weave-npc", &[])],
+                ),
+                "weave",
+                Some(true),
+            ),
+            (
+                ds("kube-flannel", "kube-flannel-ds", &[("kube-flannel", &[])]),
+                "flannel",
+                Some(false),
+            ),
+            (
+                ds("kube-system", "kindnet", &[("kindnet-cni", &[])]),
+                "kindnet",
+                None,
+            ),
+            (
+                ds(
+                    "kube-system",
+                    "aws-node",
+                    &[
+                        ("aws-node", &[]),
+                        (
+                            "aws-network-policy-agent",
+                            &["--enable-network-policy=false"],
+                        ),
+                    ],
+                ),
+                "aws-vpc-cni",
+                Some(false),
+            ),
+            (
+                ds(
+                    "kube-system",
+                    "aws-node",
+                    &[
+                        ("aws-node", &[]),
+                        (
+                            "aws-network-policy-agent",
+                            &["--enable-network-policy=true"],
+                        ),
+                    ],
+                ),
+                "aws-vpc-cni",
+                Some(true),
+            ),
+        ];
+        for (d, name, enforces) in cases {
+            let got = detect_cni(&[kp.clone(), d]);
+            assert_eq!(
+                (got.name.as_str(), got.enforces),
+                (name, enforces),
+                "{got:?}"
+            );
+        }
+        assert_eq!(detect_cni(&[kp]).name, "unknown");
+    }
+
+    #[test]
+    fn canal_counts_as_calico() {
+        let got = detect_cni(&[
+            ds("kube-system", "kube-flannel-ds", &[("kube-flannel", &[])]),
+            ds("kube-system", "calico-node", &[("calico-node", &[])]),
+        ]);
+        assert_eq!(got.enforces, Some(true));
+    }
+
+    #[test]
+    fn non_enforcing_cnis_are_warned_about() {
+        let flannel = detect_cni(&[ds("kube-flannel", "kube-flannel-ds", &[])]);
+        assert!(enforcement_warning(&flannel).is_some_and(|w| w.contains("policies-ignored")));
+        let calico = detect_cni(&[ds("kube-system", "calico-node", &[])]);
+        assert_eq!(enforcement_warning(&calico), None);
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub mod kind;
+pub mod kube;
 pub mod kubeconfig;
 pub mod local;
 

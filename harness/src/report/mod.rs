@@ -2,9 +2,12 @@
 //! [`RunReport`] so they never disagree. The terminal reporter follows the run's event stream
 //! ([`crate::run::Event`]); the file reporters render the final report.
 
+pub mod diff;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod model;
+pub mod summary;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
@@ -26,35 +29,6 @@ pub enum ReportError {
     Junit(#[from] quick_junit::SerializeError),
 }
 
-/// A minimal `report.html` until the HTML reporter lands; swapped for `html::render` then.
-pub fn render_html(report: &RunReport) -> String {
-    fn esc(s: &str) -> String {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    }
-    let s = &report.summary;
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>netpolc {id}</title></head>\n\
-         <body><h1>netpolc run {id}: {verdict}</h1>\n\
-         <p>{provider}/{cni}: {cells} cells, {passed} passed, {failed} failed, {flaky} flaky, \
-         {unsupported} unsupported, {errors} errors.</p>\n\
-         <p>Details: <a href=\"report.json\">report.json</a>, <a href=\"junit.xml\">junit.xml</a>.</p>\n\
-         </body></html>\n",
-        id = esc(&report.run_id),
-        verdict = report.verdict,
-        provider = esc(&report.provider),
-        cni = esc(&report.cni),
-        cells = s.cells,
-        passed = s.passed,
-        failed = s.failed,
-        flaky = s.flaky,
-        unsupported = s.unsupported,
-        errors = s.errors,
-    )
-}
-
 /// Writes `report.json`, `junit.xml` and `report.html` into `dir` (created if missing); returns
 /// the paths written.
 pub fn write_dir(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
@@ -65,7 +39,7 @@ pub fn write_dir(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ReportE
     let files = [
         ("report.json", json::render(report)?),
         ("junit.xml", junit::render(report)?),
-        ("report.html", render_html(report)),
+        ("report.html", html::render(report)),
     ];
     let mut out = Vec::new();
     for (name, text) in files {

@@ -77,6 +77,10 @@ pub struct CellReport {
     pub connectivity: Connectivity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The oracle's reasons for `expected` (the text of `policy::explain::render`), so a reader of
+    /// the HTML report sees why a cell should be allowed or denied without re-running `explain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
     /// The command that reproduces the observation.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,

@@ -268,6 +268,7 @@ pub fn cell_report(cell: &PlannedCell, attempts: &[Observation]) -> CellReport {
         detail: deciding
             .and_then(|o| o.detail.clone())
             .or_else(|| deciding.is_none().then(|| "never probed".to_string())),
+        explanation: None,
         command: deciding.map(|o| o.command.clone()).unwrap_or_default(),
         features: Vec::new(),
         history: if attempts.len() > 1 {
@@ -623,6 +624,13 @@ async fn run_step<S: Session>(
         .zip(&history)
         .map(|(c, h)| {
             let mut rep = cell_report(c, h);
+            // The oracle's reasons, for the cells a reader will ask about (kept off passing
+            // cells so report.json stays proportionate to what went wrong).
+            if matches!(rep.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error) {
+                rep.explanation = oracle
+                    .decide(&rep.from, &rep.to, c.request.probe)
+                    .map(|d| crate::policy::explain::render(&d, step));
+            }
             if rep.outcome == Outcome::Fail {
                 rep.features = verdict::cell_features(oracle, earlier, &rep)
                     .into_iter()

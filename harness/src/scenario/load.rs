@@ -181,7 +181,7 @@ fn parse_documents(text: &str, file: &Path) -> Result<Vec<Doc>, InputErrors> {
                         .map(|l| l.line() as usize + first_line - 1)
                         .or(Some(first_line)),
                     column: loc.map(|l| l.column() as usize),
-                    message: format!("malformed YAML: {}", first_line_of(&e.to_string())),
+                    message: format!("malformed YAML: {}", yaml_message(&e.to_string())),
                 });
             }
         }
@@ -196,6 +196,17 @@ fn parse_documents(text: &str, file: &Path) -> Result<Vec<Doc>, InputErrors> {
 
 fn first_line_of(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+/// The parser's message without its own `error: line L column C: ` prefix, which the error's
+/// location already says (with the line counted in the whole file, not the document).
+fn yaml_message(s: &str) -> &str {
+    let first = first_line_of(s);
+    let rest = first.strip_prefix("error: ").unwrap_or(first);
+    match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((loc, msg)) if loc.contains("column") => msg,
+        _ => rest,
+    }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -246,6 +257,9 @@ struct Origin {
     document: usize,
     line: usize,
     field: String,
+    /// Path of the object's name (`metadata.name` in manifests, `name` in scenario models), where
+    /// errors about the object as a whole (duplicates) point.
+    name_field: String,
 }
 
 impl Origin {
@@ -257,6 +271,13 @@ impl Origin {
             line: Some(self.line),
             column: None,
             message: message.into(),
+        }
+    }
+
+    fn name_error(&self, message: impl Into<String>) -> InputError {
+        InputError {
+            field: Some(self.name_field.clone()),
+            ..self.error(message)
         }
     }
 }
@@ -280,8 +301,6 @@ fn unknown_fields(original: &Value, typed: &Value, path: &str, out: &mut Vec<Fie
                     Some(tv) => unknown_fields(v, tv, &p, out),
                     None if v.is_null() => {}
                     // Empty maps/lists may be dropped by the round trip without meaning anything.
-                    None if v.as_object().is_some_and(|m| m.is_empty())
-                        || v.as_array().is_some_and(|a| a.is_empty()) => {}
                     None => out.push(FieldError::new(p, "unknown field")),
                 }
             }
@@ -330,6 +349,7 @@ fn read_object(
             .map(|l| l + ctx.first_line - 1)
             .unwrap_or(ctx.first_line),
         field: base.to_string(),
+        name_field: join_path(base, "metadata.name"),
     };
     let Some(kind) = str_field(v, "kind") else {
         errors.push(ctx.field(base, &FieldError::new("kind", "is required")));
@@ -601,7 +621,7 @@ fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> State {
     let mut model = Model::default();
     for (ns, origin) in objs.namespaces {
         if model.namespaces.contains_key(&ns.name) {
-            errors.push(origin.error(format!("namespace {:?} is declared twice", ns.name)));
+            errors.push(origin.name_error(format!("namespace {:?} is declared twice", ns.name)));
         }
         model.namespaces.insert(ns.name.clone(), ns);
     }
@@ -609,7 +629,7 @@ fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> State {
     for (pod, ip, origin) in objs.pods {
         let r = pod.pod_ref();
         if pods.contains_key(&r) {
-            errors.push(origin.error(format!("pod {r} is declared twice")));
+            errors.push(origin.name_error(format!("pod {r} is declared twice")));
         }
         pods.insert(r, (pod, ip));
     }
@@ -638,7 +658,7 @@ fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> State {
             .entry(p.key.namespace.clone())
             .or_insert_with(|| Namespace::new(p.key.namespace.clone(), Labels::new()));
         if policies.contains_key(&p.key) {
-            errors.push(origin.error(format!("NetworkPolicy {} is declared twice", p.key)));
+            errors.push(origin.name_error(format!("NetworkPolicy {} is declared twice", p.key)));
         }
         policies.insert(p.key.clone(), p);
     }
@@ -800,6 +820,12 @@ fn model_objects(spec: &ModelSpec, ctx: &DocCtx, objs: &mut Objects, errors: &mu
         line: line_of(ctx.text, &field)
             .map(|l| l + ctx.first_line - 1)
             .unwrap_or(ctx.first_line),
+        // The upstream shorthand names its objects itself; elsewhere the entry's `name` key does.
+        name_field: if field == "model.upstream" {
+            field.clone()
+        } else {
+            join_path(&field, "name")
+        },
         field,
     };
     if let Some(u) = &spec.upstream {
@@ -1251,4 +1277,56 @@ fn resolve_expectation(
             table: table.clone(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY_HEAD: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                               metadata: {name: p, namespace: x}\n";
+
+    fn load(spec: &str) -> Result<Loaded, InputErrors> {
+        load_str(&format!("{POLICY_HEAD}spec:\n{spec}"), "t.yaml")
+    }
+
+    #[test]
+    fn a_misspelt_key_with_an_empty_value_is_still_unknown() {
+        // `namespaceselector: {}` dropped silently would change "every namespace" into "this one".
+        let err = load("  podSelector: {}\n  ingress: [{from: [{namespaceselector: {}}]}]\n")
+            .expect_err("typo must be rejected");
+        assert_eq!(
+            err.0[0].field.as_deref(),
+            Some("spec.ingress[0].from[0].namespaceselector")
+        );
+        let err = load("  podselector: {}\n").expect_err("typo must be rejected");
+        assert_eq!(err.0[0].field.as_deref(), Some("spec.podselector"));
+    }
+
+    #[test]
+    fn known_keys_with_empty_values_are_accepted() {
+        let loaded = load(
+            "  podSelector: {matchLabels: {}, matchExpressions: []}\n  policyTypes: []\n  \
+             ingress: [{from: [], ports: []}, {}]\n  \
+             egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: []}}], ports: []}]\n",
+        );
+        assert!(loaded.is_ok(), "{loaded:?}");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_keep_only_the_message() {
+        assert_eq!(
+            yaml_message("error: line 4 column 5: did not find expected ','\nmore"),
+            "did not find expected ','"
+        );
+        assert_eq!(yaml_message("something else"), "something else");
+    }
+
+    #[test]
+    fn duplicates_point_at_the_name() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\n";
+        let err = load_str(&format!("{pod}---\n{pod}"), "t.yaml").expect_err("duplicate");
+        assert_eq!(err.0[0].document, Some(1));
+        assert_eq!(err.0[0].field.as_deref(), Some("metadata.name"));
+    }
 }

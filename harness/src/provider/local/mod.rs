@@ -1,21 +1,53 @@
-//! The hermetic local dataplane: network namespaces, a bridge, nftables. Filled by the local
-//! dataplane work; this stub fixes the constructor the CLI calls.
+//! The hermetic local dataplane: network namespaces, a bridge, nftables — real packets on this
+//! machine, no cluster.
+//!
+//! Each session (one scenario) gets a "node" namespace with a bridge and one namespace per pod
+//! (see [`netns`]). The harness serves every port itself, from inside the pod namespaces
+//! ([`sockets`]): each pod serves its declared container ports and every probe port of the
+//! scenario (TCP accepts and closes, UDP echoes). The `nftables` CNI compiles each step with
+//! [`crate::cni::nftables`] and replaces every changed pod's table atomically; `none` installs
+//! nothing. Faults are applied by the compiler (see [`crate::cni::faults`]).
+//!
+//! Requires root and the `ip` and `nft` binaries; nothing else is executed.
 
+mod netns;
+mod sockets;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cni::faults::Fault;
-use crate::probe::{Observation, ProbeRequest};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::task::JoinHandle;
+
+use crate::cni::faults::{Fault, FaultSet};
+use crate::cni::nftables;
+use crate::model::{PodRef, Probe, Protocol};
+use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::scenario::{Scenario, Step};
 
 use super::{Platform, PlatformInfo, ProviderError, Session};
+
+pub use netns::PREFIX;
 
 /// The local CNIs: `nftables` enforces, `none` ignores policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalCni {
     Nftables,
     None,
+}
+
+impl LocalCni {
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalCni::Nftables => "nftables",
+            LocalCni::None => "none",
+        }
+    }
 }
 
 impl FromStr for LocalCni {
@@ -38,61 +70,727 @@ pub struct LocalOptions {
     pub faults: Vec<Fault>,
 }
 
+/// Sessions run at once: each is a handful of processes at setup and then sockets only, so
+/// several fit on a small machine and a directory of scenarios takes seconds.
+const MAX_PARALLEL: usize = 16;
+
+/// `ip` processes run at once while setting up or updating pods.
+const SETUP_CONCURRENCY: usize = 8;
+
 pub struct LocalPlatform {
-    _opts: LocalOptions,
+    opts: LocalOptions,
+    faults: FaultSet,
+    /// `Err(why)` when the kernel cannot create SCTP sockets.
+    sctp: Result<(), String>,
+    environment: BTreeMap<String, String>,
 }
 
 impl LocalPlatform {
     /// Checks prerequisites (root, `ip`, `nft`): missing → `ProviderError::Prerequisite`.
     pub fn new(opts: LocalOptions) -> Result<Self, ProviderError> {
-        let _ = opts;
+        if !netns::valid_run_id(&opts.run_id) {
+            return Err(ProviderError::InvalidInput(format!(
+                "run id {:?} must be 1 to 64 letters, digits or dashes",
+                opts.run_id
+            )));
+        }
+        if opts.cni == LocalCni::None && !opts.faults.is_empty() {
+            return Err(ProviderError::InvalidInput(
+                "faults apply to the nftables CNI; the none CNI installs no rules".into(),
+            ));
+        }
+        check_root()?;
+        let ip = tool_version("ip", &["-V"], "apt-get install -y iproute2")?;
+        let nft = match opts.cni {
+            LocalCni::Nftables => Some(tool_version(
+                "nft",
+                &["--version"],
+                "apt-get install -y nftables",
+            )?),
+            LocalCni::None => None,
+        };
+        raise_nofile_limit();
+        let mut environment = BTreeMap::new();
+        if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+            environment.insert("kernel".into(), k.trim().to_string());
+        }
+        environment.insert("ip".into(), ip);
+        if let Some(nft) = nft {
+            environment.insert("nft".into(), nft);
+        }
+        let sctp = sockets::detect_sctp();
+        environment.insert(
+            "sctp".into(),
+            if sctp.is_ok() {
+                "supported"
+            } else {
+                "unsupported"
+            }
+            .into(),
+        );
+        if !opts.faults.is_empty() {
+            let names: Vec<&str> = opts.faults.iter().map(|f| f.name()).collect();
+            environment.insert("faults".into(), names.join(","));
+        }
+        if let Ok((soft, _)) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        {
+            environment.insert("nofile".into(), soft.to_string());
+        }
+        Ok(LocalPlatform {
+            faults: FaultSet::new(opts.faults.iter().copied()),
+            opts,
+            sctp,
+            environment,
+        })
+    }
+}
+
+fn check_root() -> Result<(), ProviderError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
         Err(ProviderError::Prerequisite(
-            "the local dataplane is not implemented yet".into(),
+            "the local dataplane creates network namespaces and must run as root \
+             (run as root, e.g. with sudo)"
+                .into(),
         ))
     }
 }
 
-pub struct LocalSession;
+fn tool_version(tool: &str, args: &[&str], install: &str) -> Result<String, ProviderError> {
+    match std::process::Command::new(tool).args(args).output() {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()),
+        Ok(out) => Err(ProviderError::Prerequisite(format!(
+            "`{tool} {}` failed: {} ({install})",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+        Err(e) => Err(ProviderError::Prerequisite(format!(
+            "`{tool}` is needed by the local dataplane but cannot be run ({e}): {install}"
+        ))),
+    }
+}
 
-impl Session for LocalSession {
-    fn apply(&mut self, _step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async { Err(ProviderError::Failed("not implemented".into())) }
-    }
-    fn probe(
-        &self,
-        _batch: &[ProbeRequest],
-        _timeout: Duration,
-    ) -> impl Future<Output = Vec<Observation>> + Send {
-        async { Vec::new() }
-    }
-    fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async { Ok(()) }
+/// Probing thousands of cells at once needs a descriptor per client and per accepted
+/// connection: raise the soft limit to the hard one, and the hard one as far as root may.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const WANTED: u64 = 1 << 20;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    let target = WANTED.min(nr_open).max(hard);
+    if soft < target && setrlimit(Resource::RLIMIT_NOFILE, target, target).is_err() && soft < hard {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 
 impl Platform for LocalPlatform {
     type Session = LocalSession;
+
     fn info(&self) -> PlatformInfo {
-        PlatformInfo::default()
+        let mut warnings = Vec::new();
+        if self.opts.cni == LocalCni::None {
+            warnings.push("the `none` CNI installs no rules: NetworkPolicies are ignored".into());
+        }
+        if let Err(why) = &self.sctp {
+            warnings.push(format!("SCTP probes are unsupported: {why}"));
+        }
+        if !self.faults.is_empty() {
+            let names: Vec<&str> = self.faults.iter().map(|f| f.name()).collect();
+            warnings.push(format!("faults injected on purpose: {}", names.join(", ")));
+        }
+        PlatformInfo {
+            provider: "local".into(),
+            cni: self.opts.cni.name().into(),
+            environment: self.environment.clone(),
+            warnings,
+        }
     }
+
     fn max_parallel(&self) -> usize {
-        1
+        MAX_PARALLEL
     }
+
     fn open(
         &self,
-        _n: usize,
-        _scenario: &Scenario,
+        n: usize,
+        scenario: &Scenario,
     ) -> impl Future<Output = Result<LocalSession, ProviderError>> + Send {
-        async { Err(ProviderError::Failed("not implemented".into())) }
+        let session = LocalSession::new(
+            netns::session_prefix(&self.opts.run_id, n),
+            self.opts.cni,
+            self.faults.clone(),
+            self.sctp.clone(),
+            scenario,
+        );
+        async move { session }
     }
+
     fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        async { Ok(()) }
+        let run_id = self.opts.run_id.clone();
+        async move { cleanup(Some(&run_id)).map(drop) }
     }
 }
 
 /// Removes leftovers of crashed runs (only netpolc's own; one run when `run_id` is given).
-/// Returns what was removed.
+/// Returns what was removed. Every link the provider creates lives inside one of its namespaces,
+/// so removing the namespaces removes the links (and the nftables tables) too.
 pub fn cleanup(run_id: Option<&str>) -> Result<Vec<String>, ProviderError> {
-    let _ = run_id;
-    Ok(Vec::new())
+    check_root()?;
+    let ours: Vec<String> = netns::list_netns()?
+        .into_iter()
+        .filter(|n| match run_id {
+            Some(id) => netns::belongs_to_run(n, id),
+            None => n.starts_with(PREFIX),
+        })
+        .collect();
+    netns::del_netns_blocking(&ours)?;
+    Ok(ours.into_iter().map(|n| format!("netns {n}")).collect())
+}
+
+/// One pod realised: its namespace, bridge port index and address.
+#[derive(Debug, Clone)]
+struct PodState {
+    link: netns::PodLink,
+    /// Ports the pod serves (declared container ports and every probe port of the scenario).
+    serves: BTreeSet<Probe>,
+}
+
+/// Running servers, keyed by (pod, port/protocol); `Err` remembers why a port cannot be served.
+type Servers = HashMap<(PodRef, Probe), Result<JoinHandle<()>, String>>;
+
+pub struct LocalSession {
+    prefix: String,
+    node: String,
+    cni: LocalCni,
+    faults: FaultSet,
+    sctp: Result<(), String>,
+    /// Probe ports of every step of the scenario: every pod serves them.
+    scenario_probes: BTreeSet<Probe>,
+    pods: BTreeMap<PodRef, PodState>,
+    /// The first step applied (what the stale-updates fault keeps installing).
+    first: Option<Step>,
+    /// The ruleset and conntrack zone installed per pod, so unchanged pods are not touched.
+    installed: BTreeMap<PodRef, (nftables::PodRuleset, u16)>,
+    servers: Arc<tokio::sync::Mutex<Servers>>,
+    created: bool,
+}
+
+impl LocalSession {
+    fn new(
+        prefix: String,
+        cni: LocalCni,
+        faults: FaultSet,
+        sctp: Result<(), String>,
+        scenario: &Scenario,
+    ) -> Result<Self, ProviderError> {
+        for step in &scenario.steps {
+            validate_addresses(step)?;
+        }
+        Ok(LocalSession {
+            node: format!("{prefix}node"),
+            prefix,
+            cni,
+            faults,
+            sctp,
+            scenario_probes: scenario
+                .steps
+                .iter()
+                .flat_map(|s| s.probes.iter().copied())
+                .collect(),
+            pods: BTreeMap::new(),
+            first: None,
+            installed: BTreeMap::new(),
+            servers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
+            created: false,
+        })
+    }
+
+    /// Namespace names: `<prefix><ns>.<pod>` (a namespace name has no dot, so this is unique),
+    /// or `<prefix>p<index>` when that would be too long for a file name.
+    fn pod_netns(&self, r: &PodRef, index: usize) -> String {
+        let name = format!("{}{}.{}", self.prefix, r.namespace, r.name);
+        if name.len() <= 200 {
+            name
+        } else {
+            format!("{}p{index}", self.prefix)
+        }
+    }
+
+    /// Creates the node (first call) and every pod of `step` not yet present.
+    async fn ensure_pods(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let mut new = Vec::new();
+        for (r, pod) in &step.model.pods {
+            if self.pods.contains_key(r) {
+                continue;
+            }
+            let IpAddr::V4(ip) = pod.ip else {
+                return Err(ipv6_error(r, pod.ip));
+            };
+            let index = self.pods.len();
+            let link = netns::PodLink {
+                netns: self.pod_netns(r, index),
+                index,
+                ip,
+            };
+            let mut serves: BTreeSet<Probe> = self.scenario_probes.clone();
+            serves.extend(pod.ports.iter().map(|p| Probe::new(p.port, p.protocol)));
+            self.pods.insert(
+                r.clone(),
+                PodState {
+                    link: link.clone(),
+                    serves,
+                },
+            );
+            new.push(link);
+        }
+        if new.is_empty() && self.created {
+            return Ok(());
+        }
+        let mut names: Vec<String> = new.iter().map(|l| l.netns.clone()).collect();
+        // From here on, teardown knows what to remove even if setup fails halfway.
+        let first_time = !self.created;
+        self.created = true;
+        if first_time {
+            names.insert(0, self.node.clone());
+        }
+        netns::add_netns(&names).await?;
+        if first_time {
+            netns::setup_node(&self.node, &new).await?;
+        } else {
+            netns::attach_pods(&self.node, &new).await?;
+        }
+        let all: Vec<netns::PodLink> = self.pods.values().map(|p| p.link.clone()).collect();
+        let all = Arc::new(all);
+        let jobs: Vec<_> = new
+            .iter()
+            .map(|l| {
+                let (l, all) = (l.clone(), Arc::clone(&all));
+                async move { netns::setup_pod(&l, &all).await }
+            })
+            .collect();
+        all_limited(jobs).await?;
+        // Start the servers of the new pods.
+        let wanted: Vec<(PodRef, Probe)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| new.iter().any(|l| l.index == p.link.index))
+            .flat_map(|(r, p)| p.serves.iter().map(move |pr| (r.clone(), *pr)))
+            .collect();
+        self.ensure_servers(&wanted).await;
+        Ok(())
+    }
+
+    /// Starts servers for (pod, probe) pairs not served yet, one namespace thread per pod.
+    fn ensure_servers(
+        &self,
+        wanted: &[(PodRef, Probe)],
+    ) -> impl Future<Output = ()> + Send + use<> {
+        let servers = Arc::clone(&self.servers);
+        let mut by_pod: BTreeMap<PodRef, (String, BTreeSet<Probe>)> = BTreeMap::new();
+        for (r, probe) in wanted {
+            if probe.protocol == Protocol::Sctp && self.sctp.is_err() {
+                continue;
+            }
+            if let Some(p) = self.pods.get(r) {
+                by_pod
+                    .entry(r.clone())
+                    .or_insert_with(|| (p.link.netns.clone(), BTreeSet::new()))
+                    .1
+                    .insert(*probe);
+            }
+        }
+        async move {
+            let mut guard = servers.lock().await;
+            for (r, (_, probes)) in by_pod.iter_mut() {
+                probes.retain(|p| !guard.contains_key(&(r.clone(), *p)));
+            }
+            let jobs = by_pod.into_iter().filter(|(_, (_, p))| !p.is_empty()).map(
+                |(r, (ns, probes))| async move {
+                    let list: Vec<Probe> = probes.into_iter().collect();
+                    let made = {
+                        let list = list.clone();
+                        netns::in_netns(&ns, move || {
+                            list.iter()
+                                .map(|p| sockets::raw_server(p.port, p.protocol))
+                                .collect::<Vec<_>>()
+                        })
+                        .await
+                    };
+                    let results: Vec<Result<JoinHandle<()>, String>> = match made {
+                        Ok(socks) => socks
+                            .into_iter()
+                            .zip(&list)
+                            .map(|(s, p)| {
+                                s.and_then(sockets::serve)
+                                    .map_err(|e| format!("cannot serve {p} in {ns}: {e}"))
+                            })
+                            .collect(),
+                        Err(e) => list.iter().map(|_| Err(e.clone())).collect(),
+                    };
+                    (r, list, results)
+                },
+            );
+            let done: Vec<_> = futures::future::join_all(jobs).await;
+            for (r, list, results) in done {
+                for (p, res) in list.into_iter().zip(results) {
+                    guard.insert((r.clone(), p), res);
+                }
+            }
+        }
+    }
+
+    async fn install_rules(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let first = self.first.get_or_insert_with(|| step.clone());
+        let rules = nftables::compile_step(first, step, &self.faults);
+        let mut changed = Vec::new();
+        for (r, ruleset) in rules {
+            let zone = match self.installed.get(&r) {
+                Some((installed, _)) if *installed == ruleset => continue,
+                // Zone 0 is the default one; cycle through the others.
+                Some((_, zone)) => zone % u16::MAX + 1,
+                None => 1,
+            };
+            if let Some(p) = self.pods.get(&r) {
+                let script = ruleset.render(zone);
+                changed.push((r, p.link.netns.clone(), script, ruleset, zone));
+            }
+        }
+        let jobs: Vec<_> = changed
+            .iter()
+            .map(|(_, ns, script, _, _)| {
+                let (ns, script) = (ns.clone(), script.clone());
+                async move { netns::nft_apply(&ns, &script).await }
+            })
+            .collect();
+        all_limited(jobs).await?;
+        for (r, _, _, ruleset, zone) in changed {
+            self.installed.insert(r, (ruleset, zone));
+        }
+        Ok(())
+    }
+
+    async fn remove_all(&mut self) -> Result<(), ProviderError> {
+        {
+            let mut guard = self.servers.lock().await;
+            for (_, s) in guard.drain() {
+                if let Ok(h) = s {
+                    h.abort();
+                }
+            }
+        }
+        if !self.created {
+            return Ok(());
+        }
+        let mut names: Vec<String> = self.pods.values().map(|p| p.link.netns.clone()).collect();
+        names.push(self.node.clone());
+        netns::del_netns(&names).await?;
+        self.created = false;
+        self.pods.clear();
+        self.installed.clear();
+        Ok(())
+    }
+}
+
+fn ipv6_error(r: &PodRef, ip: IpAddr) -> ProviderError {
+    ProviderError::InvalidInput(format!(
+        "pod {r} has the IPv6 address {ip}: the local dataplane supports IPv4 pod addresses only"
+    ))
+}
+
+fn validate_addresses(step: &Step) -> Result<(), ProviderError> {
+    let mut seen: HashMap<IpAddr, &PodRef> = HashMap::new();
+    for (r, pod) in &step.model.pods {
+        if pod.ip.is_ipv6() {
+            return Err(ipv6_error(r, pod.ip));
+        }
+        if pod.ip.is_unspecified() || pod.ip.is_loopback() || pod.ip.is_multicast() {
+            return Err(ProviderError::InvalidInput(format!(
+                "pod {r} has the address {} which cannot be a pod address",
+                pod.ip
+            )));
+        }
+        if let Some(other) = seen.insert(pod.ip, r) {
+            return Err(ProviderError::InvalidInput(format!(
+                "pods {other} and {r} share the address {}",
+                pod.ip
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the jobs with at most [`SETUP_CONCURRENCY`] at once; the first error wins.
+async fn all_limited<Fut>(jobs: Vec<Fut>) -> Result<(), ProviderError>
+where
+    Fut: Future<Output = Result<(), ProviderError>>,
+{
+    let mut results = futures::stream::iter(jobs).buffer_unordered(SETUP_CONCURRENCY);
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+impl Session for LocalSession {
+    async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
+        validate_addresses(step)?;
+        self.ensure_pods(step).await?;
+        if self.cni == LocalCni::Nftables {
+            self.install_rules(step).await?;
+        } else if self.first.is_none() {
+            self.first = Some(step.clone());
+        }
+        Ok(())
+    }
+
+    fn probe(
+        &self,
+        batch: &[ProbeRequest],
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<Observation>> + Send {
+        // Destination ports are served on demand too (e.g. a `--probe` the steps did not list).
+        let wanted: Vec<(PodRef, Probe)> = batch
+            .iter()
+            .map(|r| (r.to.clone(), r.probe))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let serve = self.ensure_servers(&wanted);
+        // Requests grouped by source pod: one namespace thread creates each source's sockets.
+        let mut by_source: BTreeMap<PodRef, Vec<usize>> = BTreeMap::new();
+        for (i, r) in batch.iter().enumerate() {
+            by_source.entry(r.from.clone()).or_default().push(i);
+        }
+        let sources: Vec<SourceBatch> = by_source
+            .into_iter()
+            .map(|(src, idx)| {
+                (
+                    self.pods.get(&src).map(|p| p.link.netns.clone()),
+                    idx.into_iter().map(|i| (i, batch[i].clone())).collect(),
+                )
+            })
+            .collect();
+        let sctp = self.sctp.clone();
+        let servers = Arc::clone(&self.servers);
+        let n = batch.len();
+        async move {
+            serve.await;
+            let failures: HashMap<(PodRef, Probe), String> = servers
+                .lock()
+                .await
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().err().map(|e| (k.clone(), e.clone())))
+                .collect();
+            let mut out: Vec<Option<Observation>> = vec![None; n];
+            let mut jobs: FuturesUnordered<_> = sources
+                .into_iter()
+                .map(|(ns, reqs)| probe_source(ns, reqs, timeout, sctp.clone(), &failures))
+                .collect();
+            while let Some(done) = jobs.next().await {
+                for (i, obs) in done {
+                    out[i] = Some(obs);
+                }
+            }
+            out.into_iter()
+                .map(|o| {
+                    o.unwrap_or_else(|| Observation {
+                        result: Connectivity::Error,
+                        detail: Some("probe was not run".into()),
+                        elapsed_ms: 0,
+                        command: String::new(),
+                    })
+                })
+                .collect()
+        }
+    }
+
+    fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        self.remove_all()
+    }
+}
+
+/// One source pod's namespace (`None`: not in this session) and its requests with their indices.
+type SourceBatch = (Option<String>, Vec<(usize, ProbeRequest)>);
+
+/// Probes every request of one source pod concurrently.
+async fn probe_source(
+    netns: Option<String>,
+    reqs: Vec<(usize, ProbeRequest)>,
+    timeout: Duration,
+    sctp: Result<(), String>,
+    failures: &HashMap<(PodRef, Probe), String>,
+) -> Vec<(usize, Observation)> {
+    let Some(ns) = netns else {
+        return reqs
+            .into_iter()
+            .map(|(i, r)| {
+                (
+                    i,
+                    error_obs(
+                        format!("source pod {} is not part of this session", r.from),
+                        String::new(),
+                    ),
+                )
+            })
+            .collect();
+    };
+    let addr = |r: &ProbeRequest| SocketAddr::new(r.to_ip, r.probe.port);
+    let command = |r: &ProbeRequest| sockets::command(&ns, addr(r), r.probe.protocol, timeout);
+    // Requests that can be decided without a packet.
+    let mut out = Vec::with_capacity(reqs.len());
+    let mut live = Vec::with_capacity(reqs.len());
+    for (i, r) in reqs {
+        if r.probe.protocol == Protocol::Sctp
+            && let Err(why) = &sctp
+        {
+            out.push((
+                i,
+                Observation {
+                    result: Connectivity::Unsupported,
+                    detail: Some(why.clone()),
+                    elapsed_ms: 0,
+                    command: command(&r),
+                },
+            ));
+        } else if !matches!(r.to_ip, IpAddr::V4(_)) {
+            out.push((
+                i,
+                error_obs(format!("{} is not an IPv4 address", r.to_ip), command(&r)),
+            ));
+        } else if let Some(e) = failures.get(&(r.to.clone(), r.probe)) {
+            out.push((i, error_obs(e.clone(), command(&r))));
+        } else {
+            live.push((i, r));
+        }
+    }
+    let protocols: Vec<Protocol> = live.iter().map(|(_, r)| r.probe.protocol).collect();
+    let socks = netns::in_netns(&ns, move || {
+        protocols
+            .into_iter()
+            .map(sockets::raw_client)
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let socks = match socks {
+        Ok(s) => s,
+        Err(e) => {
+            out.extend(
+                live.into_iter()
+                    .map(|(i, r)| (i, error_obs(e.clone(), command(&r)))),
+            );
+            return out;
+        }
+    };
+    let probes = live.into_iter().zip(socks).map(|((i, r), sock)| {
+        let cmd = command(&r);
+        let to = addr(&r);
+        async move {
+            let obs = match sock {
+                Err(e) => error_obs(format!("cannot create the client socket: {e}"), cmd),
+                Ok(sock) => {
+                    let o = sockets::probe(sock, to, timeout).await;
+                    Observation {
+                        result: o.result,
+                        detail: o.detail,
+                        elapsed_ms: o.elapsed.as_millis() as u64,
+                        command: cmd,
+                    }
+                }
+            };
+            (i, obs)
+        }
+    });
+    out.extend(futures::future::join_all(probes).await);
+    out
+}
+
+fn error_obs(detail: String, command: String) -> Observation {
+    Observation {
+        result: Connectivity::Error,
+        detail: Some(detail),
+        elapsed_ms: 0,
+        command,
+    }
+}
+
+impl Drop for LocalSession {
+    /// A session dropped without teardown (an error path, a panic) still removes its namespaces.
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.servers.try_lock() {
+            for (_, s) in guard.drain() {
+                if let Ok(h) = s {
+                    h.abort();
+                }
+            }
+        }
+        if self.created {
+            let mut names: Vec<String> = self.pods.values().map(|p| p.link.netns.clone()).collect();
+            names.push(self.node.clone());
+            let _ = netns::del_netns_blocking(&names);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load_str;
+
+    fn step(ips: [&str; 2]) -> Step {
+        let yaml = format!(
+            "apiVersion: netpolc/v1\nkind: Scenario\nmodel:\n  pods:\n    \
+             - {{name: a, ip: \"{}\", ports: [80/TCP]}}\n    \
+             - {{name: b, ip: \"{}\", ports: [80/TCP]}}\nsteps: [{{name: s}}]\n",
+            ips[0], ips[1]
+        );
+        match load_str(&yaml, "t.yaml") {
+            Ok(l) => l.scenarios[0].steps[0].clone(),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn addresses_are_validated() {
+        assert!(validate_addresses(&step(["10.0.0.1", "10.0.0.2"])).is_ok());
+        let v6 = validate_addresses(&step(["10.0.0.1", "fd00::2"]));
+        assert!(
+            matches!(&v6, Err(ProviderError::InvalidInput(m)) if m.contains("IPv6")),
+            "{v6:?}"
+        );
+        // The loader rejects duplicates too; a step built in code must not slip through.
+        let mut s = step(["10.0.0.1", "10.0.0.2"]);
+        if let Some(b) = s.model.pods.get_mut(&PodRef::new("default", "b")) {
+            b.ip = "10.0.0.1".parse().expect("address");
+        }
+        let dup = validate_addresses(&s);
+        assert!(
+            matches!(&dup, Err(ProviderError::InvalidInput(m)) if m.contains("share")),
+            "{dup:?}"
+        );
+    }
+
+    #[test]
+    fn cni_names_parse() {
+        assert_eq!(
+            "nftables".parse::<LocalCni>().ok(),
+            Some(LocalCni::Nftables)
+        );
+        assert_eq!("none".parse::<LocalCni>().ok(), Some(LocalCni::None));
+        assert!(matches!(
+            "calico".parse::<LocalCni>(),
+            Err(ProviderError::InvalidInput(_))
+        ));
+    }
 }

@@ -1,0 +1,513 @@
+//! The kind provider: a throwaway cluster per run (`netpolc-<run-id>-<cni>`, one control plane
+//! and two workers) with a CNI from the catalogue, scenarios realised by the shared
+//! [`crate::provider::kube`] session, and the cluster deleted at the end unless `keep_cluster`.
+//!
+//! Flow of [`KindPlatform::create`]: check docker/podman, kind and kubectl (and helm when the CNI
+//! needs it) → resolve the CNI and node image → fetch every install source and verify its sha256
+//! when one is catalogued (before creating anything) → `kind create cluster` with the rendered
+//! config and a private kubeconfig → install the CNI → wait for its DaemonSets.
+
+pub mod external;
+pub mod prereq;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use super::kube::plan::{self, PlanSettings};
+use super::kube::{ClusterSession, Loopback, SessionConfig};
+use super::{Platform, PlatformInfo, ProviderError, Session};
+use crate::cni::catalogue::{Catalogue, Cni, InstallStep, NodeImage, verify_sha256};
+use crate::probe::{Observation, ProbeRequest};
+use crate::scenario::{Scenario, Step};
+
+pub use prereq::{Prerequisites, check_prerequisites};
+
+#[derive(Debug, Clone)]
+pub struct KindOptions {
+    pub run_id: String,
+    pub cni: String,
+    pub keep_cluster: bool,
+    /// Kubernetes minor for the node image (`1.33`); `None`: the catalogue's default.
+    pub kubernetes: Option<String>,
+    /// Per-probe timeout written into probe commands (plans show it too).
+    pub probe_timeout: Duration,
+    /// How long pods may take to become Ready (image pulls on a cold cluster dominate).
+    pub ready_timeout: Duration,
+    /// How long the CNI's DaemonSets may take to roll out.
+    pub cni_timeout: Duration,
+    pub loopback: Loopback,
+}
+
+impl KindOptions {
+    /// Defaults for everything but the run id and CNI.
+    pub fn new(run_id: impl Into<String>, cni: impl Into<String>) -> Self {
+        KindOptions {
+            run_id: run_id.into(),
+            cni: cni.into(),
+            keep_cluster: false,
+            kubernetes: None,
+            probe_timeout: Duration::from_secs(3),
+            ready_timeout: Duration::from_secs(300),
+            cni_timeout: Duration::from_secs(300),
+            loopback: Loopback::Record,
+        }
+    }
+
+    /// `netpolc-<run-id>-<cni>`, cut to kind's limit on cluster names.
+    pub fn cluster_name(&self) -> String {
+        let run = super::kube::NameMap::new(&self.run_id, 0)
+            .run_label()
+            .to_string();
+        let mut name = format!("netpolc-{run}-{}", self.cni);
+        name.truncate(50);
+        name.trim_end_matches('-').to_string()
+    }
+}
+
+/// A fetched install source, and whether its checksum was verified.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub step: InstallStep,
+    pub bytes: Vec<u8>,
+    pub verified: bool,
+}
+
+/// Downloads every install source of `cni` (rustls with the ring provider), verifying each
+/// catalogued sha256. Nothing is created before all sources are in hand.
+pub async fn fetch_sources(cni: &Cni) -> Result<Vec<Fetched>, ProviderError> {
+    install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| ProviderError::Failed(format!("building the HTTP client: {e}")))?;
+    let mut out = Vec::new();
+    for step in &cni.install {
+        let src = step.source();
+        let resp = client
+            .get(&src.url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| ProviderError::Failed(format!("downloading {}: {e}", src.url)))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Failed(format!("downloading {}: {e}", src.url)))?
+            .to_vec();
+        let verified = match &src.sha256 {
+            Some(sum) => {
+                verify_sha256(&src.url, &bytes, sum)?;
+                true
+            }
+            None => false,
+        };
+        out.push(Fetched {
+            step: step.clone(),
+            bytes,
+            verified,
+        });
+    }
+    Ok(out)
+}
+
+/// rustls needs exactly one process-wide crypto provider; kube and reqwest share ring's.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub struct KindPlatform {
+    opts: KindOptions,
+    info: PlatformInfo,
+    client: Client,
+    image: String,
+    gaps: Vec<crate::cni::catalogue::Gap>,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+    tools: Prerequisites,
+}
+
+impl KindPlatform {
+    /// Checks prerequisites and creates the cluster with its CNI installed and ready.
+    pub async fn create(opts: KindOptions) -> Result<Self, ProviderError> {
+        let cat = Catalogue::builtin().map_err(|e| ProviderError::Failed(e.to_string()))?;
+        let cni = cat.cni(&opts.cni)?.clone();
+        let node = cat.node_image_for(opts.kubernetes.as_deref())?.clone();
+        let tools = check_prerequisites(cni.needs_helm()).await?;
+        let fetched = fetch_sources(&cni).await?;
+        let dir = tempfile::tempdir()
+            .map_err(|e| ProviderError::Failed(format!("creating a temporary directory: {e}")))?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        let config_path = dir.path().join("kind-config.yaml");
+        std::fs::write(&config_path, cat.kind_config(&cni, &node))
+            .map_err(|e| ProviderError::Failed(format!("writing the kind config: {e}")))?;
+        let name = opts.cluster_name();
+        let created = tools
+            .run_kind(&[
+                "create",
+                "cluster",
+                "--name",
+                &name,
+                "--config",
+                &config_path.to_string_lossy(),
+                "--kubeconfig",
+                &kubeconfig.to_string_lossy(),
+                "--wait",
+                "0s",
+            ])
+            .await;
+        if let Err(e) = created {
+            // kind leaves half-created clusters behind on failure.
+            let _ = tools
+                .run_kind(&["delete", "cluster", "--name", &name])
+                .await;
+            return Err(e);
+        }
+        let mut platform = KindPlatform {
+            info: platform_info(&cat, &cni, &node, &fetched, &tools, &name),
+            client: client_for(&kubeconfig).await?,
+            image: cat.probe_image.reference(),
+            gaps: cni.gaps.clone(),
+            kubeconfig,
+            _dir: dir,
+            tools,
+            opts,
+        };
+        if let Err(e) = platform.install_cni(&cni, &fetched).await {
+            let _ = platform.close().await;
+            return Err(e);
+        }
+        Ok(platform)
+    }
+
+    async fn install_cni(&mut self, cni: &Cni, fetched: &[Fetched]) -> Result<(), ProviderError> {
+        let name = self.opts.cluster_name();
+        let kc = self.kubeconfig.to_string_lossy().to_string();
+        for (i, f) in fetched.iter().enumerate() {
+            let file = self._dir.path().join(format!("source-{i}"));
+            std::fs::write(&file, &f.bytes)
+                .map_err(|e| ProviderError::Failed(format!("writing {}: {e}", file.display())))?;
+            let file = file.to_string_lossy().to_string();
+            match &f.step {
+                InstallStep::Manifest { .. } => {
+                    self.tools
+                        .run_kubectl(&["--kubeconfig", &kc, "apply", "--server-side", "-f", &file])
+                        .await?;
+                }
+                InstallStep::HelmChart {
+                    release,
+                    namespace,
+                    values,
+                    ..
+                } => {
+                    let mut args: Vec<String> = vec![
+                        "install".into(),
+                        release.clone(),
+                        file.clone(),
+                        "--kubeconfig".into(),
+                        kc.clone(),
+                        "--namespace".into(),
+                        namespace.clone(),
+                    ];
+                    for (k, v) in values {
+                        args.push("--set".into());
+                        args.push(format!("{k}={v}"));
+                    }
+                    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                    self.tools.run_helm(&refs).await?;
+                }
+                InstallStep::NodeArchive { directory, .. } => {
+                    for node in self.tools.kind_nodes(&name).await? {
+                        self.tools.node_untar(&node, directory, &f.bytes).await?;
+                    }
+                }
+            }
+        }
+        for r in &cni.readiness {
+            let ds = format!("daemonset/{}", r.daemon_set);
+            let timeout = format!("--timeout={}s", self.opts.cni_timeout.as_secs());
+            self.tools
+                .run_kubectl(&[
+                    "--kubeconfig",
+                    &kc,
+                    "-n",
+                    &r.namespace,
+                    "rollout",
+                    "status",
+                    &ds,
+                    &timeout,
+                ])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn client_for(kubeconfig: &std::path::Path) -> Result<Client, ProviderError> {
+    install_crypto_provider();
+    let kc = Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| ProviderError::Failed(format!("reading {}: {e}", kubeconfig.display())))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| ProviderError::Failed(format!("loading the kind kubeconfig: {e}")))?;
+    Client::try_from(cfg).map_err(|e| ProviderError::Failed(format!("kube client: {e}")))
+}
+
+fn platform_info(
+    cat: &Catalogue,
+    cni: &Cni,
+    node: &NodeImage,
+    fetched: &[Fetched],
+    tools: &Prerequisites,
+    cluster: &str,
+) -> PlatformInfo {
+    let mut info = PlatformInfo {
+        provider: "kind".into(),
+        cni: cni.name.clone(),
+        ..Default::default()
+    };
+    let env = &mut info.environment;
+    env.insert("cluster".into(), cluster.into());
+    env.insert("cni_version".into(), cni.version.clone());
+    env.insert("node_image".into(), node.reference());
+    env.insert("kind_pinned".into(), cat.kind.version.clone());
+    env.insert("probe_image".into(), cat.probe_image.reference());
+    env.insert(
+        "expected_verdict".into(),
+        cni.expected_verdict.as_str().into(),
+    );
+    for (k, v) in &tools.versions {
+        env.insert(format!("{k}_version"), v.clone());
+    }
+    for f in fetched {
+        let src = f.step.source();
+        if !f.verified {
+            info.warnings.push(format!(
+                "{} was applied unverified: no sha256 is catalogued for it",
+                src.url
+            ));
+        }
+    }
+    if !cni.enforces_network_policy {
+        info.warnings.push(format!(
+            "{} does not enforce NetworkPolicy: the expected verdict is {}",
+            cni.name,
+            cni.expected_verdict.as_str()
+        ));
+    }
+    for g in &cni.gaps {
+        info.warnings.push(format!(
+            "{} cells are unsupported: {}",
+            g.protocol, g.reason
+        ));
+    }
+    info
+}
+
+/// The whole plan as YAML documents, touching nothing (`run --dry-run`).
+pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, ProviderError> {
+    let cat = Catalogue::builtin().map_err(|e| ProviderError::Failed(e.to_string()))?;
+    let cni = cat.cni(&opts.cni)?;
+    let node = cat.node_image_for(opts.kubernetes.as_deref())?;
+    let name = opts.cluster_name();
+    let header = serde_json::json!({
+        "apiVersion": "netpolc/v1",
+        "kind": "Plan",
+        "provider": "kind",
+        "runId": opts.run_id,
+        "cluster": {
+            "name": name,
+            "create": format!("kind create cluster --name {name} --config <the Cluster document below> --kubeconfig <private file>"),
+            "delete": if opts.keep_cluster { "kept (--keep-cluster)".to_string() } else { format!("kind delete cluster --name {name}") },
+            "nodeImage": node.reference(),
+        },
+        "tools": {
+            "kind": cat.kind.version,
+            "kubectl": cat.kubectl.version,
+            "helm": if cni.needs_helm() { Some(&cat.helm.version) } else { None },
+        },
+        "cni": {
+            "name": cni.name,
+            "version": cni.version,
+            "enforcesNetworkPolicy": cni.enforces_network_policy,
+            "expectedVerdict": cni.expected_verdict.as_str(),
+            "install": cni.install.iter().map(|s| {
+                let src = s.source();
+                serde_json::json!({
+                    "kind": s.kind_name(),
+                    "url": src.url,
+                    "sha256": src.sha256,
+                    "verification": match &src.sha256 {
+                        Some(_) => format!("sha256 checked before use ({})", src.sha256_from.unwrap_or_default()),
+                        None => "none catalogued: used unverified, and the report says so".to_string(),
+                    },
+                    "action": install_action(s),
+                })
+            }).collect::<Vec<_>>(),
+            "readiness": cni.readiness.iter().map(|r| format!(
+                "kubectl -n {} rollout status daemonset/{} --timeout={}s",
+                r.namespace, r.daemon_set, opts.cni_timeout.as_secs()
+            )).collect::<Vec<_>>(),
+            "gaps": cni.gaps.iter().map(|g| serde_json::json!({"protocol": g.protocol, "reason": g.reason})).collect::<Vec<_>>(),
+        },
+        "probeImage": cat.probe_image.reference(),
+        "loopback": loopback_doc(opts.loopback),
+        "ipBlock": "cells whose ipBlock membership differs between a pod's model and cluster address are reported unsupported",
+    });
+    let mut out = plan::doc(&header)?;
+    out.push_str("---\n");
+    out.push_str(&cat.kind_config(cni, node));
+    plan::scenario_docs(
+        &mut out,
+        scenarios,
+        &PlanSettings {
+            run_id: opts.run_id.clone(),
+            image: cat.probe_image.reference(),
+            gaps: cni.gaps.clone(),
+            loopback: opts.loopback,
+            probe_timeout: opts.probe_timeout,
+        },
+    )?;
+    Ok(out)
+}
+
+fn install_action(s: &InstallStep) -> String {
+    match s {
+        InstallStep::Manifest { .. } => "kubectl apply --server-side -f <verified file>".into(),
+        InstallStep::HelmChart {
+            release,
+            namespace,
+            values,
+            ..
+        } => {
+            let sets: Vec<String> = values
+                .iter()
+                .map(|(k, v)| format!("--set {k}={v}"))
+                .collect();
+            format!(
+                "helm install {release} <verified file> --namespace {namespace} {}",
+                sets.join(" ")
+            )
+        }
+        InstallStep::NodeArchive { directory, .. } => {
+            format!("on every node: docker exec -i <node> tar -xz -C {directory} < <verified file>")
+        }
+    }
+}
+
+pub(crate) fn loopback_doc(l: Loopback) -> &'static str {
+    match l {
+        Loopback::Record => {
+            "probed and recorded in the cell's detail, reported unsupported (not judged; CNIs differ, kubernetes#95879)"
+        }
+        Loopback::Judge => "probed and judged against the oracle like any cell",
+    }
+}
+
+pub struct KindSession {
+    inner: ClusterSession,
+}
+
+impl Session for KindSession {
+    fn apply(&mut self, step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        self.inner.apply(step)
+    }
+    fn probe(
+        &self,
+        batch: &[ProbeRequest],
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<Observation>> + Send {
+        self.inner.probe(batch, timeout)
+    }
+    fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        self.inner.teardown()
+    }
+}
+
+impl Platform for KindPlatform {
+    type Session = KindSession;
+    fn info(&self) -> PlatformInfo {
+        self.info.clone()
+    }
+    fn max_parallel(&self) -> usize {
+        1
+    }
+    fn open(
+        &self,
+        n: usize,
+        scenario: &Scenario,
+    ) -> impl Future<Output = Result<KindSession, ProviderError>> + Send {
+        let inner = ClusterSession::new(
+            self.client.clone(),
+            &self.opts.run_id,
+            n,
+            scenario,
+            SessionConfig {
+                image: self.image.clone(),
+                gaps: self.gaps.clone(),
+                loopback: self.opts.loopback,
+                ready_timeout: self.opts.ready_timeout,
+            },
+        );
+        async move { inner.map(|inner| KindSession { inner }) }
+    }
+    /// Deletes the cluster (unless kept). Idempotent: kind succeeds on a missing cluster.
+    async fn close(&self) -> Result<(), ProviderError> {
+        if self.opts.keep_cluster {
+            return Ok(());
+        }
+        self.tools
+            .run_kind(&["delete", "cluster", "--name", &self.opts.cluster_name()])
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names_are_prefixed_and_bounded() {
+        let o = KindOptions::new("20261126-abcdef", "calico");
+        assert_eq!(o.cluster_name(), "netpolc-20261126-abcdef-calico");
+        let long = KindOptions::new("x".repeat(80), "flannel");
+        assert!(long.cluster_name().len() <= 50);
+    }
+
+    #[test]
+    fn unknown_cni_dry_run_is_invalid_input() {
+        let o = KindOptions::new("r", "weave");
+        assert!(
+            matches!(dry_run(&[], &o), Err(ProviderError::InvalidInput(m)) if m.contains("kindnet"))
+        );
+    }
+
+    #[test]
+    fn unverified_sources_are_reported() {
+        let cat = Catalogue::builtin().expect("catalogue");
+        let calico = cat.cni("calico").expect("calico");
+        let node = cat.node_image_for(None).expect("image");
+        let fetched = vec![Fetched {
+            step: calico.install[0].clone(),
+            bytes: vec![],
+            verified: false,
+        }];
+        let tools = Prerequisites::default();
+        let info = platform_info(&cat, calico, node, &fetched, &tools, "c");
+        assert!(
+            info.warnings
+                .iter()
+                .any(|w| w.contains("calico.yaml was applied unverified")),
+            "{:?}",
+            info.warnings
+        );
+        assert_eq!(
+            info.environment.get("cni_version").map(String::as_str),
+            Some("v3.30.3")
+        );
+    }
+}

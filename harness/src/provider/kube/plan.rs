@@ -1,0 +1,165 @@
+//! `--dry-run` plans: the same rendering and step diffing the live session uses, printed as YAML
+//! documents instead of applied. Deterministic: no clocks, no cluster, IPs as placeholders.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::probing::{self, Loopback, ScriptProbe};
+use super::render::{self, NameMap, StepActions, WorkloadObject};
+use crate::cni::catalogue::Gap;
+use crate::model::{PodRef, Probe, Workload};
+use crate::provider::ProviderError;
+use crate::scenario::Scenario;
+
+/// What the scenario part of a plan needs.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    pub run_id: String,
+    pub image: String,
+    pub gaps: Vec<Gap>,
+    pub loopback: Loopback,
+    pub probe_timeout: Duration,
+}
+
+/// Serialises one YAML document (with its `---` separator).
+pub fn doc<T: Serialize>(v: &T) -> Result<String, ProviderError> {
+    let body = serde_saphyr::to_string(v)
+        .map_err(|e| ProviderError::Failed(format!("rendering the plan: {e}")))?;
+    Ok(format!("---\n{body}"))
+}
+
+/// The placeholder for a pod's address, which only exists once the pod runs.
+pub fn ip_placeholder(real: &PodRef) -> String {
+    format!("{{ip={real}}}")
+}
+
+/// Appends every scenario's documents: per step, the actions, the objects and the probe scripts.
+pub fn scenario_docs(
+    out: &mut String,
+    scenarios: &[Scenario],
+    s: &PlanSettings,
+) -> Result<(), ProviderError> {
+    for (n, scenario) in scenarios.iter().enumerate() {
+        render::check_scenario(scenario)?;
+        let map = NameMap::new(&s.run_id, n);
+        let probes = render::scenario_probes(scenario);
+        let mut prev = None;
+        for step in &scenario.steps {
+            let a = StepActions::between(&map, prev, step)?;
+            let ns_real = |ns: &String| map.namespace(ns);
+            let header = json!({
+                "apiVersion": "netpolc/v1",
+                "kind": "StepPlan",
+                "scenario": scenario.name,
+                "source": scenario.source,
+                "step": step.name,
+                "namespaces": render::namespaces_of(&step.model).iter()
+                    .map(|ns| (ns.clone(), Value::String(map.namespace(ns))))
+                    .collect::<serde_json::Map<_, _>>(),
+                "actions": {
+                    "createNamespaces": a.create_namespaces.iter().map(ns_real).collect::<Vec<_>>(),
+                    "createWorkloads": a.create_workloads,
+                    "waitForReadyPods": a.create_workloads,
+                    "labelNamespaces": a.label_namespaces.iter()
+                        .map(|(ns, l)| json!({"namespace": map.namespace(ns), "labels": l}))
+                        .collect::<Vec<_>>(),
+                    "labelPods": a.label_pods.iter()
+                        .map(|(p, l)| json!({"pod": map.pod_ref(p).to_string(), "labels": l}))
+                        .collect::<Vec<_>>(),
+                    "serverSideApplyPolicies": a.apply_policies.iter()
+                        .map(|k| format!("{}/{}", map.namespace(&k.namespace), k.name))
+                        .collect::<Vec<_>>(),
+                    "deletePolicies": a.delete_policies.iter()
+                        .map(|k| format!("{}/{}", map.namespace(&k.namespace), k.name))
+                        .collect::<Vec<_>>(),
+                },
+                "probes": probe_plan(&map, step, &probes, s),
+            });
+            out.push_str(&doc(&header)?);
+            for ns in &a.create_namespaces {
+                out.push_str(&doc(&render::namespace_object(&map, &step.model, ns))?);
+            }
+            if a.create_workloads {
+                for w in render::workload_objects(&map, &step.model, &probes, &s.image) {
+                    match w {
+                        WorkloadObject::Pod(p) => out.push_str(&doc(&p)?),
+                        WorkloadObject::Deployment(d) => out.push_str(&doc(&d)?),
+                    }
+                }
+            }
+            for key in &a.apply_policies {
+                if let Some(p) = step.policies.iter().find(|p| &p.key == key) {
+                    out.push_str(&doc(&render::policy_object(&map, p))?);
+                }
+            }
+            prev = Some(step);
+        }
+    }
+    Ok(())
+}
+
+/// One exec per source pod: the script it runs, plus the cells decided without probing.
+fn probe_plan(
+    map: &NameMap,
+    step: &crate::scenario::Step,
+    served: &BTreeSet<Probe>,
+    s: &PlanSettings,
+) -> Value {
+    let pods = step.model.pod_refs();
+    let probes = &step.probes;
+    let mut execs = Vec::new();
+    let mut not_judged = Vec::new();
+    for from in &pods {
+        let mut items = Vec::new();
+        for to in &pods {
+            for p in probes {
+                let cell = format!("{from} -> {to} {p}");
+                if let Some(g) = s.gaps.iter().find(|g| g.protocol == p.protocol) {
+                    not_judged.push(json!({"cell": cell, "unsupported": g.reason}));
+                    continue;
+                }
+                if from == to && s.loopback == Loopback::Record {
+                    not_judged.push(
+                        json!({"cell": cell, "recordedNotJudged": "loopback (kubernetes#95879)"}),
+                    );
+                }
+                items.push(ScriptProbe {
+                    index: items.len(),
+                    host: ip_placeholder(&map.pod_ref(to)),
+                    port: p.port,
+                    protocol: p.protocol,
+                });
+            }
+        }
+        if items.is_empty() {
+            continue;
+        }
+        let Some(pod) = step.model.pod(from) else {
+            continue;
+        };
+        let real_pod = match &pod.workload {
+            Workload::Pod => from.name.clone(),
+            Workload::Deployment { name, replica } => {
+                format!("{{replica {replica} of deployment {name}, in name order}}")
+            }
+        };
+        execs.push(json!({
+            "from": from.to_string(),
+            "exec": {
+                "namespace": map.namespace(&from.namespace),
+                "pod": real_pod,
+                "container": render::exec_container(pod, served),
+                "command": ["sh", "-c"],
+            },
+            "script": probing::script(&items, s.probe_timeout),
+        }));
+    }
+    json!({
+        "timeout": probing::go_duration(s.probe_timeout),
+        "execs": execs,
+        "notJudged": not_judged,
+    })
+}

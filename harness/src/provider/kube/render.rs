@@ -1,0 +1,691 @@
+//! Scenario state → Kubernetes objects, and step → step actions. Pure: no I/O, so the live
+//! session and `--dry-run` plans share one answer and tests cover both.
+//!
+//! How a scenario is realised on a real cluster:
+//! - **Namespaces** are mapped, `x` → `netpolc-<run-id>-<n>-x` ([`NameMap`]), so runs and scenarios
+//!   never collide and nothing outside the run is touched. Each real namespace carries the model's
+//!   labels plus `netpolc.io/run-id` and `netpolc.io/name: x`. The API server sets
+//!   `kubernetes.io/metadata.name` to the *real* name, so every `namespaceSelector` requirement on
+//!   that key is rewritten to the same requirement on `netpolc.io/name`, whose value is the model
+//!   name: a selector matches a real namespace exactly when it matches the model namespace, and the
+//!   oracle's answer stays valid. Scenario labels or selectors under `netpolc.io/` are refused.
+//! - **Pods** keep their model names and labels (+ `netpolc.io/run-id`). **Deployments** stay
+//!   Deployments: the template carries the model labels (+ `netpolc.io/run-id`,
+//!   `netpolc.io/workload`); the selector uses only the harness labels, so relabelling a replica
+//!   never orphans it. Replicas are matched to the model's `<deployment>-<i>` in name order.
+//! - Every pod runs the pinned agnhost image, one container per (port, protocol) it must serve —
+//!   every declared container port (with its name, so named ports resolve as in the model) and
+//!   every probe port of the scenario: `serve-hostname --tcp|--udp` or `porter` for SCTP.
+//! - **Policies** are the scenario's objects with the namespace mapped and selectors rewritten,
+//!   applied server-side.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort as K8sContainerPort, EnvVar, Namespace as K8sNamespace, Pod as K8sPod,
+    PodSpec, PodTemplateSpec,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use sha2::{Digest, Sha256};
+
+use crate::cni::catalogue::RUN_ID_LABEL;
+use crate::model::{Labels, Model, NAMESPACE_NAME_LABEL, Pod, PodRef, Probe, Protocol, Workload};
+use crate::policy::{CompiledPolicy, PolicyRef};
+use crate::provider::ProviderError;
+use crate::scenario::{Scenario, Step};
+
+/// The model name of a real namespace (the target of rewritten `kubernetes.io/metadata.name`).
+pub const NAME_LABEL: &str = "netpolc.io/name";
+/// Which Deployment a pod belongs to (harness-owned, used by the Deployment's selector).
+pub const WORKLOAD_LABEL: &str = "netpolc.io/workload";
+/// Label keys scenarios may not use: the harness owns them.
+pub const RESERVED_PREFIX: &str = "netpolc.io/";
+
+/// Maps scenario namespaces to real ones for one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameMap {
+    run_id: String,
+    prefix: String,
+}
+
+impl NameMap {
+    /// `run_id` is sanitised into a DNS label; `n` is the scenario's index in the run.
+    pub fn new(run_id: &str, n: usize) -> Self {
+        let run = sanitize(run_id);
+        NameMap {
+            run_id: run.clone(),
+            prefix: format!("netpolc-{run}-{n}"),
+        }
+    }
+
+    /// The value of `netpolc.io/run-id` on everything this session creates.
+    pub fn run_label(&self) -> &str {
+        &self.run_id
+    }
+
+    /// `x` → `netpolc-<run>-<n>-x`; names over 63 characters become a stable hash.
+    pub fn namespace(&self, ns: &str) -> String {
+        let full = format!("{}-{ns}", self.prefix);
+        if full.len() <= 63 {
+            return full;
+        }
+        let h = Sha256::digest(full.as_bytes());
+        let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("netpolc-{hex}")
+    }
+
+    pub fn pod_ref(&self, p: &PodRef) -> PodRef {
+        PodRef::new(self.namespace(&p.namespace), &p.name)
+    }
+}
+
+/// Lower-case, `[a-z0-9-]`, at most 40 characters, never empty.
+fn sanitize(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() { c } else { '-' }
+        })
+        .collect();
+    out.truncate(40);
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() { "run".into() } else { out }
+}
+
+/// Refuses scenarios that use harness-owned label keys (they would make real selection differ
+/// from the model's).
+pub fn check_scenario(scenario: &Scenario) -> Result<(), ProviderError> {
+    let mut bad = BTreeSet::new();
+    for step in &scenario.steps {
+        for ns in step.model.namespaces.values() {
+            bad.extend(
+                ns.labels
+                    .keys()
+                    .filter(|k| k.starts_with(RESERVED_PREFIX))
+                    .cloned(),
+            );
+        }
+        for pod in step.model.pods.values() {
+            bad.extend(
+                pod.labels
+                    .keys()
+                    .filter(|k| k.starts_with(RESERVED_PREFIX))
+                    .cloned(),
+            );
+        }
+        for p in &step.policies {
+            let text = serde_json::to_string(&p.source.spec).unwrap_or_default();
+            if text.contains(&format!("\"{RESERVED_PREFIX}")) {
+                bad.insert(format!("(a selector of policy {})", p.key));
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(ProviderError::InvalidInput(format!(
+            "scenario {:?} uses label keys reserved for the harness on real clusters ({RESERVED_PREFIX}*): {}",
+            scenario.name,
+            bad.into_iter().collect::<Vec<_>>().join(", ")
+        )))
+    }
+}
+
+/// Every probe any step of the scenario makes: what every pod must serve besides its ports.
+pub fn scenario_probes(scenario: &Scenario) -> BTreeSet<Probe> {
+    scenario
+        .steps
+        .iter()
+        .flat_map(|s| s.probes.iter().copied())
+        .collect()
+}
+
+fn meta(name: &str, namespace: Option<&str>, labels: Labels) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// The real namespace for a model namespace.
+pub fn namespace_object(map: &NameMap, model: &Model, ns: &str) -> K8sNamespace {
+    let mut labels = namespace_labels(map, model, ns);
+    labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+    K8sNamespace {
+        metadata: meta(&map.namespace(ns), None, labels),
+        ..Default::default()
+    }
+}
+
+/// The labels a real namespace carries besides `netpolc.io/run-id`.
+pub fn namespace_labels(map: &NameMap, model: &Model, ns: &str) -> Labels {
+    let _ = map;
+    let mut labels: Labels = model
+        .namespace(ns)
+        .map(|n| n.labels.clone())
+        .unwrap_or_default();
+    labels.remove(NAMESPACE_NAME_LABEL);
+    labels.insert(NAME_LABEL.into(), ns.into());
+    labels
+}
+
+/// The containers of a pod: one per (port, protocol) served, named `serve-<port>-<proto>`.
+pub fn containers(pod: &Pod, probes: &BTreeSet<Probe>, image: &str) -> Vec<Container> {
+    let mut serve: BTreeSet<Probe> = pod
+        .ports
+        .iter()
+        .map(|c| Probe::new(c.port, c.protocol))
+        .collect();
+    serve.extend(probes.iter().copied());
+    let mut out: Vec<Container> = serve
+        .into_iter()
+        .map(|p| {
+            let (command, env) = match p.protocol {
+                Protocol::Tcp | Protocol::Udp => (
+                    vec![
+                        "/agnhost".to_string(),
+                        "serve-hostname".into(),
+                        format!("--{}", p.protocol.lower()),
+                        "--http=false".into(),
+                        "--port".into(),
+                        p.port.to_string(),
+                    ],
+                    None,
+                ),
+                Protocol::Sctp => (
+                    vec!["/agnhost".to_string(), "porter".into()],
+                    Some(vec![EnvVar {
+                        name: format!("SERVE_SCTP_PORT_{}", p.port),
+                        value: Some("foo".into()),
+                        ..Default::default()
+                    }]),
+                ),
+            };
+            let ports: Vec<K8sContainerPort> = pod
+                .ports
+                .iter()
+                .filter(|c| c.port == p.port && c.protocol == p.protocol)
+                .map(|c| K8sContainerPort {
+                    container_port: i32::from(c.port),
+                    name: c.name.clone(),
+                    protocol: Some(c.protocol.as_str().into()),
+                    ..Default::default()
+                })
+                .collect();
+            Container {
+                name: format!("serve-{}-{}", p.port, p.protocol.lower()),
+                image: Some(image.to_string()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                command: Some(command),
+                env,
+                ports: (!ports.is_empty()).then_some(ports),
+                ..Default::default()
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        // A pod that serves nothing still needs a process to exec probes from.
+        out.push(Container {
+            name: "idle".into(),
+            image: Some(image.to_string()),
+            image_pull_policy: Some("IfNotPresent".into()),
+            command: Some(vec!["/agnhost".into(), "pause".into()]),
+            ..Default::default()
+        });
+    }
+    out
+}
+
+/// The container probes are exec'd in (every container has `/agnhost` and `sh`).
+pub fn exec_container(pod: &Pod, probes: &BTreeSet<Probe>) -> String {
+    containers(pod, probes, "")
+        .into_iter()
+        .next()
+        .map(|c| c.name)
+        .unwrap_or_else(|| "idle".into())
+}
+
+fn pod_spec(pod: &Pod, probes: &BTreeSet<Probe>, image: &str) -> PodSpec {
+    PodSpec {
+        containers: containers(pod, probes, image),
+        termination_grace_period_seconds: Some(0),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }
+}
+
+/// A workload to create: a bare Pod or a Deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkloadObject {
+    Pod(Box<K8sPod>),
+    Deployment(Box<Deployment>),
+}
+
+/// Pods and Deployments of the model, in namespace/name order.
+pub fn workload_objects(
+    map: &NameMap,
+    model: &Model,
+    probes: &BTreeSet<Probe>,
+    image: &str,
+) -> Vec<WorkloadObject> {
+    let mut out = Vec::new();
+    let mut deployments: BTreeMap<(String, String), Vec<&Pod>> = BTreeMap::new();
+    for pod in model.pods.values() {
+        match &pod.workload {
+            Workload::Pod => {
+                let mut labels = pod.labels.clone();
+                labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+                out.push(WorkloadObject::Pod(Box::new(K8sPod {
+                    metadata: meta(&pod.name, Some(&map.namespace(&pod.namespace)), labels),
+                    spec: Some(pod_spec(pod, probes, image)),
+                    ..Default::default()
+                })));
+            }
+            Workload::Deployment { name, .. } => deployments
+                .entry((pod.namespace.clone(), name.clone()))
+                .or_default()
+                .push(pod),
+        }
+    }
+    for ((ns, name), pods) in deployments {
+        let Some(first) = pods.iter().min_by_key(|p| match p.workload {
+            Workload::Deployment { replica, .. } => replica,
+            Workload::Pod => 0,
+        }) else {
+            continue;
+        };
+        let mut selector = Labels::new();
+        selector.insert(RUN_ID_LABEL.into(), map.run_label().into());
+        selector.insert(WORKLOAD_LABEL.into(), name.clone());
+        let mut labels = first.labels.clone();
+        labels.extend(selector.clone());
+        out.push(WorkloadObject::Deployment(Box::new(Deployment {
+            metadata: meta(&name, Some(&map.namespace(&ns)), selector.clone()),
+            spec: DeploymentSpec {
+                replicas: Some(pods.len() as i32),
+                selector: LabelSelector {
+                    match_labels: Some(selector),
+                    ..Default::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(pod_spec(first, probes, image)),
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        })));
+    }
+    out
+}
+
+/// Rewrites `kubernetes.io/metadata.name` to `netpolc.io/name` in a namespace selector.
+fn rewrite_namespace_selector(sel: &mut LabelSelector) {
+    if let Some(ml) = sel.match_labels.take() {
+        sel.match_labels = Some(
+            ml.into_iter()
+                .map(|(k, v)| {
+                    if k == NAMESPACE_NAME_LABEL {
+                        (NAME_LABEL.to_string(), v)
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+        );
+    }
+    for e in sel.match_expressions.iter_mut().flatten() {
+        if e.key == NAMESPACE_NAME_LABEL {
+            e.key = NAME_LABEL.to_string();
+        }
+    }
+}
+
+fn rewrite_peers(peers: Option<&mut Vec<NetworkPolicyPeer>>) {
+    for peer in peers.into_iter().flatten() {
+        if let Some(sel) = peer.namespace_selector.as_mut() {
+            rewrite_namespace_selector(sel);
+        }
+    }
+}
+
+/// The policy as applied: namespace mapped, namespace selectors rewritten, server-owned metadata
+/// dropped, `netpolc.io/run-id` added.
+pub fn policy_object(map: &NameMap, policy: &CompiledPolicy) -> NetworkPolicy {
+    let src = &policy.source;
+    let mut labels = src.metadata.labels.clone().unwrap_or_default();
+    labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+    let mut spec = src.spec.clone();
+    if let Some(spec) = spec.as_mut() {
+        for rule in spec.ingress.iter_mut().flatten() {
+            rewrite_peers(rule.from.as_mut());
+        }
+        for rule in spec.egress.iter_mut().flatten() {
+            rewrite_peers(rule.to.as_mut());
+        }
+    }
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(policy.key.name.clone()),
+            namespace: Some(map.namespace(&policy.key.namespace)),
+            labels: Some(labels),
+            annotations: src.metadata.annotations.clone(),
+            ..Default::default()
+        },
+        spec,
+    }
+}
+
+/// What one step changes on the cluster, in model terms (real names come from the [`NameMap`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepActions {
+    /// First step only: namespaces, then workloads, then a wait for readiness.
+    pub create_namespaces: Vec<String>,
+    pub create_workloads: bool,
+    /// Namespaces whose labels changed: the complete new label set (without the run-id label).
+    pub label_namespaces: Vec<(String, Labels)>,
+    /// Pods whose labels changed: the complete new label set (without the run-id label).
+    pub label_pods: Vec<(PodRef, Labels)>,
+    /// Policies created or changed (server-side apply), by key.
+    pub apply_policies: Vec<PolicyRef>,
+    pub delete_policies: Vec<PolicyRef>,
+}
+
+impl StepActions {
+    /// Diffs the complete states of two consecutive steps (`prev` is `None` for the first).
+    pub fn between(map: &NameMap, prev: Option<&Step>, next: &Step) -> Result<Self, ProviderError> {
+        let mut a = StepActions::default();
+        let before: BTreeMap<&PolicyRef, &CompiledPolicy> = prev
+            .map(|p| p.policies.iter().map(|c| (&c.key, c)).collect())
+            .unwrap_or_default();
+        let after: BTreeMap<&PolicyRef, &CompiledPolicy> =
+            next.policies.iter().map(|c| (&c.key, c)).collect();
+        for (k, p) in &after {
+            let changed = before
+                .get(k)
+                .is_none_or(|old| policy_object(map, old) != policy_object(map, p));
+            if changed {
+                a.apply_policies.push((*k).clone());
+            }
+        }
+        a.delete_policies = before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .map(|k| (*k).clone())
+            .collect();
+        match prev {
+            None => {
+                a.create_namespaces = namespaces_of(&next.model);
+                a.create_workloads = true;
+            }
+            Some(prev) => {
+                let (pm, nm) = (&prev.model, &next.model);
+                let old_pods: BTreeSet<&PodRef> = pm.pods.keys().collect();
+                let new_pods: BTreeSet<&PodRef> = nm.pods.keys().collect();
+                if old_pods != new_pods || namespaces_of(pm) != namespaces_of(nm) {
+                    return Err(ProviderError::InvalidInput(format!(
+                        "step {:?} adds or removes pods or namespaces; real-cluster providers only \
+                         change policies and labels between steps",
+                        next.name
+                    )));
+                }
+                for ns in namespaces_of(nm) {
+                    let new = namespace_labels(map, nm, &ns);
+                    if namespace_labels(map, pm, &ns) != new {
+                        a.label_namespaces.push((ns, new));
+                    }
+                }
+                for (r, pod) in &nm.pods {
+                    if pm.pods.get(r).is_some_and(|old| old.labels != pod.labels) {
+                        a.label_pods.push((r.clone(), pod.labels.clone()));
+                    }
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// Every namespace of the model: declared ones and those pods live in.
+pub fn namespaces_of(model: &Model) -> Vec<String> {
+    let mut v: BTreeSet<String> = model.namespaces.keys().cloned().collect();
+    v.extend(model.pods.keys().map(|p| p.namespace.clone()));
+    v.into_iter().collect()
+}
+
+/// A JSON merge patch setting `labels` exactly (keys in `old` but not in `labels` become null);
+/// `keep` keys are never touched.
+pub fn label_patch(old: &Labels, labels: &Labels, keep: &[&str]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for k in old.keys() {
+        if !labels.contains_key(k) && !keep.contains(&k.as_str()) {
+            m.insert(k.clone(), serde_json::Value::Null);
+        }
+    }
+    for (k, v) in labels {
+        m.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    serde_json::json!({ "metadata": { "labels": m } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load_str;
+
+    pub(crate) const SEED: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: seed-like
+model:
+  namespaces:
+    - {name: x, labels: {team: a}}
+    - {name: y, labels: {team: b}}
+  pods:
+    - {namespace: x, name: a, labels: {pod: a}, ports: [80/TCP, {port: 53, protocol: UDP, name: dns}]}
+    - {namespace: y, name: b, labels: {pod: b}, ports: [80/TCP]}
+  deployments:
+    - {namespace: y, name: web, replicas: 2, labels: {app: web}, ports: [{port: 8080, name: http}]}
+steps:
+  - name: initial
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: allow-x, namespace: y}
+        spec:
+          podSelector: {}
+          ingress:
+            - from:
+                - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}}
+                - namespaceSelector:
+                    matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [y]}]
+              ports: [{port: http}]
+  - name: relabel
+    labelPods: [{pod: y/b, set: {pod: bb}}]
+    labelNamespaces: [{namespace: x, set: {team: c}}]
+  - name: delete
+    delete: [y/allow-x]
+"#;
+
+    pub(crate) fn seed() -> Scenario {
+        match load_str(SEED, "seed-like.yaml") {
+            Ok(l) => l.scenarios.into_iter().next().expect("one scenario"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn namespaces_are_mapped_and_stay_dns_labels() {
+        let m = NameMap::new("RUN_1", 3);
+        assert_eq!(m.namespace("x"), "netpolc-run-1-3-x");
+        let long = m.namespace(&"n".repeat(60));
+        assert!(long.len() <= 63 && long.starts_with("netpolc-"), "{long}");
+        assert_eq!(long, m.namespace(&"n".repeat(60)), "stable");
+    }
+
+    #[test]
+    fn namespace_selectors_on_the_name_label_are_rewritten() {
+        let s = seed();
+        let map = NameMap::new("r", 0);
+        let np = policy_object(&map, &s.steps[0].policies[0]);
+        assert_eq!(np.metadata.namespace.as_deref(), Some("netpolc-r-0-y"));
+        let json = serde_json::to_string(&np).expect("json");
+        assert!(!json.contains(NAMESPACE_NAME_LABEL), "{json}");
+        assert_eq!(json.matches("netpolc.io/name").count(), 2, "{json}");
+        assert!(json.contains("\"http\""), "named port kept: {json}");
+    }
+
+    #[test]
+    fn real_namespace_labels_select_like_the_model() {
+        // The rewritten selector must match the real namespace exactly when the original matched
+        // the model namespace.
+        let s = seed();
+        let map = NameMap::new("r", 0);
+        let step = &s.steps[0];
+        for ns in namespaces_of(&step.model) {
+            let real = namespace_object(&map, &step.model, &ns);
+            let labels = real.metadata.labels.clone().unwrap_or_default();
+            let model_labels = step
+                .model
+                .namespace(&ns)
+                .map(|n| n.labels.clone())
+                .unwrap_or_default();
+            let orig = LabelSelector {
+                match_labels: Some([(NAMESPACE_NAME_LABEL.to_string(), "x".to_string())].into()),
+                ..Default::default()
+            };
+            let mut rewritten = orig.clone();
+            rewrite_namespace_selector(&mut rewritten);
+            let mut errs = Vec::new();
+            let o = crate::policy::Selector::compile(&orig, "s", &mut errs);
+            let r = crate::policy::Selector::compile(&rewritten, "s", &mut errs);
+            assert!(errs.is_empty());
+            assert_eq!(
+                o.matches(&model_labels),
+                r.matches(&labels),
+                "namespace {ns}"
+            );
+        }
+    }
+
+    #[test]
+    fn pods_serve_declared_and_probe_ports_with_names() {
+        let s = seed();
+        let step = &s.steps[0];
+        let probes = scenario_probes(&s);
+        let xa = step.model.pod(&PodRef::new("x", "a")).expect("x/a");
+        let cs = containers(xa, &probes, "img");
+        let names: Vec<&str> = cs.iter().map(|c| c.name.as_str()).collect();
+        // x/a declares 80/TCP and 53/UDP; the scenario also probes 8080/TCP.
+        assert_eq!(names, ["serve-53-udp", "serve-80-tcp", "serve-8080-tcp"]);
+        let dns = &cs[0];
+        assert_eq!(
+            dns.command.as_deref(),
+            Some(
+                &[
+                    "/agnhost",
+                    "serve-hostname",
+                    "--udp",
+                    "--http=false",
+                    "--port",
+                    "53"
+                ]
+                .map(String::from)[..]
+            )
+        );
+        assert_eq!(
+            dns.ports.as_ref().and_then(|p| p[0].name.as_deref()),
+            Some("dns")
+        );
+        assert!(
+            cs[2].ports.is_none(),
+            "undeclared probe port served but not declared"
+        );
+    }
+
+    #[test]
+    fn deployments_keep_template_labels_and_select_on_harness_labels() {
+        let s = seed();
+        let map = NameMap::new("r", 0);
+        let objs = workload_objects(&map, &s.steps[0].model, &scenario_probes(&s), "img");
+        let deps: Vec<&Deployment> = objs
+            .iter()
+            .filter_map(|o| match o {
+                WorkloadObject::Deployment(d) => Some(d.as_ref()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deps.len(), 1);
+        let spec = &deps[0].spec;
+        assert_eq!(spec.replicas, Some(2));
+        let sel = spec.selector.match_labels.clone().unwrap_or_default();
+        assert!(
+            sel.keys().all(|k| k.starts_with(RESERVED_PREFIX)),
+            "{sel:?}"
+        );
+        let tl = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        assert_eq!(tl.get("app").map(String::as_str), Some("web"));
+        assert_eq!(objs.len(), 3, "two bare pods and one deployment");
+    }
+
+    #[test]
+    fn step_actions_follow_the_scenario() {
+        let s = seed();
+        let map = NameMap::new("r", 0);
+        let a0 = StepActions::between(&map, None, &s.steps[0]).expect("initial");
+        assert_eq!(a0.create_namespaces, ["x", "y"]);
+        assert!(a0.create_workloads);
+        assert_eq!(a0.apply_policies.len(), 1);
+        let a1 = StepActions::between(&map, Some(&s.steps[0]), &s.steps[1]).expect("relabel");
+        assert!(a1.apply_policies.is_empty() && a1.delete_policies.is_empty());
+        assert_eq!(a1.label_pods.len(), 1);
+        assert_eq!(a1.label_pods[0].0, PodRef::new("y", "b"));
+        assert_eq!(a1.label_namespaces.len(), 1);
+        assert_eq!(
+            a1.label_namespaces[0].1.get("team").map(String::as_str),
+            Some("c")
+        );
+        let a2 = StepActions::between(&map, Some(&s.steps[1]), &s.steps[2]).expect("delete");
+        assert_eq!(a2.delete_policies.len(), 1);
+        assert!(a2.label_pods.is_empty());
+    }
+
+    #[test]
+    fn reserved_label_keys_are_refused() {
+        let bad = SEED.replace("labels: {team: a}", "labels: {netpolc.io/name: z}");
+        let s = match load_str(&bad, "bad.yaml") {
+            Ok(l) => l.scenarios.into_iter().next().expect("one"),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert!(
+            matches!(check_scenario(&s), Err(ProviderError::InvalidInput(m)) if m.contains("netpolc.io/name"))
+        );
+        assert!(check_scenario(&seed()).is_ok());
+    }
+
+    #[test]
+    fn label_patch_removes_dropped_keys_but_keeps_harness_ones() {
+        let old: Labels = [("a", "1"), ("b", "2"), (RUN_ID_LABEL, "r")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let new: Labels = [("a".to_string(), "3".to_string())].into();
+        let p = label_patch(&old, &new, &[RUN_ID_LABEL]);
+        assert_eq!(
+            p,
+            serde_json::json!({"metadata": {"labels": {"a": "3", "b": null}}})
+        );
+    }
+}
