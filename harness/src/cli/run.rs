@@ -9,13 +9,12 @@
 
 use std::future::Future;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::cni::faults::Fault;
-use crate::probe::Outcome;
 use crate::provider::kind::{self, KindOptions, KindPlatform};
 use crate::provider::kubeconfig::{self, KubeconfigOptions, KubeconfigPlatform};
 use crate::provider::local::{LocalCni, LocalOptions, LocalPlatform};
@@ -260,7 +259,7 @@ pub fn run(args: RunArgs) -> u8 {
         return exit::BAD_INPUT;
     }
     if let Some(md) = &args.summary_md
-        && let Err(e) = std::fs::write(md, markdown_summary(&report, &dir))
+        && let Err(e) = std::fs::write(md, crate::report::summary::render_markdown(&report))
     {
         eprintln!("error: cannot write {}: {e}", md.display());
         return exit::BAD_INPUT;
@@ -357,45 +356,4 @@ async fn drive<P: Platform>(
     };
     let closed = platform.close().await.err();
     (result, closed)
-}
-
-/// A GitHub job-summary: verdict, counts, failing features and a line per step.
-pub fn markdown_summary(report: &RunReport, dir: &Path) -> String {
-    let s = &report.summary;
-    let mut out = format!(
-        "## netpolc: {} ({}/{})\n\n| cells | passed | failed | flaky | unsupported | errors |\n\
-         |---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} |\n\n",
-        report.verdict,
-        report.provider,
-        report.cni,
-        s.cells,
-        s.passed,
-        s.failed,
-        s.flaky,
-        s.unsupported,
-        s.errors
-    );
-    if !report.failing_features.is_empty() {
-        out.push_str(&format!(
-            "Failing features: {}\n\n",
-            report.failing_features.join(", ")
-        ));
-    }
-    out.push_str("| scenario | step | failed | flaky | convergence |\n|---|---|---:|---:|---:|\n");
-    for sc in &report.scenarios {
-        for st in &sc.steps {
-            let n = |o: Outcome| st.cells.iter().filter(|c| c.outcome == o).count();
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                sc.name,
-                st.name,
-                n(Outcome::Fail),
-                n(Outcome::Flaky),
-                st.convergence_ms
-                    .map_or_else(|| "never".to_string(), |m| format!("{m} ms"))
-            ));
-        }
-    }
-    out.push_str(&format!("\nReports: `{}`\n", dir.display()));
-    out
 }
