@@ -54,3 +54,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod truthtable;
+pub mod verdict;

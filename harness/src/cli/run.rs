@@ -1,8 +1,359 @@
-//! `netpolc run`.
+//! `netpolc run`: load, pick the provider, run the engine, write reports, map to an exit status.
+//!
+//! Exit statuses (contract): 0 when the verdict equals `--expect-verdict`, 1 when it does not, 2 on
+//! bad input or usage (including an unknown fault or CNI, and a fault with a non-local provider),
+//! 3 when prerequisites are missing or the provider fails. On SIGINT or SIGTERM the run stops,
+//! every open session and the platform are torn down, and the status is 128 + the signal number
+//! (130 for SIGINT, 143 for SIGTERM), as shells report it. A second signal exits at once, without
+//! cleanup (`netpolc cleanup` removes the leftovers).
 
-use super::exit;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, SystemTime};
 
-pub fn run(_args: super::RunArgs) -> u8 {
-    eprintln!("netpolc run: not implemented yet");
-    exit::PREREQUISITE
+use crate::cni::faults::Fault;
+use crate::provider::kind::{self, KindOptions, KindPlatform};
+use crate::provider::kubeconfig::{self, KubeconfigOptions, KubeconfigPlatform};
+use crate::provider::local::{LocalCni, LocalOptions, LocalPlatform};
+use crate::provider::{Platform, ProviderError};
+use crate::report::model::RunReport;
+use crate::report::terminal::{TerminalOptions, TerminalReporter, Verbosity};
+use crate::run::{self, Cancel, CancelHandle, RunOptions};
+use crate::scenario::{Scenario, load_paths};
+
+use super::{ProviderKind, RunArgs, exit, print_warnings, report_input_errors};
+
+const SIGINT: u8 = 2;
+const SIGTERM: u8 = 15;
+
+/// Defaults that differ between the local dataplane and real clusters (probe timeout, step
+/// timeout), in milliseconds.
+fn defaults(provider: ProviderKind) -> (u64, u64) {
+    match provider {
+        ProviderKind::Local => (1000, 3000),
+        ProviderKind::Kind | ProviderKind::Kubeconfig => (3000, 60_000),
+    }
+}
+
+fn provider_exit(e: &ProviderError, signal: u8) -> u8 {
+    match e {
+        ProviderError::InvalidInput(m) => {
+            eprintln!("error: {m}");
+            exit::BAD_INPUT
+        }
+        ProviderError::Prerequisite(m) => {
+            eprintln!("error: missing prerequisite: {m}");
+            exit::PREREQUISITE
+        }
+        ProviderError::Failed(m) => {
+            eprintln!("error: provider failed: {m}");
+            exit::PREREQUISITE
+        }
+        ProviderError::Interrupted => {
+            eprintln!("interrupted: everything this run created has been removed");
+            128 + if signal == 0 { SIGINT } else { signal }
+        }
+    }
+}
+
+/// Hand-written expectations that contradict the oracle are the author's mistake (exit 2).
+fn check_expectations(scenarios: &[Scenario]) -> Result<(), u8> {
+    let mismatches: Vec<String> = scenarios
+        .iter()
+        .flat_map(|s| {
+            s.check_expectations()
+                .into_iter()
+                .map(move |m| format!("{}: scenario {}: {m}", s.source, s.name))
+        })
+        .collect();
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    eprintln!("error: hand-written expectations disagree with NetworkPolicy semantics");
+    for m in &mismatches {
+        eprintln!("  {m}");
+    }
+    Err(exit::BAD_INPUT)
+}
+
+/// `NO_COLOR` set to anything non-empty disables colour (no-color.org).
+fn color_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn run(args: RunArgs) -> u8 {
+    let mut loaded = match load_paths(&args.paths) {
+        Ok(l) => l,
+        Err(e) => return report_input_errors(&e),
+    };
+    print_warnings(&loaded.warnings);
+    if let Err(code) = check_expectations(&loaded.scenarios) {
+        return code;
+    }
+    if args.attempts == 0 {
+        eprintln!("error: --attempts must be at least 1");
+        return exit::BAD_INPUT;
+    }
+    // `--probe` replaces each step's probes in the scenarios themselves, so providers serve and
+    // probe exactly those ports.
+    if !args.probes.is_empty() {
+        for s in &mut loaded.scenarios {
+            for step in &mut s.steps {
+                step.probes = args.probes.clone();
+            }
+        }
+    }
+    let mut faults = Vec::new();
+    for name in &args.faults {
+        match name.parse::<Fault>() {
+            Ok(f) => faults.push(f),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::BAD_INPUT;
+            }
+        }
+    }
+    if !faults.is_empty() && args.provider != ProviderKind::Local {
+        eprintln!("error: --fault works with the local provider only");
+        return exit::BAD_INPUT;
+    }
+    if args.dry_run && args.provider == ProviderKind::Local {
+        eprintln!("error: --dry-run applies to the kind and kubeconfig providers");
+        return exit::BAD_INPUT;
+    }
+
+    let now = SystemTime::now();
+    let run_id = run::new_run_id(now);
+    let (probe_ms, step_ms) = defaults(args.provider);
+    let opts = RunOptions {
+        probes: args.probes.clone(),
+        probe_timeout: Duration::from_millis(args.probe_timeout_ms.unwrap_or(probe_ms)),
+        step_timeout: Duration::from_millis(args.step_timeout_ms.unwrap_or(step_ms)),
+        attempts: args.attempts,
+        faults: faults.iter().map(|f| f.name().to_string()).collect(),
+        ..RunOptions::new(run_id.clone(), run::rfc3339(now))
+    };
+    let scenarios = loaded.scenarios;
+
+    // Dry runs touch nothing, so they need no runtime.
+    if args.dry_run {
+        let plan = match args.provider {
+            ProviderKind::Kind => kind::dry_run(
+                &scenarios,
+                &kind_options(&args, &run_id, opts.probe_timeout),
+            ),
+            ProviderKind::Kubeconfig => kubeconfig::dry_run(
+                &scenarios,
+                &kubeconfig_options(&args, &run_id, opts.probe_timeout),
+            ),
+            ProviderKind::Local => local_has_no_dry_run(),
+        };
+        return match plan {
+            Ok(text) => {
+                print!("{text}");
+                exit::OK
+            }
+            Err(e) => provider_exit(&e, 0),
+        };
+    }
+
+    let terminal = TerminalOptions {
+        verbosity: if args.quiet {
+            Verbosity::Quiet
+        } else if args.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        },
+        color: std::io::stdout().is_terminal() && color_allowed(),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::PREREQUISITE;
+        }
+    };
+    let signal = Arc::new(AtomicU8::new(0));
+    let outcome = runtime.block_on(async {
+        let (handle, cancel) = Cancel::pair();
+        watch_signals(handle, signal.clone());
+        let mut reporter = TerminalReporter::stdio(terminal);
+        match args.provider {
+            ProviderKind::Local => match args
+                .cni
+                .as_deref()
+                .unwrap_or("nftables")
+                .parse::<LocalCni>()
+            {
+                Ok(cni) => {
+                    let lo = LocalOptions {
+                        run_id: run_id.clone(),
+                        cni,
+                        faults: faults.clone(),
+                    };
+                    drive(
+                        async move { LocalPlatform::new(lo) },
+                        &scenarios,
+                        &opts,
+                        &mut reporter,
+                        &cancel,
+                    )
+                    .await
+                }
+                Err(e) => (Err(e), None),
+            },
+            ProviderKind::Kind => {
+                drive(
+                    KindPlatform::create(kind_options(&args, &run_id, opts.probe_timeout)),
+                    &scenarios,
+                    &opts,
+                    &mut reporter,
+                    &cancel,
+                )
+                .await
+            }
+            ProviderKind::Kubeconfig => {
+                drive(
+                    KubeconfigPlatform::create(kubeconfig_options(
+                        &args,
+                        &run_id,
+                        opts.probe_timeout,
+                    )),
+                    &scenarios,
+                    &opts,
+                    &mut reporter,
+                    &cancel,
+                )
+                .await
+            }
+        }
+    });
+    // Signal listeners and probe tasks still running must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let sig = signal.load(Ordering::SeqCst);
+
+    let (result, close_error) = outcome;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(c) = &close_error {
+                eprintln!("error: cleanup failed too: {c} (run `netpolc cleanup`)");
+            }
+            return provider_exit(&e, sig);
+        }
+    };
+    let dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(&report.run_id));
+    if let Err(e) = crate::report::write_dir(&report, &dir) {
+        eprintln!("error: {e}");
+        return exit::BAD_INPUT;
+    }
+    if let Some(md) = &args.summary_md
+        && let Err(e) = std::fs::write(md, crate::report::summary::render_markdown(&report))
+    {
+        eprintln!("error: cannot write {}: {e}", md.display());
+        return exit::BAD_INPUT;
+    }
+    if !args.quiet {
+        println!("reports: {}", dir.display());
+    }
+    if let Some(c) = close_error {
+        eprintln!("error: cleanup failed: {c} (run `netpolc cleanup`)");
+        return exit::PREREQUISITE;
+    }
+    if report.verdict == args.expect_verdict {
+        exit::OK
+    } else {
+        if !args.quiet {
+            eprintln!(
+                "verdict {} differs from the expected {}",
+                report.verdict, args.expect_verdict
+            );
+        }
+        exit::VERDICT_MISMATCH
+    }
+}
+
+fn local_has_no_dry_run() -> Result<String, ProviderError> {
+    Err(ProviderError::InvalidInput(
+        "--dry-run applies to the kind and kubeconfig providers".into(),
+    ))
+}
+
+fn kind_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KindOptions {
+    KindOptions {
+        keep_cluster: args.keep_cluster,
+        probe_timeout,
+        ..KindOptions::new(run_id, args.cni.clone().unwrap_or_else(|| "kindnet".into()))
+    }
+}
+
+fn kubeconfig_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KubeconfigOptions {
+    KubeconfigOptions {
+        probe_timeout,
+        ..KubeconfigOptions::new(run_id, args.context.clone())
+    }
+}
+
+/// First SIGINT/SIGTERM: record it and cancel the run (teardown follows). Second: exit at once.
+fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>) {
+    use tokio::signal::unix::{SignalKind, signal as listen};
+    let (Ok(mut int), Ok(mut term)) = (
+        listen(SignalKind::interrupt()),
+        listen(SignalKind::terminate()),
+    ) else {
+        eprintln!("warning: cannot listen for signals; Ctrl-C may leave resources behind");
+        return;
+    };
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = int.recv() => SIGINT,
+            _ = term.recv() => SIGTERM,
+        };
+        signal.store(first, Ordering::SeqCst);
+        eprintln!(
+            "\nstopping: removing everything this run created (signal again to exit at once)"
+        );
+        handle.cancel();
+        let second = tokio::select! {
+            _ = int.recv() => SIGINT,
+            _ = term.recv() => SIGTERM,
+        };
+        eprintln!("exiting without cleanup; `netpolc cleanup` removes the leftovers");
+        std::process::exit(128 + i32::from(second));
+    });
+}
+
+/// Creates the platform, runs, and always closes it. Returns the run's result and, separately, a
+/// failure to close (reported after the reports are written).
+async fn drive<P: Platform>(
+    create: impl Future<Output = Result<P, ProviderError>>,
+    scenarios: &[Scenario],
+    opts: &RunOptions,
+    reporter: &mut TerminalReporter,
+    cancel: &Cancel,
+) -> (Result<RunReport, ProviderError>, Option<ProviderError>) {
+    // Not raced against signals: abandoning a half-made platform could leak it. Cancellation is
+    // honoured as soon as creation returns.
+    let platform = match create.await {
+        Ok(p) => p,
+        Err(e) => return (Err(e), None),
+    };
+    let result = if cancel.is_cancelled() {
+        Err(ProviderError::Interrupted)
+    } else {
+        run::execute(&platform, scenarios, opts, reporter, cancel).await
+    };
+    let closed = platform.close().await.err();
+    (result, closed)
 }

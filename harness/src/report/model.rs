@@ -84,6 +84,22 @@ pub struct CellReport {
     /// The command that reproduces the observation.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,
+    /// Failing cells: the NetworkPolicy features the cell exercises (see [`crate::verdict`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// Every attempt when there was more than one (retries, flaky cells), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptReport>,
+}
+
+/// One attempt at a cell, kept when the cell was retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptReport {
+    pub connectivity: Connectivity,
+    pub observed: Option<bool>,
+    pub elapsed_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +146,12 @@ pub struct RunReport {
     pub failing_features: Vec<String>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// How long each step could take to converge.
+    #[serde(default)]
+    pub step_timeout_ms: u64,
+    /// Attempts a wrong cell got (the first included).
+    #[serde(default)]
+    pub attempts: u32,
     #[serde(default)]
     pub warnings: Vec<String>,
 }

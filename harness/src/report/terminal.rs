@@ -1,0 +1,520 @@
+//! Terminal output: per-step truth tables, a live progress line (on a TTY only) and a final summary.
+//!
+//! Tables use upstream's legend (`.` allowed, `X` blocked) and, for comparisons, `.` as expected,
+//! `X` differs, plus `~` flaky (wrong, then right on a retry), `?` unsupported and `E` probe error.
+//! When a probe has differing, flaky or erroring cells the expected, observed and comparison tables
+//! are all printed, with the differing cells listed below (and the command that reproduces each).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+
+use crate::model::{PodRef, Probe};
+use crate::probe::{Connectivity, Outcome};
+use crate::report::model::{CellReport, RunReport, StepReport, Verdict};
+use crate::run::{Event, Reporter};
+use crate::truthtable::TruthTable;
+
+/// How much to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// Only the verdict line.
+    Quiet,
+    /// A line per step, the tables of probes with something wrong, the summary.
+    #[default]
+    Normal,
+    /// Every table.
+    Verbose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TerminalOptions {
+    pub verbosity: Verbosity,
+    /// ANSI colours (the CLI sets this only on a TTY without `NO_COLOR`).
+    pub color: bool,
+    /// A live, rewritten progress line on stderr (TTY only).
+    pub progress: bool,
+}
+
+/// Differing cells listed per probe before the list is cut short.
+const MAX_LISTED: usize = 20;
+
+/// One probe's cells of a step, on a square table over the step's pods.
+pub struct ProbeTable<'a> {
+    pub probe: Probe,
+    pub table: TruthTable<Option<&'a CellReport>>,
+}
+
+impl ProbeTable<'_> {
+    pub fn cells(&self) -> impl Iterator<Item = &CellReport> {
+        self.table.iter().filter_map(|(_, _, c)| *c)
+    }
+
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.cells().filter(|c| c.outcome == outcome).count()
+    }
+
+    /// Whether the tables are worth printing: something other than pass/unsupported.
+    pub fn notable(&self) -> bool {
+        self.cells()
+            .any(|c| matches!(c.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error))
+    }
+
+    /// `.` allowed / `X` blocked, as the oracle requires.
+    pub fn render_expected(&self) -> String {
+        render_grid(&self.table, |c| match c {
+            Some(c) if c.expected => ".".into(),
+            Some(_) => "X".into(),
+            None => " ".into(),
+        })
+    }
+
+    /// `.` allowed / `X` blocked as observed; `?` unsupported, `E` error.
+    pub fn render_observed(&self) -> String {
+        render_grid(&self.table, |c| match c {
+            None => " ".into(),
+            Some(c) => match (c.outcome, c.observed) {
+                (Outcome::Unsupported, _) => "?".into(),
+                (_, Some(true)) => ".".into(),
+                (_, Some(false)) => "X".into(),
+                (_, None) => "E".into(),
+            },
+        })
+    }
+
+    /// `.` as expected, `X` differs, `~` flaky, `?` unsupported, `E` error.
+    pub fn render_comparison(&self) -> String {
+        render_grid(&self.table, |c| match c {
+            None => " ".into(),
+            Some(c) => outcome_mark(c.outcome).into(),
+        })
+    }
+}
+
+/// Upstream's layout (a header row of destinations, a row per source, one mark per cell), aligned
+/// with spaces rather than tabs so it survives JUnit viewers, HTML and narrow terminals.
+pub fn render_grid<T>(table: &TruthTable<T>, mut mark: impl FnMut(&T) -> String) -> String {
+    let names: Vec<String> = table.pods().iter().map(|p| p.to_string()).collect();
+    let w0 = names.iter().map(String::len).max().unwrap_or(1).max(1);
+    let mut out = format!("{:w0$}", "-");
+    for n in &names {
+        let _ = write!(out, " {n}");
+    }
+    out.push('\n');
+    for (i, n) in names.iter().enumerate() {
+        let _ = write!(out, "{n:w0$}");
+        for (j, col) in names.iter().enumerate() {
+            let _ = write!(out, " {:w$}", mark(table.at(i, j)), w = col.len());
+        }
+        // No trailing spaces: diffs and snapshots stay clean.
+        let trimmed = out.trim_end_matches(' ').len();
+        out.truncate(trimmed);
+        out.push('\n');
+    }
+    out
+}
+
+pub fn outcome_mark(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => ".",
+        Outcome::Fail => "X",
+        Outcome::Flaky => "~",
+        Outcome::Unsupported => "?",
+        Outcome::Error => "E",
+    }
+}
+
+/// Groups a step's cells by probe (in first-appearance order) onto tables over the step's pods.
+pub fn probe_tables(step: &StepReport) -> Vec<ProbeTable<'_>> {
+    let mut pods: Vec<PodRef> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &step.cells {
+        for p in [&c.from, &c.to] {
+            if seen.insert(p.clone()) {
+                pods.push(p.clone());
+            }
+        }
+    }
+    pods.sort();
+    let mut order: Vec<Probe> = Vec::new();
+    let mut by_probe: BTreeMap<Probe, BTreeMap<(&PodRef, &PodRef), &CellReport>> = BTreeMap::new();
+    for c in &step.cells {
+        let probe = Probe::new(c.port, c.protocol);
+        if !by_probe.contains_key(&probe) {
+            order.push(probe);
+        }
+        by_probe
+            .entry(probe)
+            .or_default()
+            .insert((&c.from, &c.to), c);
+    }
+    order
+        .into_iter()
+        .map(|probe| {
+            let cells = &by_probe[&probe];
+            ProbeTable {
+                probe,
+                table: TruthTable::from_fn(pods.clone(), |i, j| {
+                    cells.get(&(&pods[i], &pods[j])).copied()
+                }),
+            }
+        })
+        .collect()
+}
+
+fn word(b: bool) -> &'static str {
+    if b { "allowed" } else { "blocked" }
+}
+
+fn connectivity_word(c: Connectivity) -> &'static str {
+    match c {
+        Connectivity::Connected => "connected",
+        Connectivity::Refused => "refused",
+        Connectivity::Timeout => "timeout",
+        Connectivity::Unsupported => "unsupported",
+        Connectivity::Error => "error",
+    }
+}
+
+/// One line describing a non-passing cell.
+pub fn describe_cell(c: &CellReport) -> String {
+    let mut s = format!("{} -> {} {}/{}: ", c.from, c.to, c.port, c.protocol);
+    match c.outcome {
+        Outcome::Fail => {
+            let _ = write!(
+                s,
+                "expected {}, observed {} ({})",
+                word(c.expected),
+                c.observed.map_or("nothing", word),
+                connectivity_word(c.connectivity)
+            );
+        }
+        Outcome::Flaky => {
+            let first = c
+                .history
+                .first()
+                .map_or("?", |a| connectivity_word(a.connectivity));
+            let _ = write!(
+                s,
+                "flaky: expected {}, first attempt {first}, right after {} attempts",
+                word(c.expected),
+                c.attempts
+            );
+        }
+        Outcome::Error => {
+            let _ = write!(s, "probe error after {} attempts", c.attempts);
+        }
+        Outcome::Unsupported => s.push_str("unsupported"),
+        Outcome::Pass => {
+            let _ = write!(s, "{} as expected", word(c.expected));
+        }
+    }
+    if let Some(d) = &c.detail {
+        let _ = write!(s, " — {d}");
+    }
+    if !c.features.is_empty() {
+        let _ = write!(s, " [{}]", c.features.join(", "));
+    }
+    s
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn verdict(&self, v: Verdict) -> String {
+        let code = match v {
+            Verdict::Conformant => "1;32",
+            Verdict::Error => "1;33",
+            _ => "1;31",
+        };
+        self.wrap(code, v.as_str())
+    }
+}
+
+/// The tables of every probe of a step whose cells are not all plain passes (every probe when
+/// `all`), each as expected / observed / comparison, then the differing cells.
+pub fn render_probe_tables(step: &StepReport, all: bool) -> String {
+    let mut out = String::new();
+    for t in probe_tables(step) {
+        let n = t.cells().count();
+        let (fail, flaky, err, unsup) = (
+            t.count(Outcome::Fail),
+            t.count(Outcome::Flaky),
+            t.count(Outcome::Error),
+            t.count(Outcome::Unsupported),
+        );
+        let mut parts = Vec::new();
+        if fail > 0 {
+            parts.push(format!("{fail} differ"));
+        }
+        if flaky > 0 {
+            parts.push(format!("{flaky} flaky"));
+        }
+        if err > 0 {
+            parts.push(format!("{err} errors"));
+        }
+        if unsup > 0 {
+            parts.push(format!("{unsup} unsupported"));
+        }
+        if parts.is_empty() {
+            parts.push("as expected".into());
+        }
+        let _ = writeln!(out, "  {} ({n} cells): {}", t.probe, parts.join(", "));
+        if t.notable() {
+            out.push_str("    expected:\n");
+            out.push_str(&indent(&t.render_expected(), "      "));
+            out.push_str("    observed:\n");
+            out.push_str(&indent(&t.render_observed(), "      "));
+            out.push_str(
+                "    comparison (. as expected, X differs, ~ flaky, ? unsupported, E error):\n",
+            );
+            out.push_str(&indent(&t.render_comparison(), "      "));
+            let odd: Vec<&CellReport> = t
+                .cells()
+                .filter(|c| matches!(c.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error))
+                .collect();
+            for c in odd.iter().take(MAX_LISTED) {
+                let _ = writeln!(out, "    {}", describe_cell(c));
+                if c.outcome != Outcome::Flaky && !c.command.is_empty() {
+                    let _ = writeln!(out, "      reproduce: {}", c.command);
+                }
+            }
+            if odd.len() > MAX_LISTED {
+                let _ = writeln!(out, "    … and {} more", odd.len() - MAX_LISTED);
+            }
+        } else if all {
+            let only_unsupported = unsup == n;
+            if !only_unsupported {
+                out.push_str(&indent(&t.render_observed(), "    "));
+            } else if let Some(d) = t.cells().find_map(|c| c.detail.as_deref()) {
+                let _ = writeln!(out, "    {d}");
+            }
+        }
+    }
+    out
+}
+
+/// The line heading a step: its counts, convergence and pass timing.
+pub fn render_step_line(scenario: &str, step: &StepReport) -> String {
+    let count = |o: Outcome| step.cells.iter().filter(|c| c.outcome == o).count();
+    let mut parts = vec![format!("{} pass", count(Outcome::Pass))];
+    for (o, name) in [
+        (Outcome::Fail, "fail"),
+        (Outcome::Flaky, "flaky"),
+        (Outcome::Unsupported, "unsupported"),
+        (Outcome::Error, "error"),
+    ] {
+        let n = count(o);
+        if n > 0 {
+            parts.push(format!("{n} {name}"));
+        }
+    }
+    let conv = match step.convergence_ms {
+        Some(ms) => format!("converged after {ms} ms"),
+        None => "never converged".into(),
+    };
+    let passes = if step.passes == 1 { "pass" } else { "passes" };
+    format!(
+        "{scenario} › {}: {} cells, {} ({conv}; {} {passes}, last {} ms)",
+        step.name,
+        step.cells.len(),
+        parts.join(", "),
+        step.passes,
+        step.probe_wall_ms
+    )
+}
+
+/// The final summary: verdict, counts, failing features, unsupported probes, warnings.
+pub fn render_summary(report: &RunReport, opts: TerminalOptions) -> String {
+    let paint = Paint(opts.color);
+    let mut out = String::new();
+    let mut env = format!("{}/{}", report.provider, report.cni);
+    if !report.faults.is_empty() {
+        let _ = write!(env, ", faults: {}", report.faults.join(", "));
+    }
+    let verdict_line = format!("verdict: {} ({env})\n", paint.verdict(report.verdict));
+    if opts.verbosity == Verbosity::Quiet {
+        return verdict_line;
+    }
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "cells: {} — {} passed, {} failed, {} flaky, {} unsupported, {} errors",
+        s.cells, s.passed, s.failed, s.flaky, s.unsupported, s.errors
+    );
+    if !report.failing_features.is_empty() {
+        let _ = writeln!(
+            out,
+            "failing features: {}",
+            report.failing_features.join(", ")
+        );
+    }
+    // Unsupported probes, listed once each with the provider's reason.
+    let mut unsupported: BTreeMap<Probe, (usize, Option<&str>)> = BTreeMap::new();
+    for c in report
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.steps)
+        .flat_map(|s| &s.cells)
+        .filter(|c| c.outcome == Outcome::Unsupported)
+    {
+        let e = unsupported
+            .entry(Probe::new(c.port, c.protocol))
+            .or_insert((0, None));
+        e.0 += 1;
+        if e.1.is_none() {
+            e.1 = c.detail.as_deref();
+        }
+    }
+    for (probe, (n, why)) in &unsupported {
+        let _ = writeln!(
+            out,
+            "unsupported: {probe} ({n} cells){}",
+            why.map(|w| format!(": {w}")).unwrap_or_default()
+        );
+    }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out.push_str(&verdict_line);
+    out
+}
+
+/// Draws the event stream on a terminal: step results and tables on `out`, progress on `err`.
+pub struct TerminalReporter {
+    out: Box<dyn Write + Send>,
+    err: Box<dyn Write + Send>,
+    opts: TerminalOptions,
+    progress_visible: bool,
+    /// (scenario index, step index) → scenario name and step name, for the progress line.
+    running: BTreeMap<(usize, usize), String>,
+}
+
+impl TerminalReporter {
+    pub fn new(
+        out: Box<dyn Write + Send>,
+        err: Box<dyn Write + Send>,
+        opts: TerminalOptions,
+    ) -> Self {
+        TerminalReporter {
+            out,
+            err,
+            opts,
+            progress_visible: false,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// stdout and stderr.
+    pub fn stdio(opts: TerminalOptions) -> Self {
+        TerminalReporter::new(
+            Box::new(std::io::stdout()),
+            Box::new(std::io::stderr()),
+            opts,
+        )
+    }
+
+    fn clear_progress(&mut self) {
+        if self.progress_visible {
+            let _ = write!(self.err, "\r\x1b[2K");
+            let _ = self.err.flush();
+            self.progress_visible = false;
+        }
+    }
+
+    fn show_progress(&mut self, line: &str) {
+        if !self.opts.progress || self.opts.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let _ = write!(self.err, "\r\x1b[2K{line}");
+        let _ = self.err.flush();
+        self.progress_visible = true;
+    }
+
+    fn print(&mut self, text: &str) {
+        self.clear_progress();
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.flush();
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn event(&mut self, event: &Event) {
+        let quiet = self.opts.verbosity == Verbosity::Quiet;
+        match event {
+            Event::RunStarted { info, .. } => {
+                if !quiet {
+                    for w in &info.warnings {
+                        self.clear_progress();
+                        let _ = writeln!(self.err, "warning: {w}");
+                    }
+                }
+            }
+            Event::StepStarted {
+                scenario,
+                scenario_name,
+                step,
+                step_name,
+                cells,
+                ..
+            } => {
+                let label = format!("{scenario_name} › {step_name} ({cells} cells)");
+                self.running.insert((*scenario, *step), label.clone());
+                self.show_progress(&format!("running {label}"));
+            }
+            Event::PassFinished {
+                scenario,
+                step,
+                pass,
+                mismatches,
+                wall_ms,
+            } => {
+                if let Some(label) = self.running.get(&(*scenario, *step)).cloned() {
+                    self.show_progress(&format!(
+                        "running {label}: pass {pass} took {wall_ms} ms, {mismatches} cells differ"
+                    ));
+                }
+            }
+            Event::StepFinished {
+                scenario,
+                scenario_name,
+                step,
+                report,
+            } => {
+                self.running.remove(&(*scenario, *step));
+                if quiet {
+                    return;
+                }
+                let mut text = render_step_line(scenario_name, report);
+                text.push('\n');
+                text.push_str(&render_probe_tables(
+                    report,
+                    self.opts.verbosity == Verbosity::Verbose,
+                ));
+                self.print(&text);
+            }
+            Event::Interrupted { reason } => {
+                self.clear_progress();
+                let _ = writeln!(self.err, "stopping: {reason}; tearing down");
+            }
+            Event::RunFinished { report } => {
+                let text = render_summary(report, self.opts);
+                self.print(&text);
+            }
+            Event::ScenarioStarted { .. }
+            | Event::CellFinished { .. }
+            | Event::ScenarioFinished { .. } => {}
+        }
+    }
+}

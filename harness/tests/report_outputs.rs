@@ -1,0 +1,318 @@
+//! Every output format of one scripted run, snapshotted (insta), plus structural checks of the
+//! JUnit XML read back with quick-junit. The run uses the fake provider in paused time with an
+//! injected run id and start time, so every byte is stable.
+
+mod engine_support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine_support::{FakePlatform, Script, key, two_ns, with_sctp};
+use netpol_conformance::model::Protocol;
+use netpol_conformance::report::model::{RunReport, Verdict};
+use netpol_conformance::report::terminal::{
+    TerminalOptions, TerminalReporter, Verbosity, render_summary,
+};
+use netpol_conformance::report::{json, junit, write_dir};
+use netpol_conformance::run::{Cancel, Fanout, Recorder, Reporter, RunOptions, execute};
+use quick_junit::{NonSuccessKind, TestCaseStatus};
+
+/// A `Write` whose bytes a test can read afterwards.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("capture").clone()).expect("utf-8")
+    }
+}
+
+/// Two scenarios: `two-ns` with one cell always wrong; `with-sctp` where SCTP is unsupported;
+/// in both, one cell wrong on its first probe of each step (flaky, as the step timeout is zero).
+fn mixed_script() -> Script {
+    let mut s = Script {
+        probe_cost: Duration::from_millis(50),
+        max_parallel: 1,
+        unsupported: vec![Protocol::Sctp],
+        always_wrong_in: Some(0),
+        ..Script::default()
+    };
+    s.always_wrong.insert(key("x/b", "y/a", "80/TCP"));
+    s.wrong_times.insert(key("x/a", "y/b", "80/TCP"), 1);
+    s
+}
+
+struct Outputs {
+    report: RunReport,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(script: Script, verbosity: Verbosity, color: bool) -> Outputs {
+    let platform = FakePlatform::new(script);
+    let opts = RunOptions {
+        step_timeout: Duration::ZERO,
+        ..RunOptions::new("20260102-030405-abcd", "2026-01-02T03:04:05Z")
+    };
+    let (out, err) = (Capture::default(), Capture::default());
+    let mut term = TerminalReporter::new(
+        Box::new(out.clone()),
+        Box::new(err.clone()),
+        TerminalOptions {
+            verbosity,
+            color,
+            progress: false,
+        },
+    );
+    let mut rec = Recorder::default();
+    let mut fan = Fanout {
+        reporters: vec![&mut term, &mut rec],
+    };
+    let mut report = execute(
+        &platform,
+        &[two_ns(), with_sctp()],
+        &opts,
+        &mut fan,
+        &Cancel::never(),
+    )
+    .await
+    .expect("run");
+    // The crate version moves; the snapshots should not.
+    report.harness_version = "0.0.0-test".into();
+    Outputs {
+        report,
+        stdout: out.text(),
+        stderr: err.text(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn report_json_snapshot() {
+    let o = run(mixed_script(), Verbosity::Normal, false).await;
+    assert_eq!(o.report.verdict, Verdict::NonConformant);
+    let text = json::render(&o.report).expect("json");
+    // The contract's fields come first, in its order.
+    let order = [
+        "\"verdict\"",
+        "\"provider\"",
+        "\"cni\"",
+        "\"probe_timeout_ms\"",
+        "\"summary\"",
+        "\"scenarios\"",
+    ];
+    let pos: Vec<usize> = order
+        .iter()
+        .map(|k| text.find(k).expect("contract field present"))
+        .collect();
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "contract order: {pos:?}"
+    );
+    assert_eq!(json::parse(&text).expect("round trip"), o.report);
+    insta::assert_snapshot!("report_json", text);
+}
+
+#[tokio::test(start_paused = true)]
+async fn junit_snapshot_and_structure() {
+    let o = run(mixed_script(), Verbosity::Normal, false).await;
+    let xml = junit::render(&o.report).expect("junit");
+    insta::assert_snapshot!("junit_xml", xml);
+
+    let parsed = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
+    assert_eq!(parsed.test_suites.len(), 2, "a suite per scenario");
+    let total: usize = parsed.test_suites.iter().map(|s| s.test_cases.len()).sum();
+    assert_eq!(parsed.tests, total);
+    // two-ns: 2 steps × 80/TCP; with-sctp: 1 step × (80/TCP, 80/SCTP).
+    let names: Vec<(String, String)> = parsed
+        .test_suites
+        .iter()
+        .flat_map(|s| {
+            s.test_cases.iter().map(|c| {
+                (
+                    c.classname
+                        .as_ref()
+                        .map(|n| n.as_str().to_string())
+                        .unwrap_or_default(),
+                    c.name.as_str().to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("two-ns".to_string(), "initial 80/TCP".to_string()),
+            ("two-ns".to_string(), "open-y 80/TCP".to_string()),
+            ("with-sctp".to_string(), "initial 80/TCP".to_string()),
+            ("with-sctp".to_string(), "initial 80/SCTP".to_string()),
+        ]
+    );
+    let suite = &parsed.test_suites[0];
+    assert_eq!(suite.failures, 2, "the always-wrong cell fails both steps");
+    for case in &suite.test_cases {
+        match &case.status {
+            TestCaseStatus::NonSuccess {
+                kind: NonSuccessKind::Failure,
+                message,
+                description,
+                ..
+            } => {
+                let m = message.as_ref().expect("failure message").as_str();
+                assert!(m.starts_with("1 of 16 cells differ"), "{m}");
+                let body = description.as_ref().expect("failure body").as_str();
+                for part in [
+                    "expected (",
+                    "observed:",
+                    "comparison (",
+                    "x/b -> y/a 80/TCP",
+                ] {
+                    assert!(body.contains(part), "{part} missing from {body}");
+                }
+            }
+            other => panic!("two-ns cases must fail: {other:?}"),
+        }
+    }
+    let sctp = &parsed.test_suites[1].test_cases[1];
+    assert!(matches!(sctp.status, TestCaseStatus::Skipped { .. }));
+    assert_eq!(parsed.test_suites[1].skipped, 1);
+    // with-sctp has no failing cell, only the flaky one: a pass with its failed attempt recorded.
+    match &parsed.test_suites[1].test_cases[0].status {
+        TestCaseStatus::Success { flaky_runs } => {
+            assert_eq!(flaky_runs.len(), 1);
+            let m = flaky_runs[0].message.as_ref().expect("rerun message");
+            assert!(
+                m.as_str().starts_with("x/a -> y/b 80/TCP: flaky"),
+                "{}",
+                m.as_str()
+            );
+        }
+        other => panic!("expected a pass with a flaky rerun: {other:?}"),
+    }
+    let props: Vec<&str> = suite.properties.iter().map(|p| p.name.as_str()).collect();
+    for p in [
+        "provider",
+        "cni",
+        "harness-version",
+        "run-id",
+        "fake-version",
+    ] {
+        assert!(props.contains(&p), "property {p} missing: {props:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminal_snapshots() {
+    let normal = run(mixed_script(), Verbosity::Normal, false).await;
+    assert!(!normal.stdout.contains('\x1b'), "no colour when disabled");
+    assert_eq!(normal.stderr, "", "no progress line off a TTY");
+    insta::assert_snapshot!("terminal_normal", normal.stdout);
+
+    let verbose = run(mixed_script(), Verbosity::Verbose, false).await;
+    assert!(verbose.stdout.len() > normal.stdout.len());
+    insta::assert_snapshot!("terminal_verbose", verbose.stdout);
+
+    let quiet = run(mixed_script(), Verbosity::Quiet, false).await;
+    assert_eq!(
+        quiet.stdout, "verdict: non-conformant (fake/scripted)\n",
+        "quiet prints only the verdict line"
+    );
+
+    let colored = run(mixed_script(), Verbosity::Quiet, true).await;
+    assert_eq!(
+        colored.stdout,
+        "verdict: \x1b[1;31mnon-conformant\x1b[0m (fake/scripted)\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_line_only_when_asked() {
+    let platform = FakePlatform::new(mixed_script());
+    let err = Capture::default();
+    let mut term = TerminalReporter::new(
+        Box::new(Capture::default()),
+        Box::new(err.clone()),
+        TerminalOptions {
+            verbosity: Verbosity::Normal,
+            color: false,
+            progress: true,
+        },
+    );
+    let opts = RunOptions::new("r", "2026-01-02T03:04:05Z");
+    execute(&platform, &[two_ns()], &opts, &mut term, &Cancel::never())
+        .await
+        .expect("run");
+    let e = err.text();
+    assert!(
+        e.contains("\r\x1b[2Krunning two-ns › initial (16 cells)"),
+        "{e:?}"
+    );
+    assert!(
+        e.ends_with("\r\x1b[2K"),
+        "progress cleared before the summary: {e:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn summary_lists_counts_features_and_unsupported() {
+    let o = run(mixed_script(), Verbosity::Normal, false).await;
+    let s = render_summary(&o.report, TerminalOptions::default());
+    assert!(s.contains("cells: 64 — "), "{s}");
+    assert!(s.contains("failing features: ingress, "), "{s}");
+    assert!(
+        s.contains("unsupported: 80/SCTP (16 cells): protocol not supported by the fake kernel")
+    );
+    assert!(s.ends_with("verdict: non-conformant (fake/scripted)\n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn report_dir_gets_all_three_files() {
+    let o = run(mixed_script(), Verbosity::Quiet, false).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("reports").join(&o.report.run_id);
+    let written = write_dir(&o.report, &target).expect("written");
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["report.json", "junit.xml", "report.html"]);
+    let back = std::fs::read_to_string(target.join("report.json")).expect("read");
+    assert_eq!(json::parse(&back).expect("parse"), o.report);
+    let html = std::fs::read_to_string(target.join("report.html")).expect("read");
+    assert!(html.contains("non-conformant"));
+}
+
+/// Reporters see the same final report the run returns.
+#[tokio::test(start_paused = true)]
+async fn reporters_and_files_agree() {
+    struct Last(Option<RunReport>);
+    impl Reporter for Last {
+        fn event(&mut self, e: &netpol_conformance::run::Event) {
+            if let netpol_conformance::run::Event::RunFinished { report } = e {
+                self.0 = Some((**report).clone());
+            }
+        }
+    }
+    let platform = FakePlatform::new(mixed_script());
+    let mut last = Last(None);
+    let r = execute(
+        &platform,
+        &[two_ns()],
+        &RunOptions::new("r", "t"),
+        &mut last,
+        &Cancel::never(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(last.0.as_ref(), Some(&r));
+}
