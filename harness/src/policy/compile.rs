@@ -209,10 +209,7 @@ impl CompiledPolicy {
         }
 
         let mut compile_dir = |dir: Direction| -> Vec<Rule> {
-            let rules: Vec<(
-                Option<&Vec<NetworkPolicyPeer>>,
-                Option<&Vec<NetworkPolicyPort>>,
-            )> = match dir {
+            let rules: Vec<RawRule> = match dir {
                 Direction::Ingress => spec
                     .ingress
                     .iter()
@@ -273,6 +270,12 @@ impl CompiledPolicy {
         })
     }
 }
+
+/// A rule's peers and ports as written, before compilation (ingress `from` or egress `to`).
+type RawRule<'a> = (
+    Option<&'a Vec<NetworkPolicyPeer>>,
+    Option<&'a Vec<NetworkPolicyPort>>,
+);
 
 fn compile_peer(
     p: &NetworkPolicyPeer,

@@ -58,7 +58,7 @@ impl BitSet {
     }
     fn full(n: usize) -> Self {
         let mut b = BitSet(vec![u64::MAX; n.div_ceil(64)]);
-        if n % 64 != 0
+        if !n.is_multiple_of(64)
             && let Some(last) = b.0.last_mut()
         {
             *last = (1u64 << (n % 64)) - 1;
