@@ -144,6 +144,10 @@ pub struct RunArgs {
     /// Write a GitHub job-summary markdown file.
     #[arg(long, value_name = "FILE")]
     pub summary_md: Option<PathBuf>,
+    /// Use this run id instead of a generated one (lower-case letters, digits, dashes; at most
+    /// 32): names every object the run creates, so scripts can find or clean them.
+    #[arg(long)]
+    pub run_id: Option<String>,
     /// Only the verdict line and errors.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,

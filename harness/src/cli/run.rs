@@ -126,7 +126,17 @@ pub fn run(args: RunArgs) -> u8 {
     }
 
     let now = SystemTime::now();
-    let run_id = run::new_run_id(now);
+    let run_id = match &args.run_id {
+        Some(id) if valid_run_id(id) => id.clone(),
+        Some(id) => {
+            eprintln!(
+                "error: --run-id {id:?} must be 1-32 lower-case letters, digits or dashes, \
+                 starting and ending with a letter or digit"
+            );
+            return exit::BAD_INPUT;
+        }
+        None => run::new_run_id(now),
+    };
     let (probe_ms, step_ms) = defaults(args.provider);
     let opts = RunOptions {
         probes: args.probes.clone(),
@@ -288,6 +298,16 @@ fn local_has_no_dry_run() -> Result<String, ProviderError> {
     Err(ProviderError::InvalidInput(
         "--dry-run applies to the kind and kubeconfig providers".into(),
     ))
+}
+
+/// Run ids name namespaces, links and clusters: keep them DNS-label-like and short.
+fn valid_run_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 fn kind_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KindOptions {

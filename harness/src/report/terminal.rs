@@ -20,10 +20,11 @@ use crate::truthtable::TruthTable;
 pub enum Verbosity {
     /// Only the verdict line.
     Quiet,
-    /// A line per step, the tables of probes with something wrong, the summary.
+    /// A line per step, its truth tables when they fit a terminal (at most
+    /// [`NORMAL_TABLE_PODS`] pods) or something is wrong, the summary.
     #[default]
     Normal,
-    /// Every table.
+    /// Every table, whatever its size.
     Verbose,
 }
 
@@ -35,6 +36,10 @@ pub struct TerminalOptions {
     /// A live, rewritten progress line on stderr (TTY only).
     pub progress: bool,
 }
+
+/// Largest axis (pods) whose matching tables are still printed in normal verbosity: upstream's
+/// 9-pod model and the seed fit; a 100-pod matrix would only scroll past.
+pub const NORMAL_TABLE_PODS: usize = 12;
 
 /// Differing cells listed per probe before the list is cut short.
 const MAX_LISTED: usize = 20;
@@ -498,9 +503,15 @@ impl Reporter for TerminalReporter {
                 }
                 let mut text = render_step_line(scenario_name, report);
                 text.push('\n');
+                let pods = report
+                    .cells
+                    .iter()
+                    .map(|c| &c.from)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
                 text.push_str(&render_probe_tables(
                     report,
-                    self.opts.verbosity == Verbosity::Verbose,
+                    self.opts.verbosity == Verbosity::Verbose || pods <= NORMAL_TABLE_PODS,
                 ));
                 self.print(&text);
             }
