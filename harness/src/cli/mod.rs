@@ -186,14 +186,33 @@ pub fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Expect(a) => expect::run(a),
+        Command::Expect(mut a) => {
+            dedup_probes(&mut a.probes);
+            expect::run(a)
+        }
+        Command::Run(mut a) => {
+            dedup_probes(&mut a.probes);
+            run::run(a)
+        }
         Command::Explain(a) => explain::run(a),
-        Command::Run(a) => run::run(a),
         Command::Faults => faults::run(),
         Command::Cleanup(a) => cleanup::run(a),
         Command::Diff(a) => diff::run(a),
     };
     ExitCode::from(code)
+}
+
+/// A repeated `--probe` names one probe: keep its first occurrence, so no table or cell appears
+/// twice.
+fn dedup_probes(probes: &mut Vec<Probe>) {
+    let mut seen = Vec::with_capacity(probes.len());
+    probes.retain(|p| {
+        let new = !seen.contains(p);
+        if new {
+            seen.push(*p);
+        }
+        new
+    });
 }
 
 /// Prints input errors the same way everywhere and returns the bad-input status.

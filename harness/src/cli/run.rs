@@ -4,8 +4,9 @@
 //! bad input or usage (including an unknown fault or CNI, and a fault with a non-local provider),
 //! 3 when prerequisites are missing or the provider fails. On SIGINT or SIGTERM the run stops,
 //! every open session and the platform are torn down, and the status is 128 + the signal number
-//! (130 for SIGINT, 143 for SIGTERM), as shells report it. A second signal exits at once, without
-//! cleanup (`netpolc cleanup` removes the leftovers).
+//! (130 for SIGINT, 143 for SIGTERM), as shells report it. A second signal exits at once: on the
+//! local dataplane after removing the run's network namespaces, elsewhere without cleanup
+//! (`netpolc cleanup` removes the leftovers).
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -194,7 +195,10 @@ pub fn run(args: RunArgs) -> u8 {
     let signal = Arc::new(AtomicU8::new(0));
     let outcome = runtime.block_on(async {
         let (handle, cancel) = Cancel::pair();
-        watch_signals(handle, signal.clone());
+        // On the local dataplane even a forced exit can afford to remove the run's namespaces
+        // (milliseconds), so a double Ctrl-C leaves nothing behind either.
+        let force_cleanup = (args.provider == ProviderKind::Local).then(|| run_id.clone());
+        watch_signals(handle, signal.clone(), force_cleanup);
         let mut reporter = TerminalReporter::stdio(terminal);
         match args.provider {
             ProviderKind::Local => match args
@@ -305,7 +309,8 @@ fn valid_run_id(id: &str) -> bool {
     let b = id.as_bytes();
     !b.is_empty()
         && b.len() <= 32
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -325,8 +330,9 @@ fn kubeconfig_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> 
     }
 }
 
-/// First SIGINT/SIGTERM: record it and cancel the run (teardown follows). Second: exit at once.
-fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>) {
+/// First SIGINT/SIGTERM: record it and cancel the run (teardown follows). Second: exit at once,
+/// after removing the run's network namespaces when `local_run_id` names a local run.
+fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>, local_run_id: Option<String>) {
     use tokio::signal::unix::{SignalKind, signal as listen};
     let (Ok(mut int), Ok(mut term)) = (
         listen(SignalKind::interrupt()),
@@ -349,9 +355,36 @@ fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>) {
             _ = int.recv() => SIGINT,
             _ = term.recv() => SIGTERM,
         };
-        eprintln!("exiting without cleanup; `netpolc cleanup` removes the leftovers");
+        match local_run_id {
+            Some(id) => {
+                force_local_cleanup(&id);
+                eprintln!("exiting at once; this run's network namespaces were removed");
+            }
+            None => eprintln!("exiting without cleanup; `netpolc cleanup` removes the leftovers"),
+        }
         std::process::exit(128 + i32::from(second));
     });
+}
+
+/// Removes a local run's namespaces while its tasks may still be creating some: an `ip` process
+/// already started finishes after we stop waiting for it, so sweep until two passes in a row, 100 ms
+/// apart, find nothing (at most about two seconds).
+fn force_local_cleanup(run_id: &str) {
+    let mut quiet = 0;
+    for _ in 0..20 {
+        match crate::provider::local::cleanup(Some(run_id)) {
+            Ok(removed) if removed.is_empty() => quiet += 1,
+            Ok(_) => quiet = 0,
+            Err(e) => {
+                eprintln!("error: {e} (run `netpolc cleanup`)");
+                return;
+            }
+        }
+        if quiet == 2 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Creates the platform, runs, and always closes it. Returns the run's result and, separately, a

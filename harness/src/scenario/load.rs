@@ -118,7 +118,8 @@ impl DocCtx<'_> {
         InputError {
             file: self.file.to_path_buf(),
             document: Some(self.index),
-            field: Some(path),
+            // A whole-document problem (not a mapping) has no field to name.
+            field: (!path.is_empty()).then_some(path),
             line: line.or(Some(self.first_line)),
             column: None,
             message: fe.message.clone(),
