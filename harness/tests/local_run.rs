@@ -241,7 +241,7 @@ fn interrupt(signal: nix::sys::signal::Signal, run_id: &str, want: i32) {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let sc = scenarios();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "run",
             sc.to_str().expect("utf8"),
