@@ -96,27 +96,9 @@ impl ProbeTable<'_> {
     }
 }
 
-/// Upstream's layout (a header row of destinations, a row per source, one mark per cell), aligned
-/// with spaces rather than tabs so it survives JUnit viewers, HTML and narrow terminals.
-pub fn render_grid<T>(table: &TruthTable<T>, mut mark: impl FnMut(&T) -> String) -> String {
-    let names: Vec<String> = table.pods().iter().map(|p| p.to_string()).collect();
-    let w0 = names.iter().map(String::len).max().unwrap_or(1).max(1);
-    let mut out = format!("{:w0$}", "-");
-    for n in &names {
-        let _ = write!(out, " {n}");
-    }
-    out.push('\n');
-    for (i, n) in names.iter().enumerate() {
-        let _ = write!(out, "{n:w0$}");
-        for (j, col) in names.iter().enumerate() {
-            let _ = write!(out, " {:w$}", mark(table.at(i, j)), w = col.len());
-        }
-        // No trailing spaces: diffs and snapshots stay clean.
-        let trimmed = out.trim_end_matches(' ').len();
-        out.truncate(trimmed);
-        out.push('\n');
-    }
-    out
+/// Upstream's layout, space-aligned: see [`TruthTable::render`].
+pub fn render_grid<T>(table: &TruthTable<T>, mark: impl FnMut(&T) -> String) -> String {
+    table.render(mark)
 }
 
 pub fn outcome_mark(o: Outcome) -> &'static str {
