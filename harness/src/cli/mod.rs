@@ -216,7 +216,10 @@ pub(crate) fn load_checked(paths: &[PathBuf]) -> Result<crate::scenario::Loaded,
         .flat_map(|s| {
             s.check_expectations()
                 .into_iter()
-                .map(move |m| format!("{}: scenario {}: {m}", s.source, s.name))
+                .map(move |m| match m.written_at {
+                    Some(_) => format!("{m} (scenario {})", s.name),
+                    None => format!("{}: scenario {}: {m}", s.source, s.name),
+                })
         })
         .collect();
     if mismatches.is_empty() {
