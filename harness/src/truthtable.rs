@@ -15,18 +15,7 @@ pub struct TruthTable<T> {
 impl<T: Clone> TruthTable<T> {
     /// A table over `pods` (kept in the given order) with every cell set to `fill`.
     pub fn new(pods: Vec<PodRef>, fill: T) -> Self {
-        let index = pods
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, p)| (p, i))
-            .collect();
-        let n = pods.len();
-        TruthTable {
-            pods,
-            index,
-            cells: vec![fill; n * n],
-        }
+        Self::from_fn(pods, |_, _| fill.clone())
     }
 }
 

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::model::{PodRef, Probe};
-use crate::probe::{Connectivity, Outcome};
+use crate::probe::Outcome;
 use crate::report::model::{CellReport, RunReport, StepReport, Verdict};
 use crate::run::{Event, Reporter};
 use crate::truthtable::TruthTable;
@@ -153,16 +153,6 @@ fn word(b: bool) -> &'static str {
     if b { "allowed" } else { "blocked" }
 }
 
-fn connectivity_word(c: Connectivity) -> &'static str {
-    match c {
-        Connectivity::Connected => "connected",
-        Connectivity::Refused => "refused",
-        Connectivity::Timeout => "timeout",
-        Connectivity::Unsupported => "unsupported",
-        Connectivity::Error => "error",
-    }
-}
-
 /// One line describing a non-passing cell.
 pub fn describe_cell(c: &CellReport) -> String {
     let mut s = format!("{} -> {} {}/{}: ", c.from, c.to, c.port, c.protocol);
@@ -173,14 +163,11 @@ pub fn describe_cell(c: &CellReport) -> String {
                 "expected {}, observed {} ({})",
                 word(c.expected),
                 c.observed.map_or("nothing", word),
-                connectivity_word(c.connectivity)
+                c.connectivity.describe()
             );
         }
         Outcome::Flaky => {
-            let first = c
-                .history
-                .first()
-                .map_or("?", |a| connectivity_word(a.connectivity));
+            let first = c.history.first().map_or("?", |a| a.connectivity.describe());
             let _ = write!(
                 s,
                 "flaky: expected {}, first attempt {first}, right after {} attempts",
