@@ -26,6 +26,17 @@ pub enum Connectivity {
 }
 
 impl Connectivity {
+    /// The word reports use (a failed probe is a "probe error", never a blocked connection).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Connectivity::Connected => "connected",
+            Connectivity::Refused => "refused",
+            Connectivity::Timeout => "timeout",
+            Connectivity::Unsupported => "unsupported",
+            Connectivity::Error => "probe error",
+        }
+    }
+
     /// Allowed (`Some(true)`), blocked (`Some(false)`) or unknown (`None`).
     pub fn allowed(self) -> Option<bool> {
         match self {

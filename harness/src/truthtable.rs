@@ -15,18 +15,7 @@ pub struct TruthTable<T> {
 impl<T: Clone> TruthTable<T> {
     /// A table over `pods` (kept in the given order) with every cell set to `fill`.
     pub fn new(pods: Vec<PodRef>, fill: T) -> Self {
-        let index = pods
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, p)| (p, i))
-            .collect();
-        let n = pods.len();
-        TruthTable {
-            pods,
-            index,
-            cells: vec![fill; n * n],
-        }
+        Self::from_fn(pods, |_, _| fill.clone())
     }
 }
 
@@ -90,22 +79,24 @@ impl<T> TruthTable<T> {
             .map(move |(k, v)| (&self.pods[k / n], &self.pods[k % n], v))
     }
 
-    /// Renders with upstream's layout: a header row of destinations, a row per source, one
-    /// character per cell chosen by `mark`.
+    /// Renders with upstream's layout (a header row of destinations, a row per source, one mark
+    /// per cell chosen by `mark`), aligned with spaces rather than tabs so it survives JUnit
+    /// viewers, HTML and narrow terminals. No trailing spaces, so diffs and snapshots stay clean.
     pub fn render(&self, mut mark: impl FnMut(&T) -> String) -> String {
         let names: Vec<String> = self.pods.iter().map(|p| p.to_string()).collect();
-        let w0 = names.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
-        let mut out = String::new();
-        let _ = write!(out, "{:w0$}", "-");
+        let w0 = names.iter().map(String::len).max().unwrap_or(1).max(1);
+        let mut out = format!("{:w0$}", "-");
         for n in &names {
-            let _ = write!(out, "\t{n}");
+            let _ = write!(out, " {n}");
         }
         out.push('\n');
         for (i, n) in names.iter().enumerate() {
             let _ = write!(out, "{n:w0$}");
-            for j in 0..names.len() {
-                let _ = write!(out, "\t{}", mark(self.at(i, j)));
+            for (j, col) in names.iter().enumerate() {
+                let _ = write!(out, " {:w$}", mark(self.at(i, j)), w = col.len());
             }
+            let trimmed = out.trim_end_matches(' ').len();
+            out.truncate(trimmed);
             out.push('\n');
         }
         out
@@ -148,7 +139,7 @@ mod tests {
         assert!(!t.set(&PodRef::new("y", "a"), &pods[1], false));
         assert!(!t.get(&pods[0], &pods[1]));
         assert!(t.get(&pods[1], &pods[0]));
-        assert_eq!(t.render_bool(), "-  \tx/a\tx/b\nx/a\t.\tX\nx/b\t.\t.\n");
+        assert_eq!(t.render_bool(), "-   x/a x/b\nx/a .   X\nx/b .   .\n");
         let other = TruthTable::new(pods.clone(), true);
         assert_eq!(
             t.diff(&other),

@@ -212,6 +212,8 @@ fn expectations_that_disagree_with_the_oracle_name_each_cell() {
     for line in &wrong {
         assert!(line.contains("expectations-disagree.yaml"), "{line}");
         assert!(line.contains("step \"deny-ingress\", 80/TCP"), "{line}");
+        assert!(line.contains("document 1 (index 0)"), "{line}");
+        assert!(line.contains("field steps[0].expect[0]"), "{line}");
     }
     insta::assert_snapshot!("expectations_disagree", stderr);
 }

@@ -23,9 +23,9 @@ pub fn run(args: super::DiffArgs) -> u8 {
         &b,
     );
     match args.format {
-        Format::Table => print!("{}", d.render_table()),
+        Format::Table => super::emit(&d.render_table()),
         Format::Json => match serde_json::to_string_pretty(&d) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => super::emit(&format!("{s}\n")),
             Err(e) => {
                 eprintln!("error: cannot encode the comparison as JSON: {e}");
                 return exit::BAD_INPUT;

@@ -1,16 +1,14 @@
 //! `netpolc explain`: one cell of the oracle and why.
 
 use crate::policy::explain::render;
-use crate::scenario::load_paths;
 
-use super::{ExplainArgs, Format, exit, print_warnings, report_input_errors};
+use super::{ExplainArgs, Format, emit, exit};
 
 pub fn run(args: ExplainArgs) -> u8 {
-    let loaded = match load_paths(std::slice::from_ref(&args.path)) {
+    let loaded = match super::load_checked(std::slice::from_ref(&args.path)) {
         Ok(l) => l,
-        Err(e) => return report_input_errors(&e),
+        Err(code) => return code,
     };
-    print_warnings(&loaded.warnings);
     let scenario = match &args.scenario {
         Some(name) => loaded.scenarios.iter().find(|s| &s.name == name),
         None => loaded.scenarios.first(),
@@ -51,13 +49,13 @@ pub fn run(args: ExplainArgs) -> u8 {
     };
     match args.format {
         Format::Json => match serde_json::to_string_pretty(&decision) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => emit(&format!("{s}\n")),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::BAD_INPUT;
             }
         },
-        Format::Table => print!("{}", render(&decision, step)),
+        Format::Table => emit(&render(&decision, step)),
     }
     exit::OK
 }

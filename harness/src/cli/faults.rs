@@ -14,7 +14,7 @@ pub fn render() -> String {
 }
 
 pub fn run() -> u8 {
-    print!("{}", render());
+    super::emit(&render());
     exit::OK
 }
 

@@ -224,6 +224,40 @@ pub(crate) fn report_input_errors(e: &InputErrors) -> u8 {
     exit::BAD_INPUT
 }
 
+/// Loads the inputs, prints their warnings, and rejects hand-written expectations that contradict
+/// the oracle (the author's mistake). `Err` holds the exit status (2).
+pub(crate) fn load_checked(paths: &[PathBuf]) -> Result<crate::scenario::Loaded, u8> {
+    let loaded = crate::scenario::load_paths(paths).map_err(|e| report_input_errors(&e))?;
+    print_warnings(&loaded.warnings);
+    let mismatches: Vec<String> = loaded
+        .scenarios
+        .iter()
+        .flat_map(|s| {
+            s.check_expectations()
+                .into_iter()
+                .map(move |m| match m.written_at {
+                    Some(_) => format!("{m} (scenario {})", s.name),
+                    None => format!("{}: scenario {}: {m}", s.source, s.name),
+                })
+        })
+        .collect();
+    if mismatches.is_empty() {
+        return Ok(loaded);
+    }
+    eprintln!("error: hand-written expectations disagree with NetworkPolicy semantics");
+    for m in &mismatches {
+        eprintln!("  {m}");
+    }
+    Err(exit::BAD_INPUT)
+}
+
+/// Writes to stdout, ignoring a closed pipe (`netpolc expect … | head` must not panic).
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Prints warnings (ignored kinds, CIDRs with host bits) to stderr.
 pub(crate) fn print_warnings(w: &[crate::scenario::InputError]) {
     for w in w {

@@ -23,9 +23,9 @@ use crate::provider::{Platform, ProviderError};
 use crate::report::model::RunReport;
 use crate::report::terminal::{TerminalOptions, TerminalReporter, Verbosity};
 use crate::run::{self, Cancel, CancelHandle, RunOptions};
-use crate::scenario::{Scenario, load_paths};
+use crate::scenario::Scenario;
 
-use super::{ProviderKind, RunArgs, exit, print_warnings, report_input_errors};
+use super::{ProviderKind, RunArgs, exit};
 
 const SIGINT: u8 = 2;
 const SIGTERM: u8 = 15;
@@ -60,40 +60,16 @@ fn provider_exit(e: &ProviderError, signal: u8) -> u8 {
     }
 }
 
-/// Hand-written expectations that contradict the oracle are the author's mistake (exit 2).
-fn check_expectations(scenarios: &[Scenario]) -> Result<(), u8> {
-    let mismatches: Vec<String> = scenarios
-        .iter()
-        .flat_map(|s| {
-            s.check_expectations()
-                .into_iter()
-                .map(move |m| format!("{}: scenario {}: {m}", s.source, s.name))
-        })
-        .collect();
-    if mismatches.is_empty() {
-        return Ok(());
-    }
-    eprintln!("error: hand-written expectations disagree with NetworkPolicy semantics");
-    for m in &mismatches {
-        eprintln!("  {m}");
-    }
-    Err(exit::BAD_INPUT)
-}
-
 /// `NO_COLOR` set to anything non-empty disables colour (no-color.org).
 fn color_allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub fn run(args: RunArgs) -> u8 {
-    let mut loaded = match load_paths(&args.paths) {
+    let mut loaded = match super::load_checked(&args.paths) {
         Ok(l) => l,
-        Err(e) => return report_input_errors(&e),
+        Err(code) => return code,
     };
-    print_warnings(&loaded.warnings);
-    if let Err(code) = check_expectations(&loaded.scenarios) {
-        return code;
-    }
     if args.attempts == 0 {
         eprintln!("error: --attempts must be at least 1");
         return exit::BAD_INPUT;

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use crate::scenario::Step;
 
 use super::compile::{CompiledPolicy, Direction};
-use super::oracle::{Decision, DirectionDecision, RuleMatch};
+use super::oracle::{Decision, DirectionDecision, RuleMatch, peer_matches};
+use crate::model::{Pod, Probe};
 
 fn word(allowed: bool) -> &'static str {
     if allowed { "ALLOWED" } else { "DENIED" }
@@ -79,7 +80,87 @@ fn rule_excerpt(pol: &CompiledPolicy, dir: Direction, m: &RuleMatch, indent: &st
     out
 }
 
-fn render_direction(out: &mut String, d: &DirectionDecision, step: &Step) {
+/// Why each rule of a selecting policy did not admit the connection: its peers, its ports, or both.
+fn render_misses(
+    out: &mut String,
+    p: &CompiledPolicy,
+    d: &DirectionDecision,
+    peer: &Pod,
+    dst: &Pod,
+    probe: Probe,
+    step: &Step,
+) {
+    let rules = p.rules(d.direction).unwrap_or(&[]);
+    if rules.is_empty() {
+        let _ = writeln!(
+            out,
+            "    {}: no {} rules — it isolates the pod and allows nothing",
+            p.key,
+            d.direction.key()
+        );
+        return;
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let peer_ok = rule
+            .peers
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|x| peer_matches(&step.model, x, peer)));
+        let port_ok = rule.ports.as_ref().is_none_or(|ps| {
+            ps.iter().any(|pm| {
+                pm.matches(probe.protocol, probe.port, |n, proto| {
+                    dst.named_port(n, proto)
+                })
+            })
+        });
+        let mut why = Vec::new();
+        if !peer_ok {
+            let labels: Vec<String> = peer
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            why.push(format!(
+                "no peer matches {} (pod labels {{{}}}, address {})",
+                peer.pod_ref(),
+                labels.join(","),
+                peer.ip
+            ));
+        }
+        if !port_ok {
+            why.push(format!("no port entry admits {probe} on {}", dst.pod_ref()));
+        }
+        let _ = writeln!(
+            out,
+            "    {} rule spec.{}[{i}]: {}",
+            p.key,
+            d.direction.key(),
+            why.join("; ")
+        );
+        if let Some(y) = rule_yaml(p, d.direction, i) {
+            out.push_str(&y);
+        }
+    }
+}
+
+/// The YAML of rule `i` of a policy's direction, indented for quoting.
+fn rule_yaml(p: &CompiledPolicy, dir: Direction, i: usize) -> Option<String> {
+    let spec = p.source.spec.as_ref()?;
+    match dir {
+        Direction::Ingress => excerpt(spec.ingress.as_ref()?.get(i)?, "        "),
+        Direction::Egress => excerpt(spec.egress.as_ref()?.get(i)?, "        "),
+    }
+}
+
+fn render_direction(out: &mut String, d: &DirectionDecision, step: &Step, decision: &Decision) {
+    // The other end of the connection, and the destination whose named ports count.
+    let (peer_ref, dst_ref) = match d.direction {
+        Direction::Egress => (&decision.to, &decision.to),
+        Direction::Ingress => (&decision.from, &decision.to),
+    };
+    let (Some(peer), Some(dst)) = (step.model.pod(peer_ref), step.model.pod(dst_ref)) else {
+        return;
+    };
+    let probe = decision.probe;
     let (title, side) = match d.direction {
         Direction::Egress => ("egress", "source"),
         Direction::Ingress => ("ingress", "destination"),
@@ -98,20 +179,11 @@ fn render_direction(out: &mut String, d: &DirectionDecision, step: &Step) {
     if d.allowed_by.is_empty() {
         let _ = writeln!(
             out,
-            "  no rule of these policies admits this connection (no peer and port both match), so it is denied"
+            "  no rule of these policies admits this connection (no rule matches both peer and port), so it is denied"
         );
         for key in &d.selecting {
             if let Some(p) = step.policies.iter().find(|p| &p.key == key) {
-                let n = p.rules(d.direction).map(<[_]>::len).unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "    {key}: {n} {title} rule(s){}",
-                    if n == 0 {
-                        " — isolates and allows nothing"
-                    } else {
-                        ""
-                    }
-                );
+                render_misses(out, p, d, peer, dst, probe, step);
             }
         }
         return;
@@ -148,8 +220,8 @@ pub fn render(decision: &Decision, step: &Step) -> String {
          policies add up (one admitting rule is enough)"
     );
     out.push('\n');
-    render_direction(&mut out, &decision.egress, step);
+    render_direction(&mut out, &decision.egress, step, decision);
     out.push('\n');
-    render_direction(&mut out, &decision.ingress, step);
+    render_direction(&mut out, &decision.ingress, step, decision);
     out
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::model::Labels;
 
 use super::FieldError;
+use super::compile::is_dns_subdomain;
 
 /// One `matchExpressions` requirement (or a `matchLabels` entry, which is `In` with one value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -171,7 +172,7 @@ pub fn check_label_key(key: &str, path: &str, errors: &mut Vec<FieldError>) {
         None => (None, key),
     };
     if let Some(p) = prefix
-        && (p.is_empty() || p.len() > 253 || !is_dns_subdomain(p))
+        && !is_dns_subdomain(p)
     {
         errors.push(FieldError::new(
             path,
@@ -209,18 +210,6 @@ fn is_label_name(s: &str) -> bool {
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.split('.').all(|part| {
-        let b = part.as_bytes();
-        !b.is_empty()
-            && b.len() <= 63
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-    })
 }
 
 #[cfg(test)]

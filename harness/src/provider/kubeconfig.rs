@@ -19,10 +19,9 @@ use kube::{Api, Client};
 
 use super::kube::plan::{self, PlanSettings};
 use super::kube::{ClusterSession, Loopback, SessionConfig};
-use super::{Platform, PlatformInfo, ProviderError, Session};
+use super::{Platform, PlatformInfo, ProviderError};
 use crate::cni::catalogue::{Catalogue, RUN_ID_LABEL};
-use crate::probe::{Observation, ProbeRequest};
-use crate::scenario::{Scenario, Step};
+use crate::scenario::Scenario;
 
 #[derive(Debug, Clone)]
 pub struct KubeconfigOptions {
@@ -300,28 +299,8 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<Strin
     Ok(out)
 }
 
-pub struct KubeconfigSession {
-    inner: ClusterSession,
-}
-
-impl Session for KubeconfigSession {
-    fn apply(&mut self, step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        self.inner.apply(step)
-    }
-    fn probe(
-        &self,
-        batch: &[ProbeRequest],
-        timeout: Duration,
-    ) -> impl Future<Output = Vec<Observation>> + Send {
-        self.inner.probe(batch, timeout)
-    }
-    fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        self.inner.teardown()
-    }
-}
-
 impl Platform for KubeconfigPlatform {
-    type Session = KubeconfigSession;
+    type Session = ClusterSession;
     fn info(&self) -> PlatformInfo {
         self.info.clone()
     }
@@ -332,7 +311,7 @@ impl Platform for KubeconfigPlatform {
         &self,
         n: usize,
         scenario: &Scenario,
-    ) -> impl Future<Output = Result<KubeconfigSession, ProviderError>> + Send {
+    ) -> impl Future<Output = Result<ClusterSession, ProviderError>> + Send {
         let inner = ClusterSession::new(
             self.client.clone(),
             &self.opts.run_id,
@@ -345,7 +324,7 @@ impl Platform for KubeconfigPlatform {
                 ready_timeout: self.opts.ready_timeout,
             },
         );
-        async move { inner.map(|inner| KubeconfigSession { inner }) }
+        async move { inner }
     }
     /// Sweeps namespaces still labelled with this run's id (e.g. after a failed session).
     async fn close(&self) -> Result<(), ProviderError> {

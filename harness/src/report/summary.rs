@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use super::diff::cell_features;
 use super::html::{allowed_word, human_ms, observed_word, outcome_str, verdict_text};
 use super::model::{CellReport, RunReport, Verdict};
-use crate::probe::{Connectivity, Outcome};
+use crate::probe::Outcome;
 
 /// Rows of one step's failing-cell table before "… and N more".
 pub const MAX_ROWS_PER_STEP: usize = 10;
@@ -61,16 +61,6 @@ fn icon(v: Verdict) -> &'static str {
         Verdict::NonConformant => "❌",
         Verdict::PoliciesIgnored => "⚠️",
         Verdict::Error => "❗",
-    }
-}
-
-fn connectivity_word(c: Connectivity) -> &'static str {
-    match c {
-        Connectivity::Connected => "connected",
-        Connectivity::Refused => "refused",
-        Connectivity::Timeout => "timeout",
-        Connectivity::Unsupported => "unsupported",
-        Connectivity::Error => "probe error",
     }
 }
 
@@ -198,7 +188,7 @@ pub fn render_markdown(r: &RunReport) -> String {
                 c.protocol,
                 allowed_word(c.expected),
                 observed_word(c.observed),
-                connectivity_word(c.connectivity),
+                c.connectivity.describe(),
                 outcome_str(c.outcome),
                 c.attempts
             );

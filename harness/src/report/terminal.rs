@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::model::{PodRef, Probe};
-use crate::probe::{Connectivity, Outcome};
+use crate::probe::Outcome;
 use crate::report::model::{CellReport, RunReport, StepReport, Verdict};
 use crate::run::{Event, Reporter};
 use crate::truthtable::TruthTable;
@@ -96,27 +96,9 @@ impl ProbeTable<'_> {
     }
 }
 
-/// Upstream's layout (a header row of destinations, a row per source, one mark per cell), aligned
-/// with spaces rather than tabs so it survives JUnit viewers, HTML and narrow terminals.
-pub fn render_grid<T>(table: &TruthTable<T>, mut mark: impl FnMut(&T) -> String) -> String {
-    let names: Vec<String> = table.pods().iter().map(|p| p.to_string()).collect();
-    let w0 = names.iter().map(String::len).max().unwrap_or(1).max(1);
-    let mut out = format!("{:w0$}", "-");
-    for n in &names {
-        let _ = write!(out, " {n}");
-    }
-    out.push('\n');
-    for (i, n) in names.iter().enumerate() {
-        let _ = write!(out, "{n:w0$}");
-        for (j, col) in names.iter().enumerate() {
-            let _ = write!(out, " {:w$}", mark(table.at(i, j)), w = col.len());
-        }
-        // No trailing spaces: diffs and snapshots stay clean.
-        let trimmed = out.trim_end_matches(' ').len();
-        out.truncate(trimmed);
-        out.push('\n');
-    }
-    out
+/// Upstream's layout, space-aligned: see [`TruthTable::render`].
+pub fn render_grid<T>(table: &TruthTable<T>, mark: impl FnMut(&T) -> String) -> String {
+    table.render(mark)
 }
 
 pub fn outcome_mark(o: Outcome) -> &'static str {
@@ -171,16 +153,6 @@ fn word(b: bool) -> &'static str {
     if b { "allowed" } else { "blocked" }
 }
 
-fn connectivity_word(c: Connectivity) -> &'static str {
-    match c {
-        Connectivity::Connected => "connected",
-        Connectivity::Refused => "refused",
-        Connectivity::Timeout => "timeout",
-        Connectivity::Unsupported => "unsupported",
-        Connectivity::Error => "error",
-    }
-}
-
 /// One line describing a non-passing cell.
 pub fn describe_cell(c: &CellReport) -> String {
     let mut s = format!("{} -> {} {}/{}: ", c.from, c.to, c.port, c.protocol);
@@ -191,14 +163,11 @@ pub fn describe_cell(c: &CellReport) -> String {
                 "expected {}, observed {} ({})",
                 word(c.expected),
                 c.observed.map_or("nothing", word),
-                connectivity_word(c.connectivity)
+                c.connectivity.describe()
             );
         }
         Outcome::Flaky => {
-            let first = c
-                .history
-                .first()
-                .map_or("?", |a| connectivity_word(a.connectivity));
+            let first = c.history.first().map_or("?", |a| a.connectivity.describe());
             let _ = write!(
                 s,
                 "flaky: expected {}, first attempt {first}, right after {} attempts",

@@ -1137,7 +1137,14 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
         for (ei, e) in spec.expect.iter().enumerate() {
             let ebase = format!("{base}.expect[{ei}]");
             match resolve_expectation(e, &state.model, &probes) {
-                Ok(mut v) => expectations.append(&mut v),
+                Ok(v) => {
+                    // Where the expectation was written, so a disagreement names it.
+                    let at = ctx.field(&ebase, &FieldError::new("", ""));
+                    expectations.extend(v.into_iter().map(|mut x| {
+                        x.written_at = Some(at.clone());
+                        x
+                    }));
+                }
                 Err(fe) => errors.push(ctx.field(&ebase, &fe)),
             }
         }
@@ -1276,6 +1283,7 @@ fn resolve_expectation(
         .map(|probe| Expectation {
             probe,
             table: table.clone(),
+            written_at: None,
         })
         .collect())
 }

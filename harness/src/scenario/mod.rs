@@ -55,6 +55,8 @@ pub enum Change {
 pub struct Expectation {
     pub probe: Probe,
     pub table: TruthTable<bool>,
+    /// File, document, field path and line of the `expect` entry (its message is empty).
+    pub written_at: Option<InputError>,
 }
 
 /// The complete state after a step's changes.
@@ -91,6 +93,7 @@ impl Step {
                 let got = *actual.try_get(from, to).unwrap_or(expected);
                 if got != *expected {
                     out.push(ExpectationMismatch {
+                        written_at: exp.written_at.clone(),
                         step: self.name.clone(),
                         probe: exp.probe,
                         from: from.clone(),
@@ -107,6 +110,8 @@ impl Step {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpectationMismatch {
+    #[serde(skip)]
+    pub written_at: Option<InputError>,
     pub step: String,
     pub probe: Probe,
     pub from: PodRef,
@@ -118,6 +123,10 @@ pub struct ExpectationMismatch {
 impl std::fmt::Display for ExpectationMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let word = |b: bool| if b { "allowed" } else { "denied" };
+        if let Some(at) = &self.written_at {
+            // InputError's Display ends with ": <message>"; the message is empty here.
+            write!(f, "{}: ", at.to_string().trim_end_matches(": "))?;
+        }
         write!(
             f,
             "step {:?}, {} {} -> {}: written {} but the oracle says {}",

@@ -19,10 +19,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::kube::plan::{self, PlanSettings};
 use super::kube::{ClusterSession, Loopback, SessionConfig};
-use super::{Platform, PlatformInfo, ProviderError, Session};
+use super::{Platform, PlatformInfo, ProviderError};
 use crate::cni::catalogue::{Catalogue, Cni, InstallStep, NodeImage, verify_sha256};
-use crate::probe::{Observation, ProbeRequest};
-use crate::scenario::{Scenario, Step};
+use crate::scenario::Scenario;
 
 pub use prereq::{Prerequisites, check_prerequisites};
 
@@ -407,28 +406,8 @@ pub(crate) fn loopback_doc(l: Loopback) -> &'static str {
     }
 }
 
-pub struct KindSession {
-    inner: ClusterSession,
-}
-
-impl Session for KindSession {
-    fn apply(&mut self, step: &Step) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        self.inner.apply(step)
-    }
-    fn probe(
-        &self,
-        batch: &[ProbeRequest],
-        timeout: Duration,
-    ) -> impl Future<Output = Vec<Observation>> + Send {
-        self.inner.probe(batch, timeout)
-    }
-    fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send {
-        self.inner.teardown()
-    }
-}
-
 impl Platform for KindPlatform {
-    type Session = KindSession;
+    type Session = ClusterSession;
     fn info(&self) -> PlatformInfo {
         self.info.clone()
     }
@@ -439,7 +418,7 @@ impl Platform for KindPlatform {
         &self,
         n: usize,
         scenario: &Scenario,
-    ) -> impl Future<Output = Result<KindSession, ProviderError>> + Send {
+    ) -> impl Future<Output = Result<ClusterSession, ProviderError>> + Send {
         let inner = ClusterSession::new(
             self.client.clone(),
             &self.opts.run_id,
@@ -452,7 +431,7 @@ impl Platform for KindPlatform {
                 ready_timeout: self.opts.ready_timeout,
             },
         );
-        async move { inner.map(|inner| KindSession { inner }) }
+        async move { inner }
     }
     /// Deletes the cluster (unless kept). Idempotent: kind succeeds on a missing cluster.
     async fn close(&self) -> Result<(), ProviderError> {

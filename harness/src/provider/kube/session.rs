@@ -535,3 +535,23 @@ fn describe_missing(pods: &[K8sPod], pod: &crate::model::Pod) -> String {
         .unwrap_or_else(|| "not created yet".into());
     format!("{} {reason}", pod.pod_ref())
 }
+
+/// The kind and kubeconfig platforms share this session: only how the cluster came to be differs.
+impl crate::provider::Session for ClusterSession {
+    fn apply(
+        &mut self,
+        step: &Step,
+    ) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send {
+        ClusterSession::apply(self, step)
+    }
+    fn probe(
+        &self,
+        batch: &[ProbeRequest],
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Vec<Observation>> + Send {
+        ClusterSession::probe(self, batch, timeout)
+    }
+    fn teardown(&mut self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send {
+        ClusterSession::teardown(self)
+    }
+}
