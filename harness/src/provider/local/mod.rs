@@ -515,7 +515,8 @@ fn validate_addresses(step: &Step) -> Result<(), ProviderError> {
         if pod.ip.is_ipv6() {
             return Err(ipv6_error(r, pod.ip));
         }
-        if pod.ip.is_unspecified() || pod.ip.is_loopback() || pod.ip.is_multicast() {
+        let broadcast = matches!(pod.ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if pod.ip.is_unspecified() || pod.ip.is_loopback() || pod.ip.is_multicast() || broadcast {
             return Err(ProviderError::InvalidInput(format!(
                 "pod {r} has the address {} which cannot be a pod address",
                 pod.ip
@@ -769,6 +770,14 @@ mod tests {
             matches!(&v6, Err(ProviderError::InvalidInput(m)) if m.contains("IPv6")),
             "{v6:?}"
         );
+        // 255.255.255.255 used to reach the dataplane and end the run with verdict `error`.
+        for bad in ["127.0.0.5", "0.0.0.0", "224.0.0.1", "255.255.255.255"] {
+            let r = validate_addresses(&step(["10.0.0.1", bad]));
+            assert!(
+                matches!(&r, Err(ProviderError::InvalidInput(m)) if m.contains("cannot be a pod address")),
+                "{bad}: {r:?}"
+            );
+        }
         // The loader rejects duplicates too; a step built in code must not slip through.
         let mut s = step(["10.0.0.1", "10.0.0.2"]);
         if let Some(b) = s.model.pods.get_mut(&PodRef::new("default", "b")) {
