@@ -1,10 +1,11 @@
 //! `netpolc expect`: the oracle's truth tables per scenario, step and probe.
 
-use indexmap::IndexMap;
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
-use crate::model::Probe;
+use crate::model::{PodRef, Probe};
 use crate::scenario::Scenario;
+use crate::truthtable::TruthTable;
 
 use super::{ExpectArgs, Format, emit, exit};
 
@@ -30,7 +31,38 @@ struct JsonStep {
 struct JsonProbe {
     port: u16,
     protocol: crate::model::Protocol,
-    allowed: IndexMap<String, IndexMap<String, bool>>,
+    allowed: Allowed,
+}
+
+/// `allowed[from][to]`, written straight from the truth table: a 1,000-pod step has a million
+/// cells per probe, too many to copy into maps of strings first.
+struct Allowed(TruthTable<bool>);
+
+impl Serialize for Allowed {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pods = self.0.pods();
+        let cells: Vec<(&PodRef, &bool)> = self.0.iter().map(|(_, to, v)| (to, v)).collect();
+        let mut map = s.serialize_map(Some(pods.len()))?;
+        if !pods.is_empty() {
+            for (from, row) in pods.iter().zip(cells.chunks(pods.len())) {
+                map.serialize_entry(&from.to_string(), &Row(row))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// One source pod's row: destination → allowed, in the table's pod order.
+struct Row<'a>(&'a [(&'a PodRef, &'a bool)]);
+
+impl Serialize for Row<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (to, v) in self.0 {
+            map.serialize_entry(&to.to_string(), v)?;
+        }
+        map.end()
+    }
 }
 
 /// The probes of a step: `--probe` flags when given, else the step's own.
@@ -58,21 +90,10 @@ fn to_json(scenarios: &[Scenario], overrides: &[Probe]) -> JsonDoc {
                             name: step.name.clone(),
                             probes: step_probes(overrides, step)
                                 .into_iter()
-                                .map(|probe| {
-                                    let table = oracle.matrix(probe);
-                                    let mut allowed: IndexMap<String, IndexMap<String, bool>> =
-                                        IndexMap::new();
-                                    for (f, t, v) in table.iter() {
-                                        allowed
-                                            .entry(f.to_string())
-                                            .or_default()
-                                            .insert(t.to_string(), *v);
-                                    }
-                                    JsonProbe {
-                                        port: probe.port,
-                                        protocol: probe.protocol,
-                                        allowed,
-                                    }
+                                .map(|probe| JsonProbe {
+                                    port: probe.port,
+                                    protocol: probe.protocol,
+                                    allowed: Allowed(oracle.matrix(probe)),
                                 })
                                 .collect(),
                         }
@@ -122,12 +143,19 @@ pub fn run(args: ExpectArgs) -> u8 {
     match args.format {
         Format::Json => {
             let doc = to_json(&loaded.scenarios, &args.probes);
-            match serde_json::to_string_pretty(&doc) {
-                Ok(s) => emit(&format!("{s}\n")),
-                Err(e) => {
-                    eprintln!("error: cannot serialise: {e}");
-                    return exit::BAD_INPUT;
-                }
+            // Streamed: the document of a large model is hundreds of megabytes. A closed pipe
+            // (`| head`) is not an error, as with `emit`.
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = serde_json::to_writer_pretty(&mut out, &doc)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+            if let Err(e) = written
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                eprintln!("error: cannot write the JSON document: {e}");
+                return exit::BAD_INPUT;
             }
         }
         Format::Table => emit(&render_tables(&loaded.scenarios, &args.probes)),
