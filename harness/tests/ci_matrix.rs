@@ -88,3 +88,17 @@ fn every_job_runs_the_e2e_feature_filtered_by_its_cni() {
             .any(|l| l.contains("cargo test --features e2e --test e2e") && l.contains("\"$CNI\""))
     );
 }
+
+/// The workflow GitHub runs is the one under `ci/`: pushing this repository runs the per-CNI matrix.
+#[test]
+fn github_runs_the_ci_workflow_as_written() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |rel: &str| {
+        std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    };
+    assert_eq!(
+        read("ci/github/netpol-e2e.yml"),
+        read(".github/workflows/netpol-e2e.yml"),
+        "copy ci/github/netpol-e2e.yml to .github/workflows/ after changing it"
+    );
+}
