@@ -48,22 +48,12 @@ fn scenario(yaml: &str) -> Scenario {
     }
 }
 
-/// Every pod × pod × probe of a step, in a fixed order.
+/// Every pod × pod × probe of a step, in the engine's planning order.
 fn batch(step: &Step) -> Vec<ProbeRequest> {
-    let mut out = Vec::new();
-    for probe in &step.probes {
-        for from in step.model.pods.keys() {
-            for (to, pod) in &step.model.pods {
-                out.push(ProbeRequest {
-                    from: from.clone(),
-                    to: to.clone(),
-                    to_ip: pod.ip,
-                    probe: *probe,
-                });
-            }
-        }
-    }
-    out
+    netpol_conformance::run::plan_step(step, &step.probes)
+        .into_iter()
+        .map(|c| c.request)
+        .collect()
 }
 
 type Cells = BTreeMap<(PodRef, PodRef, Probe), Observation>;
