@@ -1,8 +1,7 @@
 //! Figures for the local dataplane's probing speed (not a timed test: it prints, and only checks
 //! that the observations are right).
 //!
-//! Run as root: `cargo test --release --test local_probe_bench -- --ignored --nocapture`
-//! (a debug build works too, slower).
+//! Run as root: `cargo bench --bench local_probe`.
 //!
 //! Goals: one pass over the upstream 9-pod model (ports 80/81 × TCP/UDP, 324 cells, a default
 //! deny so probes time out) within 1.5× the probe timeout; a 100-pod single-port matrix (10,000
@@ -132,14 +131,13 @@ async fn measure(name: &str, yaml: &str, goal: f64) {
     println!("{name}: teardown {} ms", t.elapsed().as_millis());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "benchmark: run as root with --ignored --nocapture"]
-async fn bench_upstream_324_cells() {
-    measure("upstream-324", &upstream_scenario(), 1.5).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "benchmark: run as root with --ignored --nocapture"]
-async fn bench_100_pods_10000_cells() {
-    measure("hundred-pods", &hundred_pods(), 3.0).await;
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        measure("upstream-324", &upstream_scenario(), 1.5).await;
+        measure("hundred-pods", &hundred_pods(), 3.0).await;
+    });
 }
