@@ -384,16 +384,17 @@ fn compile_port(
     path: &str,
     errors: &mut Vec<FieldError>,
 ) -> Option<PortMatch> {
+    // A bad protocol does not stop the port checks: authors see every problem of the entry.
     let protocol = match p.protocol.as_deref() {
-        None => Protocol::Tcp,
+        None => Some(Protocol::Tcp),
         Some(s) => match s.parse() {
-            Ok(proto) => proto,
+            Ok(proto) => Some(proto),
             Err(_) => {
                 errors.push(FieldError::new(
                     format!("{path}.protocol"),
                     format!("unsupported value {s:?} (expected TCP, UDP or SCTP)"),
                 ));
-                return None;
+                None
             }
         },
     };
@@ -457,7 +458,10 @@ fn compile_port(
             PortSpec::Named(name.clone())
         }
     };
-    Some(PortMatch { protocol, port })
+    Some(PortMatch {
+        protocol: protocol?,
+        port,
+    })
 }
 
 fn valid_port(n: i32) -> Option<u16> {
@@ -489,4 +493,94 @@ pub fn is_dns_label(s: &str) -> bool {
 
 pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(spec: serde_json::Value) -> Result<CompiledPolicy, Vec<FieldError>> {
+        let np: NetworkPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "x"}, "spec": spec}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        CompiledPolicy::compile(&np, "default")
+    }
+
+    fn paths(r: Result<CompiledPolicy, Vec<FieldError>>) -> Vec<String> {
+        match r {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.into_iter().map(|e| e.path).collect(),
+        }
+    }
+
+    #[test]
+    fn every_problem_of_a_port_entry_is_reported() {
+        let r = compile(serde_json::json!({"podSelector": {},
+            "ingress": [{"ports": [{"protocol": "ICMP", "port": 80, "endPort": 70}]}]}));
+        assert_eq!(
+            paths(r),
+            [
+                "spec.ingress[0].ports[0].protocol",
+                "spec.ingress[0].ports[0].endPort"
+            ]
+        );
+    }
+
+    #[test]
+    fn port_rules_follow_the_api() {
+        let cases = [
+            (
+                serde_json::json!({"port": 0}),
+                "spec.ingress[0].ports[0].port",
+            ),
+            (
+                serde_json::json!({"port": 70000}),
+                "spec.ingress[0].ports[0].port",
+            ),
+            (
+                serde_json::json!({"endPort": 90}),
+                "spec.ingress[0].ports[0].endPort",
+            ),
+            (
+                serde_json::json!({"port": "http", "endPort": 90}),
+                "spec.ingress[0].ports[0].endPort",
+            ),
+            (
+                serde_json::json!({"port": "80"}),
+                "spec.ingress[0].ports[0].port",
+            ),
+        ];
+        for (port, path) in cases {
+            let r = compile(
+                serde_json::json!({"podSelector": {}, "ingress": [{"ports": [port.clone()]}]}),
+            );
+            assert_eq!(paths(r), [path], "{port}");
+        }
+    }
+
+    #[test]
+    fn policy_types_default_and_validate() {
+        let p = compile(serde_json::json!({"podSelector": {}, "egress": [{}]}))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(p.ingress.is_some() && p.egress.is_some());
+        let p = compile(serde_json::json!({"podSelector": {}, "egress": []}))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(p.ingress.is_some() && p.egress.is_none());
+        let r =
+            compile(serde_json::json!({"podSelector": {}, "policyTypes": ["Ingress", "Sideways"]}));
+        assert_eq!(paths(r), ["spec.policyTypes[1]"]);
+    }
+
+    #[test]
+    fn peers_need_exactly_one_kind() {
+        let r = compile(
+            serde_json::json!({"podSelector": {}, "ingress": [{"from": [{},
+            {"podSelector": {}, "ipBlock": {"cidr": "10.0.0.0/8"}}]}]}),
+        );
+        assert_eq!(
+            paths(r),
+            ["spec.ingress[0].from[0]", "spec.ingress[0].from[1]"]
+        );
+    }
 }
