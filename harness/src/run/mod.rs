@@ -30,7 +30,9 @@ use crate::model::Probe;
 use crate::policy::Oracle;
 use crate::probe::{Connectivity, Observation, Outcome, ProbeRequest};
 use crate::provider::{Platform, ProviderError, Session};
-use crate::report::model::{AttemptReport, CellReport, RunReport, ScenarioReport, StepReport};
+use crate::report::model::{
+    AttemptReport, CellReport, GapReport, PhaseTimes, RunReport, ScenarioReport, StepReport,
+};
 use crate::scenario::{Scenario, Step};
 use crate::verdict;
 
@@ -143,10 +145,12 @@ impl Cancel {
     }
 }
 
-/// The caller's cancel and the run's own (set when a scenario fails, to stop the others).
+/// The caller's cancel and the run's own (set when a scenario fails, to stop the others); it
+/// also carries the run's time breakdown, which every step adds to.
 struct Stop {
     external: Cancel,
     internal: Cancel,
+    phases: Mutex<PhaseTimes>,
 }
 
 impl Stop {
@@ -360,6 +364,7 @@ pub async fn execute<P: Platform>(
     let stop = Stop {
         external: cancel.clone(),
         internal,
+        phases: Mutex::new(PhaseTimes::default()),
     };
     let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut first_err: Option<ProviderError> = None;
@@ -400,7 +405,13 @@ pub async fn execute<P: Platform>(
     if summary.cells == 0 {
         warnings.push("no cells were probed (no pods or no probes)".into());
     }
+    let gaps = gap_reports(&info.gaps, &scenarios);
+    let mut phases = *stop.phases.lock().unwrap_or_else(|p| p.into_inner());
+    phases.cluster_ms = info.setup_ms.get("cluster").copied();
+    phases.cni_ms = info.setup_ms.get("cni").copied();
     let report = RunReport {
+        gaps,
+        phases,
         verdict: verdict::judge(&scenarios),
         provider: info.provider.clone(),
         cni: info.cni.clone(),
@@ -425,6 +436,31 @@ pub async fn execute<P: Platform>(
         },
     );
     Ok(report)
+}
+
+/// The catalogued gaps with the number of cells each made unsupported (cells carry the gap's
+/// [`crate::cni::gaps::Gap::cell_detail`]).
+fn gap_reports(gaps: &[crate::cni::gaps::Gap], scenarios: &[ScenarioReport]) -> Vec<GapReport> {
+    gaps.iter()
+        .map(|g| {
+            let prefix = crate::cni::gaps::Gap::detail_prefix(g.feature);
+            let cells = scenarios
+                .iter()
+                .flat_map(|s| &s.steps)
+                .flat_map(|st| &st.cells)
+                .filter(|c| {
+                    c.outcome == Outcome::Unsupported
+                        && c.detail.as_deref().is_some_and(|d| d.starts_with(&prefix))
+                })
+                .count() as u64;
+            GapReport {
+                feature: g.feature.as_str().to_string(),
+                reason: g.reason.clone(),
+                references: g.references.clone(),
+                cells,
+            }
+        })
+        .collect()
 }
 
 async fn run_scenario<P: Platform>(
@@ -538,7 +574,6 @@ async fn run_step<S: Session>(
 ) -> Result<StepReport, ProviderError> {
     let probes = step_probes(&opts.probes, step);
     let plan = plan_step(step, &probes);
-    let requests: Vec<ProbeRequest> = plan.iter().map(|c| c.request.clone()).collect();
     emit(
         sink,
         Event::StepStarted {
@@ -550,9 +585,26 @@ async fn run_step<S: Session>(
             cells: plan.len(),
         },
     );
+    let t_apply = Instant::now();
     session.apply(step).await?;
     let applied = Instant::now();
     let deadline = applied + opts.step_timeout;
+    // Re-plan hook: a dataplane that assigned its own pod addresses (a cluster) reports them,
+    // and the step is re-bound to them (templated ipBlocks resolved again, see
+    // `scenario::address`) so the oracle answers for what the cluster really has.
+    let rebound = match session.addresses() {
+        Some(addrs) => Some(
+            step.rebind(&addrs)
+                .map_err(|e| ProviderError::InvalidInput(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let rebound_oracle = rebound.as_ref().map(Step::oracle);
+    let (step, oracle, plan) = match (&rebound, &rebound_oracle) {
+        (Some(s), Some(o)) => (s, o, plan_step(s, &probes)),
+        _ => (step, oracle, plan),
+    };
+    let requests: Vec<ProbeRequest> = plan.iter().map(|c| c.request.clone()).collect();
 
     let mut passes = 0u32;
     let mut convergence = None;
@@ -648,6 +700,19 @@ async fn run_step<S: Session>(
             rep
         })
         .collect();
+    {
+        let mut ph = stop.phases.lock().unwrap_or_else(|p| p.into_inner());
+        let apply_ms = ms(applied.duration_since(t_apply));
+        if k == 0 {
+            ph.pods_ms += apply_ms;
+        } else {
+            ph.convergence_ms += apply_ms;
+        }
+        let after = ms(applied.elapsed());
+        let waited = convergence.unwrap_or(after).min(after);
+        ph.convergence_ms += waited;
+        ph.probing_ms += after - waited;
+    }
     Ok(StepReport {
         name: step.name.clone(),
         convergence_ms: convergence,

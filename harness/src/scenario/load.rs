@@ -666,6 +666,71 @@ fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> State {
     State { model, policies }
 }
 
+/// First address of external peers without one: TEST-NET-1, outside every pod range.
+pub const EXTERNAL_ALLOCATION_BASE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 10);
+
+/// Adds `model.externals` as pods of [`crate::model::EXTERNAL_NAMESPACE`] (never a model
+/// namespace, so no selector matches them; see [`crate::model::Workload::External`]).
+fn add_externals(
+    specs: &[super::format::ExternalSpec],
+    ctx: &DocCtx,
+    model: &mut Model,
+    errors: &mut Vec<InputError>,
+) {
+    let mut next = u32::from(EXTERNAL_ALLOCATION_BASE);
+    for (i, e) in specs.iter().enumerate() {
+        let base = format!("model.externals[{i}]");
+        if !is_dns_label(&e.name) {
+            errors.push(ctx.field(
+                &base,
+                &FieldError::new("name", format!("{:?} is not a DNS label", e.name)),
+            ));
+            continue;
+        }
+        let taken = |ip: &IpAddr, m: &Model| m.pods.values().any(|p| p.ip == *ip);
+        let ip = match e.ip {
+            Some(ip) => ip,
+            None => loop {
+                let cand = IpAddr::V4(std::net::Ipv4Addr::from(next));
+                next += 1;
+                if !taken(&cand, model) {
+                    break cand;
+                }
+            },
+        };
+        if taken(&ip, model) {
+            errors.push(ctx.field(
+                &base,
+                &FieldError::new("ip", format!("{ip} is already a pod's address")),
+            ));
+            continue;
+        }
+        let mut errs = Vec::new();
+        let ports = yaml_ports(&e.ports, "ports", &mut errs);
+        errors.extend(errs.iter().map(|fe| ctx.field(&base, fe)));
+        let r = PodRef::new(crate::model::EXTERNAL_NAMESPACE, &e.name);
+        if model.pods.contains_key(&r) {
+            errors.push(ctx.field(
+                &base,
+                &FieldError::new("name", format!("external {:?} is declared twice", e.name)),
+            ));
+            continue;
+        }
+        model.pods.insert(
+            r,
+            crate::model::Pod {
+                namespace: crate::model::EXTERNAL_NAMESPACE.into(),
+                name: e.name.clone(),
+                labels: Labels::new(),
+                ip,
+                ports,
+                image: None,
+                workload: Workload::External,
+            },
+        );
+    }
+}
+
 fn file_stem(file: &Path) -> String {
     file.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -710,6 +775,7 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path) -> Result<Loaded, InputErro
         changes,
         probes,
         expectations: Vec::new(),
+        templates: BTreeMap::new(),
     };
     Ok(Loaded {
         scenarios: vec![Scenario {
@@ -979,6 +1045,7 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
     let initial_policies: Vec<PolicyRef> =
         objs.policies.iter().map(|(p, _)| p.key.clone()).collect();
     let mut state = resolve(objs, &mut errors);
+    add_externals(&sf.model.externals, &ctx, &mut state.model, &mut errors);
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
@@ -998,6 +1065,9 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
         sf.steps
     };
     let mut steps: Vec<Step> = Vec::new();
+    // Policies written with pod address templates (`<ns/pod>/N`), as written (see
+    // `scenario::address`); they are resolved with the model's addresses below.
+    let mut templates: BTreeMap<PolicyRef, serde_json::Value> = BTreeMap::new();
     let mut names = BTreeSet::new();
     for (si, spec) in step_specs.iter().enumerate() {
         let base = format!("steps[{si}]");
@@ -1025,9 +1095,26 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
                 ));
                 continue;
             }
-            read_object(v, &ctx, &abase, &mut objs, &mut errors);
+            let templated = super::address::has_templates(v);
+            let resolved = if templated {
+                match super::address::resolve(v, |r| state.model.pod(r).map(|p| p.ip)) {
+                    Ok(r) => r,
+                    Err(es) => {
+                        errors.extend(es.iter().map(|e| ctx.field(&abase, e)));
+                        continue;
+                    }
+                }
+            } else {
+                v.clone()
+            };
+            read_object(&resolved, &ctx, &abase, &mut objs, &mut errors);
             warnings.extend(objs.warnings);
             for (p, _) in objs.policies {
+                if templated {
+                    templates.insert(p.key.clone(), v.clone());
+                } else {
+                    templates.remove(&p.key);
+                }
                 state
                     .model
                     .namespaces
@@ -1050,6 +1137,7 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
                     name: d.clone(),
                 },
             };
+            templates.remove(&key);
             if state.policies.remove(&key).is_none() {
                 errors.push(ctx.field(
                     &base,
@@ -1156,6 +1244,7 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
             changes,
             probes,
             expectations,
+            templates: templates.clone(),
         });
     }
     if !errors.is_empty() {

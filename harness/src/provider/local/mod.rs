@@ -215,6 +215,7 @@ impl Platform for LocalPlatform {
             cni: self.opts.cni.name().into(),
             environment: self.environment.clone(),
             warnings,
+            ..Default::default()
         }
     }
 
