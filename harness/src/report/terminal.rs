@@ -386,7 +386,8 @@ fn clusters_section(report: &RunReport) -> String {
         );
     }
     let p = &report.phases;
-    if !p.is_empty() {
+    // Real runs only: locally the whole run takes seconds and its summary stays as it was.
+    if !p.is_empty() && report.provider != "local" {
         let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
         let mut parts = Vec::new();
         if let Some(c) = p.cluster_ms {

@@ -147,15 +147,15 @@ pub fn resolve(
     }
 }
 
-/// For `--dry-run` plans: every template written as `{ip=<real pod>}` plus its prefix, the same
-/// placeholder the plan uses for probe addresses.
-pub fn placeholders(policy: &Value, real: impl Fn(&PodRef) -> String) -> Value {
+/// For `--dry-run` plans: every template's pod written as `placeholder(pod)` (the plan's
+/// placeholder for a real address) followed by its prefix.
+pub fn placeholders(policy: &Value, placeholder: impl Fn(&PodRef) -> String) -> Value {
     let mut out = policy.clone();
     for (_, v) in cidr_fields(&mut out) {
         let Some(s) = v.as_str() else { continue };
         if let Ok(Some(t)) = AddressTemplate::parse(s) {
             let prefix = t.prefix.map(|p| format!("/{p}")).unwrap_or_default();
-            *v = Value::String(format!("{{ip={}}}{prefix}", real(&t.pod)));
+            *v = Value::String(format!("{}{prefix}", placeholder(&t.pod)));
         }
     }
     out
@@ -272,7 +272,7 @@ mod tests {
         let errs = resolve(&p, |_| None).expect_err("unknown pod");
         assert_eq!(errs[0].path, "spec.egress[0].to[0].ipBlock.cidr");
         assert!(errs[0].message.contains("x/b"), "{errs:?}");
-        let shown = placeholders(&p, |r| format!("real-{}", r.name));
+        let shown = placeholders(&p, |r| format!("{{ip=real-{}}}", r.name));
         assert_eq!(shown["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"], "{ip=real-b}/4");
     }
 }
