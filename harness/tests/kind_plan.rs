@@ -111,7 +111,10 @@ fn every_catalogued_cni_produces_a_complete_plan() {
                 for (d, (arch, src)) in listed.iter().zip(&sources) {
                     assert_eq!(d["arch"].as_str(), arch.map(|a| a.as_str()));
                     assert_eq!(d["url"], src.url.as_str());
-                    assert!(src.sha256.is_some(), "node binaries are always pinned by checksum");
+                    assert!(
+                        src.sha256.is_some(),
+                        "node binaries are always pinned by checksum"
+                    );
                     assert_eq!(d["sha256"].as_str(), src.sha256.as_deref());
                 }
             }
@@ -245,8 +248,16 @@ fn templated_cidrs_show_the_real_address_placeholder() {
     let block = &np["spec"]["egress"][0]["to"][0]["ipBlock"];
     let ns = np["metadata"]["namespace"].as_str().expect("namespace");
     let real_xb = format!("{{ip={}/b}}", ns.trim_end_matches("-x").to_string() + "-x");
-    assert_eq!(block["cidr"].as_str(), Some(format!("{real_xb}/4").as_str()), "{block}");
-    assert_eq!(block["except"][0].as_str(), Some(real_xb.as_str()), "{block}");
+    assert_eq!(
+        block["cidr"].as_str(),
+        Some(format!("{real_xb}/4").as_str()),
+        "{block}"
+    );
+    assert_eq!(
+        block["except"][0].as_str(),
+        Some(real_xb.as_str()),
+        "{block}"
+    );
 }
 
 #[test]
@@ -254,5 +265,8 @@ fn flannel_plan_unpacks_only_bridge_for_both_architectures() {
     let plan = kind_plan("flannel");
     assert!(plan.contains("cni-plugins-linux-amd64-v1.7.1.tgz"));
     assert!(plan.contains("cni-plugins-linux-arm64-v1.7.1.tgz"));
-    assert!(plan.contains("tar -x -C /opt/cni/bin < <only bridge"), "{plan}");
+    assert!(
+        plan.contains("tar -x -C /opt/cni/bin < <only bridge"),
+        "{plan}"
+    );
 }

@@ -103,7 +103,10 @@ async fn ipblock_cases_are_judged_on_real_addresses() {
         .flat_map(|st| &st.cells)
         .filter(|c| c.outcome == Outcome::Unsupported)
         .collect();
-    assert!(unsupported.iter().all(|c| c.from == c.to), "{unsupported:?}");
+    assert!(
+        unsupported.iter().all(|c| c.from == c.to),
+        "{unsupported:?}"
+    );
     // The cell the policy allows through its /32 was observed allowed, the others blocked.
     let cells = &r
         .scenarios
@@ -147,7 +150,16 @@ steps:
     let scenarios = load_str(yaml, "literal.yaml").expect("loads").scenarios;
     // In the model every pod is in 10.244.0.0/16: x/a may reach all.
     let model = scenarios[0].steps[0].oracle();
-    assert!(model.decide(&"x/a".parse().expect("p"), &"y/b".parse().expect("p"), "80/TCP".parse().expect("p")).expect("d").allowed);
+    assert!(
+        model
+            .decide(
+                &"x/a".parse().expect("p"),
+                &"y/b".parse().expect("p"),
+                "80/TCP".parse().expect("p")
+            )
+            .expect("d")
+            .allowed
+    );
     let r = run_on(sim(true, CALICO), config(1, true), None, &scenarios).await;
     assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
     let cell = r.scenarios[0].steps[0]
@@ -155,7 +167,11 @@ steps:
         .iter()
         .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "y/b")
         .expect("cell");
-    assert_eq!((cell.expected, cell.outcome), (false, Outcome::Pass), "{cell:?}");
+    assert_eq!(
+        (cell.expected, cell.outcome),
+        (false, Outcome::Pass),
+        "{cell:?}"
+    );
 }
 
 /// Pods are only created once the namespace's default ServiceAccount exists, and no probe of a
@@ -169,12 +185,13 @@ async fn pods_wait_for_the_service_account_and_probes_for_the_gate() {
     let log = api.log();
     assert_eq!(log.refused_pods, 0, "{log:?}");
     // The gate itself may meet servers before they listen; no cell does.
-    assert!(r
-        .scenarios
-        .iter()
-        .flat_map(|s| &s.steps)
-        .flat_map(|st| &st.cells)
-        .all(|c| c.connectivity != netpol_conformance::probe::Connectivity::Refused));
+    assert!(
+        r.scenarios
+            .iter()
+            .flat_map(|s| &s.steps)
+            .flat_map(|st| &st.cells)
+            .all(|c| c.connectivity != netpol_conformance::probe::Connectivity::Refused)
+    );
 }
 
 /// Scenarios with the same model share pods: the upstream TCP cases create 9 pods once per slot,
@@ -196,13 +213,27 @@ async fn same_model_scenarios_reuse_pods_in_parallel() {
     let log = api.log();
     assert!(log.pods_created <= 2 * 9, "two slots at most: {log:?}");
     assert!(log.max_namespaces_alive <= 2 * 3, "{log:?}");
-    assert_eq!(log.namespaces_created, log.namespaces_deleted, "everything removed: {log:?}");
+    assert_eq!(
+        log.namespaces_created, log.namespaces_deleted,
+        "everything removed: {log:?}"
+    );
 
     let fresh = sim(true, CALICO);
-    let r2 = run_on(Arc::clone(&fresh), config(1, false), None, &upstream(&files)).await;
+    let r2 = run_on(
+        Arc::clone(&fresh),
+        config(1, false),
+        None,
+        &upstream(&files),
+    )
+    .await;
     assert_eq!(r2.verdict, Verdict::Conformant);
     assert_eq!(fresh.log().pods_created, files.len() * 9);
-    assert!(r.duration_ms < r2.duration_ms, "{} vs {}", r.duration_ms, r2.duration_ms);
+    assert!(
+        r.duration_ms < r2.duration_ms,
+        "{} vs {}",
+        r.duration_ms,
+        r2.duration_ms
+    );
 }
 
 /// Nodes without SCTP: porter crash-loops, the run goes on, SCTP cells are unsupported with
@@ -219,8 +250,12 @@ async fn nodes_without_sctp_do_not_abort_the_run() {
         .filter(|c| c.protocol == netpol_conformance::model::Protocol::Sctp)
         .collect();
     assert!(!sctp.is_empty());
-    assert!(sctp.iter().all(|c| c.outcome == Outcome::Unsupported
-        && c.detail.as_deref().is_some_and(|d| d.contains("kernel has no SCTP"))));
+    assert!(sctp.iter().all(|c| {
+        c.outcome == Outcome::Unsupported
+            && c.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("kernel has no SCTP"))
+    }));
     assert!(cells.iter().any(|c| c.outcome == Outcome::Pass));
 }
 
@@ -230,9 +265,20 @@ async fn sctp_known_missing_up_front_starts_no_sctp_server() {
     let api = sim(false, CALICO);
     let scenarios = upstream(&["sctp-not-tcp.yaml"]);
     let why = "this host's kernel has no SCTP".to_string();
-    let r = run_on(Arc::clone(&api), config(1, true), Some(why.clone()), &scenarios).await;
+    let r = run_on(
+        Arc::clone(&api),
+        config(1, true),
+        Some(why.clone()),
+        &scenarios,
+    )
+    .await;
     assert_eq!(r.verdict, Verdict::Conformant);
-    assert!(r.scenarios[0].steps[0].cells.iter().any(|c| c.detail.as_deref() == Some(why.as_str())));
+    assert!(
+        r.scenarios[0].steps[0]
+            .cells
+            .iter()
+            .any(|c| c.detail.as_deref() == Some(why.as_str()))
+    );
 }
 
 /// A catalogued gap makes exactly its cells unsupported, counted in the report, and the CNI
@@ -260,9 +306,15 @@ async fn catalogued_gaps_are_unsupported_and_counted() {
         },
     };
     let scenarios = upstream(&["egress-cidr.yaml"]);
-    let r = run::execute(&platform, &scenarios, &options(), &mut NullReporter, &Cancel::never())
-        .await
-        .expect("runs");
+    let r = run::execute(
+        &platform,
+        &scenarios,
+        &options(),
+        &mut NullReporter,
+        &Cancel::never(),
+    )
+    .await
+    .expect("runs");
     assert_eq!(r.verdict, Verdict::Conformant);
     assert_eq!(r.gaps.len(), 1);
     assert_eq!(r.gaps[0].cells, 1, "only x/a -> y/b rests on the ipBlock");

@@ -194,7 +194,9 @@ impl InstallStep {
                 sha256_from,
                 ..
             } => (url, sha256, sha256_from),
-            InstallStep::NodeArchive { architectures, .. } => return architectures.get(&arch).cloned(),
+            InstallStep::NodeArchive { architectures, .. } => {
+                return architectures.get(&arch).cloned();
+            }
         };
         Some(Source {
             url: url.clone(),
@@ -233,7 +235,6 @@ pub struct Readiness {
     pub namespace: String,
     pub daemon_set: String,
 }
-
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -324,7 +325,10 @@ impl Catalogue {
                     ));
                 }
                 if g.reason.trim().is_empty() {
-                    return bad(format!("CNI {:?}: gap {} has no reason", cni.name, g.feature));
+                    return bad(format!(
+                        "CNI {:?}: gap {} has no reason",
+                        cni.name, g.feature
+                    ));
                 }
                 if let Some(r) = g.references.iter().find(|r| !r.starts_with("https://")) {
                     return bad(format!(
@@ -356,40 +360,43 @@ impl Catalogue {
                     }
                 }
                 for (arch, src) in step.all_sources() {
-                if let Some(a) = arch
-                    && !src.url.contains(&format!("-{a}"))
-                {
-                    return bad(format!("{}: the {a} source does not name {a}", src.url));
-                }
-                let lower = src.url.to_ascii_lowercase();
-                if !lower.starts_with("https://") {
-                    return bad(format!("{}: not an https URL", src.url));
-                }
-                if lower.contains("latest")
-                    || lower.contains("/master/")
-                    || lower.contains("/main/")
-                {
-                    return bad(format!(
-                        "{}: sources must name an exact version, never latest or a branch",
-                        src.url
-                    ));
-                }
-                if !src.url.contains(cni.version.trim_start_matches('v'))
-                    && !matches!(step, InstallStep::NodeArchive { .. })
-                {
-                    return bad(format!(
-                        "{}: the URL does not contain CNI {:?}'s pinned version {}",
-                        src.url, cni.name, cni.version
-                    ));
-                }
-                if let Some(sum) = &src.sha256 {
-                    if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return bad(format!("{}: sha256 {sum:?} is not 64 hex digits", src.url));
+                    if let Some(a) = arch
+                        && !src.url.contains(&format!("-{a}"))
+                    {
+                        return bad(format!("{}: the {a} source does not name {a}", src.url));
                     }
-                    if src.sha256_from.is_none() {
-                        return bad(format!("{}: sha256 without sha256From", src.url));
+                    let lower = src.url.to_ascii_lowercase();
+                    if !lower.starts_with("https://") {
+                        return bad(format!("{}: not an https URL", src.url));
                     }
-                }
+                    if lower.contains("latest")
+                        || lower.contains("/master/")
+                        || lower.contains("/main/")
+                    {
+                        return bad(format!(
+                            "{}: sources must name an exact version, never latest or a branch",
+                            src.url
+                        ));
+                    }
+                    if !src.url.contains(cni.version.trim_start_matches('v'))
+                        && !matches!(step, InstallStep::NodeArchive { .. })
+                    {
+                        return bad(format!(
+                            "{}: the URL does not contain CNI {:?}'s pinned version {}",
+                            src.url, cni.name, cni.version
+                        ));
+                    }
+                    if let Some(sum) = &src.sha256 {
+                        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return bad(format!(
+                                "{}: sha256 {sum:?} is not 64 hex digits",
+                                src.url
+                            ));
+                        }
+                        if src.sha256_from.is_none() {
+                            return bad(format!("{}: sha256 without sha256From", src.url));
+                        }
+                    }
                 }
             }
         }

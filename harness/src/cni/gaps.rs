@@ -109,7 +109,9 @@ fn rules_touch(
                     GapFeature::IpBlockPodIps => {
                         let ports_admit = rule.ports.as_ref().is_none_or(|ports| {
                             ports.iter().any(|pm| {
-                                pm.matches(probe.protocol, probe.port, |n, pr| dst.named_port(n, pr))
+                                pm.matches(probe.protocol, probe.port, |n, pr| {
+                                    dst.named_port(n, pr)
+                                })
                             })
                         });
                         // Only addresses of pods in the cluster: an external peer is what
@@ -129,11 +131,10 @@ fn rules_touch(
                             })
                     }
                     GapFeature::EndPort => {
-                        peers_admit
-                            && rule.ports.iter().flatten().any(|pm| {
-                                pm.protocol == probe.protocol
-                                    && matches!(pm.port, PortSpec::Range { start, end } if start != end)
-                            })
+                        peers_admit && rule.ports.iter().flatten().any(|pm| {
+                            pm.protocol == probe.protocol
+                                && matches!(pm.port, PortSpec::Range { start, end } if start != end)
+                        })
                     }
                     GapFeature::Sctp | GapFeature::Udp => false,
                 };
@@ -258,11 +259,21 @@ steps:
         // Denied for lack of any rule: no ipBlock decides it.
         assert!(!g.covers(&o, &cell("x/a"), &cell("y/a"), tcp80));
         // The rule's ports do not admit 81: the ipBlock is irrelevant there.
-        assert!(!g.covers(&o, &cell("x/a"), &cell("y/b"), Probe::new(81, Protocol::Tcp)));
+        assert!(!g.covers(
+            &o,
+            &cell("x/a"),
+            &cell("y/b"),
+            Probe::new(81, Protocol::Tcp)
+        ));
         // x/b is not selected.
         assert!(!g.covers(&o, &cell("x/b"), &cell("y/b"), tcp80));
         assert!(!GapFeature::Sctp.covers(&o, &cell("x/a"), &cell("y/b"), tcp80));
-        assert!(GapFeature::Udp.covers(&o, &cell("x/a"), &cell("y/b"), Probe::new(80, Protocol::Udp)));
+        assert!(GapFeature::Udp.covers(
+            &o,
+            &cell("x/a"),
+            &cell("y/b"),
+            Probe::new(80, Protocol::Udp)
+        ));
     }
 
     #[test]
@@ -280,7 +291,12 @@ steps:
         // y/b -> y/a: the peer does not match; no port feature decides it.
         assert!(!GapFeature::NamedPorts.covers(&o, &cell("y/b"), &cell("y/a"), tcp80));
         // UDP: no entry of that protocol.
-        assert!(!GapFeature::NamedPorts.covers(&o, &cell("y/a"), &cell("y/b"), Probe::new(80, Protocol::Udp)));
+        assert!(!GapFeature::NamedPorts.covers(
+            &o,
+            &cell("y/a"),
+            &cell("y/b"),
+            Probe::new(80, Protocol::Udp)
+        ));
         // x/* -> x/*: no policy.
         assert!(!GapFeature::EndPort.covers(&o, &cell("x/a"), &cell("x/b"), tcp80));
     }

@@ -209,9 +209,9 @@ pub fn kindnet_enforcement(d: &DaemonSetFacts, all: &[DaemonSetFacts]) -> (Optio
         .map(|(repo, tag)| (repo, tag));
     match tag {
         Some((repo, tag)) if repo.ends_with("kindest/kindnetd") => {
-            let date = tag.get(..9).filter(|d| {
-                d.starts_with('v') && d[1..].bytes().all(|b| b.is_ascii_digit())
-            });
+            let date = tag
+                .get(..9)
+                .filter(|d| d.starts_with('v') && d[1..].bytes().all(|b| b.is_ascii_digit()));
             match date {
                 Some(date) if date >= KINDNETD_WITH_POLICIES => (
                     Some(true),
@@ -313,7 +313,12 @@ impl KubeconfigPlatform {
         };
         // The nodes' kernels cannot be checked from here: a crash-looping SCTP server is
         // detected from its pod's status instead (see `kube::session`).
-        let pool = ClusterPool::new(Arc::new(KubeApi::new(client.clone())), &opts.run_id, cfg, None);
+        let pool = ClusterPool::new(
+            Arc::new(KubeApi::new(client.clone())),
+            &opts.run_id,
+            cfg,
+            None,
+        );
         Ok(KubeconfigPlatform {
             inner: PoolPlatform { pool, info },
             opts,
@@ -513,15 +518,25 @@ mod tests {
         for (image, want) in [
             ("docker.io/kindest/kindnetd:v20250512-df8de77b", Some(true)),
             ("docker.io/kindest/kindnetd:v20240813-c6f155d6", Some(true)),
-            ("docker.io/kindest/kindnetd:v20251212-v0.29.0-alpha-105-g20ccfc88", Some(true)),
-            ("kindest/kindnetd:v20250512-df8de77b@sha256:0123", Some(true)),
+            (
+                "docker.io/kindest/kindnetd:v20251212-v0.29.0-alpha-105-g20ccfc88",
+                Some(true),
+            ),
+            (
+                "kindest/kindnetd:v20250512-df8de77b@sha256:0123",
+                Some(true),
+            ),
             ("docker.io/kindest/kindnetd:v20240513-cd2ac642", Some(false)),
             ("docker.io/kindest/kindnetd:latest", None),
             ("ghcr.io/aojea/kindnetd:v1.8.0", None),
         ] {
             let d = with_image(image);
             let got = detect_cni(std::slice::from_ref(&d));
-            assert_eq!((got.name.as_str(), got.enforces), ("kindnet", want), "{image}: {got:?}");
+            assert_eq!(
+                (got.name.as_str(), got.enforces),
+                ("kindnet", want),
+                "{image}: {got:?}"
+            );
         }
         let d = with_image("docker.io/kindest/kindnetd:v20250512-df8de77b");
         assert_eq!(enforcement_warning(&detect_cni(&[d])), None);

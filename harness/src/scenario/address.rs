@@ -36,17 +36,19 @@ impl AddressTemplate {
             return Ok(None);
         };
         let Some((pod, tail)) = rest.split_once('>') else {
-            return Err(format!("{s:?}: a pod address template is <NAMESPACE/POD> or <NAMESPACE/POD>/PREFIX"));
+            return Err(format!(
+                "{s:?}: a pod address template is <NAMESPACE/POD> or <NAMESPACE/POD>/PREFIX"
+            ));
         };
-        let pod: PodRef = pod
-            .parse()
-            .map_err(|e| format!("{s:?}: {e}"))?;
+        let pod: PodRef = pod.parse().map_err(|e| format!("{s:?}: {e}"))?;
         let prefix = match tail {
             "" => None,
             t => Some(
                 t.strip_prefix('/')
                     .and_then(|n| n.parse::<u8>().ok())
-                    .ok_or_else(|| format!("{s:?}: expected /PREFIX after the pod, e.g. <{pod}>/24"))?,
+                    .ok_or_else(|| {
+                        format!("{s:?}: expected /PREFIX after the pod, e.g. <{pod}>/24")
+                    })?,
             ),
         };
         Ok(Some(AddressTemplate { pod, prefix }))
@@ -194,7 +196,10 @@ impl Step {
                 err(format!(
                     "policy {}: {}",
                     p.key,
-                    e.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; ")
+                    e.iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ))
             })?;
             let np: NetworkPolicy = serde_json::from_value(resolved)
@@ -203,7 +208,10 @@ impl Step {
                 err(format!(
                     "policy {} is invalid with these addresses: {}",
                     p.key,
-                    e.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; ")
+                    e.iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ))
             })?;
             policies.push(compiled);
@@ -226,9 +234,13 @@ mod tests {
     #[test]
     fn templates_parse_and_reject() {
         assert_eq!(AddressTemplate::parse("10.0.0.0/8"), Ok(None));
-        let t = AddressTemplate::parse("<y/b>/4").expect("ok").expect("template");
+        let t = AddressTemplate::parse("<y/b>/4")
+            .expect("ok")
+            .expect("template");
         assert_eq!((t.pod, t.prefix), (PodRef::new("y", "b"), Some(4)));
-        let host = AddressTemplate::parse("<x/a>").expect("ok").expect("template");
+        let host = AddressTemplate::parse("<x/a>")
+            .expect("ok")
+            .expect("template");
         assert_eq!(host.prefix, None);
         for bad in ["<x/a", "<xa>/4", "<x/a>4", "<x/a>/x", "<x/a>/300"] {
             assert!(AddressTemplate::parse(bad).is_err(), "{bad}");
@@ -273,6 +285,9 @@ mod tests {
         assert_eq!(errs[0].path, "spec.egress[0].to[0].ipBlock.cidr");
         assert!(errs[0].message.contains("x/b"), "{errs:?}");
         let shown = placeholders(&p, |r| format!("{{ip=real-{}}}", r.name));
-        assert_eq!(shown["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"], "{ip=real-b}/4");
+        assert_eq!(
+            shown["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"],
+            "{ip=real-b}/4"
+        );
     }
 }

@@ -151,12 +151,21 @@ impl SimApi {
         let policies = st
             .policies
             .iter()
-            .map(|((ns, _), np)| CompiledPolicy::compile(np, ns).expect("the session applies valid policies"))
+            .map(|((ns, _), np)| {
+                CompiledPolicy::compile(np, ns).expect("the session applies valid policies")
+            })
             .collect();
         st.history.push((Instant::now(), model, policies));
     }
 
-    fn add_pod(&self, st: &mut State, ns: &str, name: &str, labels: Labels, spec: &k8s_openapi::api::core::v1::PodSpec) {
+    fn add_pod(
+        &self,
+        st: &mut State,
+        ns: &str,
+        name: &str,
+        labels: Labels,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+    ) {
         let ip = IpAddr::V4(Ipv4Addr::from(u32::from(self.pod_base) + st.next_ip));
         st.next_ip += 1;
         let containers = spec
@@ -194,7 +203,12 @@ impl SimApi {
                     .map(|p| ContainerPort {
                         name: p.name.clone(),
                         port: u16::try_from(p.container_port).unwrap_or(0),
-                        protocol: p.protocol.as_deref().unwrap_or("TCP").parse().expect("protocol"),
+                        protocol: p
+                            .protocol
+                            .as_deref()
+                            .unwrap_or("TCP")
+                            .parse()
+                            .expect("protocol"),
                     })
                     .collect();
                 (c.name.clone(), served, declared)
@@ -214,7 +228,10 @@ impl SimApi {
 
     fn check_service_account(&self, st: &State, ns: &str) -> ApiResult<()> {
         match st.namespaces.get(ns) {
-            None => Err(ApiError::new(Some(404), format!("namespaces \"{ns}\" not found"))),
+            None => Err(ApiError::new(
+                Some(404),
+                format!("namespaces \"{ns}\" not found"),
+            )),
             Some((_, created)) if Instant::now() < *created + self.latency.service_account => {
                 self.log.lock().expect("log").refused_pods += 1;
                 Err(ApiError::new(
@@ -311,9 +328,21 @@ impl SimApi {
     }
 
     /// One probe's result line body (`<code> <message>`) and how long it took.
-    fn connect(&self, st: &State, from: &PodRef, host: IpAddr, probe: Probe, timeout: Duration, now: Instant) -> (i32, String, Duration) {
+    fn connect(
+        &self,
+        st: &State,
+        from: &PodRef,
+        host: IpAddr,
+        probe: Probe,
+        timeout: Duration,
+        now: Instant,
+    ) -> (i32, String, Duration) {
         if probe.protocol == Protocol::Sctp && !self.sctp {
-            return (1, "OTHER: socket: protocol not supported".into(), Duration::from_millis(1));
+            return (
+                1,
+                "OTHER: socket: protocol not supported".into(),
+                Duration::from_millis(1),
+            );
         }
         let Some(((ns, name), dst)) = st.pods.iter().find(|(_, p)| p.ip == host) else {
             return (1, "TIMEOUT".into(), timeout);
@@ -406,10 +435,12 @@ fn parse_script(script: &str) -> Vec<Vec<(usize, IpAddr, Probe, Duration)>> {
             Some(ms) => Duration::from_millis(ms.parse().expect("ms")),
             None => Duration::from_secs(t.trim_end_matches('s').parse().expect("s")),
         };
-        waves
-            .last_mut()
-            .expect("a wave")
-            .push((idx, host, Probe::new(port.parse().expect("port"), proto), timeout));
+        waves.last_mut().expect("a wave").push((
+            idx,
+            host,
+            Probe::new(port.parse().expect("port"), proto),
+            timeout,
+        ));
     }
     waves.retain(|w| !w.is_empty());
     waves
@@ -433,14 +464,18 @@ impl ClusterApi for SimApi {
     }
     async fn get_namespace(&self, name: &str) -> ApiResult<Option<K8sNamespace>> {
         self.call().await;
-        Ok(self.st().namespaces.get(name).map(|(labels, _)| K8sNamespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(labels.clone()),
+        Ok(self
+            .st()
+            .namespaces
+            .get(name)
+            .map(|(labels, _)| K8sNamespace {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
-            ..Default::default()
-        }))
+            }))
     }
     async fn patch_namespace(&self, name: &str, merge: &serde_json::Value) -> ApiResult<()> {
         self.call().await;
@@ -465,7 +500,9 @@ impl ClusterApi for SimApi {
     }
     async fn list_namespaces(&self, label_selector: &str) -> ApiResult<Vec<K8sNamespace>> {
         self.call().await;
-        let (k, v) = label_selector.split_once('=').unwrap_or((label_selector, ""));
+        let (k, v) = label_selector
+            .split_once('=')
+            .unwrap_or((label_selector, ""));
         Ok(self
             .st()
             .namespaces
@@ -481,7 +518,11 @@ impl ClusterApi for SimApi {
             })
             .collect())
     }
-    async fn get_service_account(&self, namespace: &str, name: &str) -> ApiResult<Option<ServiceAccount>> {
+    async fn get_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<Option<ServiceAccount>> {
         self.call().await;
         let st = self.st();
         let ok = name == "default"
@@ -504,7 +545,13 @@ impl ClusterApi for SimApi {
         let (ns, name) = meta_key(&pod.metadata);
         self.check_service_account(&st, &ns)?;
         let spec = pod.spec.clone().unwrap_or_default();
-        self.add_pod(&mut st, &ns, &name, pod.metadata.labels.clone().unwrap_or_default(), &spec);
+        self.add_pod(
+            &mut st,
+            &ns,
+            &name,
+            pod.metadata.labels.clone().unwrap_or_default(),
+            &spec,
+        );
         self.snapshot(&mut st);
         Ok(())
     }
@@ -519,14 +566,22 @@ impl ClusterApi for SimApi {
         for i in 0..spec.replicas.unwrap_or(1) {
             let mut labels = tmpl.labels.clone().unwrap_or_default();
             labels.insert("pod-template-hash".into(), "5d8f9c7b6".into());
-            self.add_pod(&mut st, &ns, &format!("{name}-5d8f9c7b6-{i:05}"), labels, &pod_spec);
+            self.add_pod(
+                &mut st,
+                &ns,
+                &format!("{name}-5d8f9c7b6-{i:05}"),
+                labels,
+                &pod_spec,
+            );
         }
         self.snapshot(&mut st);
         Ok(())
     }
     async fn list_pods(&self, namespace: &str, label_selector: &str) -> ApiResult<Vec<K8sPod>> {
         self.call().await;
-        let (k, v) = label_selector.split_once('=').unwrap_or((label_selector, ""));
+        let (k, v) = label_selector
+            .split_once('=')
+            .unwrap_or((label_selector, ""));
         let st = self.st();
         Ok(st
             .pods
@@ -544,7 +599,12 @@ impl ClusterApi for SimApi {
             })
             .collect())
     }
-    async fn patch_pod(&self, namespace: &str, name: &str, merge: &serde_json::Value) -> ApiResult<()> {
+    async fn patch_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        merge: &serde_json::Value,
+    ) -> ApiResult<()> {
         self.call().await;
         let mut st = self.st();
         let Some(p) = st.pods.get_mut(&(namespace.to_string(), name.to_string())) else {
@@ -561,9 +621,8 @@ impl ClusterApi for SimApi {
         if !st.namespaces.contains_key(&key.0) {
             return Err(ApiError::new(Some(404), "namespace not found"));
         }
-        CompiledPolicy::compile(np, &key.0).map_err(|e| {
-            ApiError::new(Some(422), format!("NetworkPolicy is invalid: {e:?}"))
-        })?;
+        CompiledPolicy::compile(np, &key.0)
+            .map_err(|e| ApiError::new(Some(422), format!("NetworkPolicy is invalid: {e:?}")))?;
         st.policies.insert(key, np.clone());
         self.snapshot(&mut st);
         Ok(())
@@ -571,16 +630,30 @@ impl ClusterApi for SimApi {
     async fn delete_policy(&self, namespace: &str, name: &str) -> ApiResult<()> {
         self.call().await;
         let mut st = self.st();
-        st.policies.remove(&(namespace.to_string(), name.to_string()));
+        st.policies
+            .remove(&(namespace.to_string(), name.to_string()));
         self.snapshot(&mut st);
         Ok(())
     }
-    async fn exec(&self, namespace: &str, pod: &str, _container: &str, command: Vec<String>) -> ApiResult<String> {
+    async fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        _container: &str,
+        command: Vec<String>,
+    ) -> ApiResult<String> {
         self.log.lock().expect("log").execs += 1;
         let script = command.get(2).cloned().unwrap_or_default();
         let from = PodRef::new(namespace, pod);
-        if !self.st().pods.contains_key(&(namespace.to_string(), pod.to_string())) {
-            return Err(ApiError::new(Some(404), format!("pods \"{pod}\" not found")));
+        if !self
+            .st()
+            .pods
+            .contains_key(&(namespace.to_string(), pod.to_string()))
+        {
+            return Err(ApiError::new(
+                Some(404),
+                format!("pods \"{pod}\" not found"),
+            ));
         }
         tokio::time::sleep(self.latency.exec_rtt / 2).await;
         let mut out = String::new();

@@ -106,7 +106,10 @@ mod tests {
             ("./loopback", b"LO"),
         ]);
         let out = select_members(&src, &["bridge".into()]).expect("selects");
-        assert_eq!(names(&out), [("bridge".to_string(), b"BRIDGE".to_vec(), 0o755)]);
+        assert_eq!(
+            names(&out),
+            [("bridge".to_string(), b"BRIDGE".to_vec(), 0o755)]
+        );
     }
 
     #[test]

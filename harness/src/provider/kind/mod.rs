@@ -245,7 +245,8 @@ impl KindPlatform {
         let mut info = platform_info(&cat, &cni, &node, &fetched, &tools, &name);
         info.setup_ms.insert("cluster".into(), cluster_ms);
         if let Some(why) = &sctp {
-            info.warnings.push(format!("SCTP probes are unsupported: {why}"));
+            info.warnings
+                .push(format!("SCTP probes are unsupported: {why}"));
         }
         let pool = ClusterPool::new(
             Arc::new(KubeApi::new(client)),
@@ -495,7 +496,8 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
 pub const IPBLOCK_DOC: &str = "CIDRs written relative to pods (<ns/pod>/N) are resolved again with the pods' real addresses, and every cell is judged by the oracle on the real addresses";
 
 /// What happens to external peers on clusters (plans say it).
-pub const EXTERNAL_DOC: &str = "cells from or to an external peer are reported unsupported on this provider";
+pub const EXTERNAL_DOC: &str =
+    "cells from or to an external peer are reported unsupported on this provider";
 
 /// The catalogued gaps, for plans.
 pub fn gaps_doc(gaps: &[crate::cni::gaps::Gap]) -> Vec<serde_json::Value> {

@@ -213,9 +213,15 @@ async fn check_with_path(
                 "docker".into(),
                 String::from_utf8_lossy(&out.stdout).trim().into(),
             );
-            if let Some(a) = run("docker", &["info", "--format", "{{.Architecture}}"], env, quick, None)
-                .await?
-                .filter(|o| o.status.success())
+            if let Some(a) = run(
+                "docker",
+                &["info", "--format", "{{.Architecture}}"],
+                env,
+                quick,
+                None,
+            )
+            .await?
+            .filter(|o| o.status.success())
             {
                 arch_seen = Some(String::from_utf8_lossy(&a.stdout).trim().to_string());
             }
@@ -236,10 +242,15 @@ async fn check_with_path(
                         "podman".into(),
                         String::from_utf8_lossy(&out.stdout).trim().into(),
                     );
-                    if let Some(a) =
-                        run("podman", &["info", "--format", "{{.Host.Arch}}"], env, quick, None)
-                            .await?
-                            .filter(|o| o.status.success())
+                    if let Some(a) = run(
+                        "podman",
+                        &["info", "--format", "{{.Host.Arch}}"],
+                        env,
+                        quick,
+                        None,
+                    )
+                    .await?
+                    .filter(|o| o.status.success())
                     {
                         arch_seen = Some(String::from_utf8_lossy(&a.stdout).trim().to_string());
                     }
@@ -303,7 +314,11 @@ async fn check_with_path(
             )),
         }
     }
-    match arch_seen.as_deref().map(Arch::parse).unwrap_or_else(Arch::host) {
+    match arch_seen
+        .as_deref()
+        .map(Arch::parse)
+        .unwrap_or_else(Arch::host)
+    {
         Ok(a) => p.arch = a,
         Err(ProviderError::Prerequisite(m)) => missing.push(m),
         Err(e) => missing.push(e.to_string()),
@@ -407,9 +422,14 @@ mod tests {
 
     #[test]
     fn kind_versions_are_compared_with_the_pinned_release() {
-        assert_eq!(kind_compat("kind v0.30.0 go1.24.6 linux/amd64", "v0.30.0"), KindCompat::Ok(None));
-        assert!(matches!(kind_compat("kind v0.30.1 go1.25 linux/arm64", "v0.30.0"),
-            KindCompat::Ok(Some(m)) if m.contains("v0.30.1") && m.contains("v0.30.0")));
+        assert_eq!(
+            kind_compat("kind v0.30.0 go1.24.6 linux/amd64", "v0.30.0"),
+            KindCompat::Ok(None)
+        );
+        assert!(
+            matches!(kind_compat("kind v0.30.1 go1.25 linux/arm64", "v0.30.0"),
+            KindCompat::Ok(Some(m)) if m.contains("v0.30.1") && m.contains("v0.30.0"))
+        );
         match kind_compat("kind v0.29.0 go1.24.2 linux/amd64", "v0.30.0") {
             KindCompat::Refuse(m) => {
                 assert!(m.contains("kind v0.29.0 is older than kind v0.30.0"), "{m}")
@@ -417,10 +437,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match kind_compat("kind v0.31.0-alpha.12+abc go1.25 linux/amd64", "v0.30.0") {
-            KindCompat::Warn(m) => assert!(m.contains("kind v0.31.0 is newer than kind v0.30.0"), "{m}"),
+            KindCompat::Warn(m) => {
+                assert!(m.contains("kind v0.31.0 is newer than kind v0.30.0"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(kind_compat("garbage", "v0.30.0"), KindCompat::Warn(_)));
+        assert!(matches!(
+            kind_compat("garbage", "v0.30.0"),
+            KindCompat::Warn(_)
+        ));
     }
 
     #[test]
@@ -433,7 +458,10 @@ mod tests {
         }
         match Arch::parse("riscv64") {
             Err(ProviderError::Prerequisite(m)) => {
-                assert!(m.contains("\"riscv64\"") && m.contains("amd64 and arm64"), "{m}")
+                assert!(
+                    m.contains("\"riscv64\"") && m.contains("amd64 and arm64"),
+                    "{m}"
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -207,8 +207,7 @@ impl ClusterApi for KubeApi {
         Ok(())
     }
     async fn apply_policy(&self, np: &NetworkPolicy) -> ApiResult<()> {
-        let api: Api<NetworkPolicy> =
-            Api::namespaced(self.client.clone(), &ns_of(&np.metadata));
+        let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), &ns_of(&np.metadata));
         api.patch(&name_of(&np.metadata), &ssa(), &Patch::Apply(np))
             .await?;
         Ok(())

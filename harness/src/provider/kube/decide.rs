@@ -101,7 +101,10 @@ fn usable(p: &K8sPod) -> Option<Vec<(String, String)>> {
             return None;
         }
         match crash_message(c) {
-            Some(m) if c.restart_count >= 1 || c.state.as_ref().is_some_and(|s| s.terminated.is_some()) => {
+            Some(m)
+                if c.restart_count >= 1
+                    || c.state.as_ref().is_some_and(|s| s.terminated.is_some()) =>
+            {
                 crashed.push((c.name.clone(), m))
             }
             _ => return None,
@@ -294,7 +297,11 @@ model:
     }
 
     fn served() -> BTreeSet<Probe> {
-        ["80/TCP".parse().expect("probe"), "80/SCTP".parse().expect("probe")].into()
+        [
+            "80/TCP".parse().expect("probe"),
+            "80/SCTP".parse().expect("probe"),
+        ]
+        .into()
     }
 
     fn listed(p: K8sPod) -> BTreeMap<String, Vec<K8sPod>> {

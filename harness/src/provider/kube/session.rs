@@ -336,8 +336,12 @@ impl<A: ClusterApi> ClusterSession<A> {
     /// Real IPs of the model's pods, once realised.
     pub fn real_addresses(&self) -> Option<BTreeMap<PodRef, IpAddr>> {
         let slot = self.slot.as_ref()?;
-        slot.ready
-            .then(|| slot.realised.iter().map(|(r, p)| (r.clone(), p.ip)).collect())
+        slot.ready.then(|| {
+            slot.realised
+                .iter()
+                .map(|(r, p)| (r.clone(), p.ip))
+                .collect()
+        })
     }
 
     pub async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
@@ -636,7 +640,9 @@ impl<A: ClusterApi> ClusterSession<A> {
                     Connectivity::Unsupported,
                     "no external peer is realised on this provider".into(),
                 ));
-            } else if silent.is_some_and(|s| s.contains(&(req.from.clone(), (req.to.clone(), req.probe)))) {
+            } else if silent
+                .is_some_and(|s| s.contains(&(req.from.clone(), (req.to.clone(), req.probe))))
+            {
                 out[i] = Some(early(
                     Connectivity::Error,
                     format!(
@@ -868,7 +874,8 @@ impl<A: ClusterApi> crate::provider::Platform for PoolPlatform<A> {
         if let Some(why) = self.pool.sctp_unsupported()
             && !info.warnings.iter().any(|w| w.contains(&why))
         {
-            info.warnings.push(format!("SCTP probes are unsupported: {why}"));
+            info.warnings
+                .push(format!("SCTP probes are unsupported: {why}"));
         }
         info
     }
