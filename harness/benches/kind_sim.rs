@@ -130,9 +130,9 @@ fn main() {
         current = total;
     }
     println!(
-        "goal: <= {} simulated: {} ({} of real time for this benchmark)",
+        "goal: <= {} simulated: {} ({:.1} s of real time for this benchmark)",
         mins(GOAL_MS),
         if current <= GOAL_MS { "met" } else { "NOT met" },
-        format!("{:.1} s", wall.elapsed().as_secs_f64())
+        wall.elapsed().as_secs_f64()
     );
 }

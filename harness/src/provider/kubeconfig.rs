@@ -205,8 +205,7 @@ pub fn kindnet_enforcement(d: &DaemonSetFacts, all: &[DaemonSetFacts]) -> (Optio
     let tag = image
         .rsplit_once('@')
         .map_or(image.as_str(), |(i, _)| i)
-        .rsplit_once(':')
-        .map(|(repo, tag)| (repo, tag));
+        .rsplit_once(':');
     match tag {
         Some((repo, tag)) if repo.ends_with("kindest/kindnetd") => {
             let date = tag
