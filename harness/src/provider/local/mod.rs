@@ -10,6 +10,7 @@
 //!
 //! Requires root and the `ip` and `nft` binaries; nothing else is executed.
 
+mod external;
 mod netns;
 mod sockets;
 
@@ -286,6 +287,8 @@ pub struct LocalSession {
     installed: BTreeMap<PodRef, (nftables::PodRuleset, u16)>,
     servers: Arc<tokio::sync::Mutex<Servers>>,
     created: bool,
+    /// Link indices of external peers (namespaces outside the bridge).
+    externals: BTreeSet<usize>,
 }
 
 impl LocalSession {
@@ -315,6 +318,7 @@ impl LocalSession {
             installed: BTreeMap::new(),
             servers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             created: false,
+            externals: BTreeSet::new(),
         })
     }
 
@@ -345,6 +349,9 @@ impl LocalSession {
                 index,
                 ip,
             };
+            if pod.is_external() {
+                self.externals.insert(index);
+            }
             let mut serves: BTreeSet<Probe> = self.scenario_probes.clone();
             serves.extend(pod.ports.iter().map(|p| Probe::new(p.port, p.protocol)));
             self.pods.insert(
@@ -367,12 +374,22 @@ impl LocalSession {
             names.insert(0, self.node.clone());
         }
         netns::add_netns(&names).await?;
+        // External peers (`model.externals`) sit outside the bridge (see `external`).
+        let (peers, new): (Vec<netns::PodLink>, Vec<netns::PodLink>) = new
+            .into_iter()
+            .partition(|l| self.externals.contains(&l.index));
         if first_time {
             netns::setup_node(&self.node, &new).await?;
         } else {
             netns::attach_pods(&self.node, &new).await?;
         }
-        let all: Vec<netns::PodLink> = self.pods.values().map(|p| p.link.clone()).collect();
+        external::attach(&self.node, &peers).await?;
+        let all: Vec<netns::PodLink> = self
+            .pods
+            .values()
+            .filter(|p| !self.externals.contains(&p.link.index))
+            .map(|p| p.link.clone())
+            .collect();
         let all = Arc::new(all);
         let jobs: Vec<_> = new
             .iter()
@@ -386,7 +403,7 @@ impl LocalSession {
         let wanted: Vec<(PodRef, Probe)> = self
             .pods
             .iter()
-            .filter(|(_, p)| new.iter().any(|l| l.index == p.link.index))
+            .filter(|(_, p)| new.iter().chain(&peers).any(|l| l.index == p.link.index))
             .flat_map(|(r, p)| p.serves.iter().map(move |pr| (r.clone(), *pr)))
             .collect();
         self.ensure_servers(&wanted).await;
