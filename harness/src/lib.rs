@@ -53,5 +53,6 @@ pub mod provider;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shell;
 pub mod truthtable;
 pub mod verdict;
