@@ -407,6 +407,7 @@ impl LocalSession {
             })
             .collect();
         all_limited(jobs).await?;
+        netns::wait_ports_forwarding(&self.node, &new).await?;
         // Start the servers of the new pods.
         let wanted: Vec<(PodRef, Probe)> = self
             .pods

@@ -25,6 +25,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use nix::errno::Errno;
@@ -32,7 +33,10 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoData, InfoPortData, InfoVeth, LinkAttribute, LinkInfo,
+    LinkMessage, State,
+};
 use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -370,6 +374,38 @@ impl Netlink {
             .ok_or_else(|| failed(format!("no link {link} in namespace {:?}", self.netns)))
     }
 
+    /// Polls the namespace's links until `not_ready` names none (it returns the names of links
+    /// not ready yet), or fails after [`LINK_READY_TIMEOUT`] naming them.
+    async fn wait_links<F>(&self, what: &str, not_ready: F) -> Result<(), ProviderError>
+    where
+        F: Fn(&[LinkMessage]) -> Vec<String>,
+    {
+        let deadline = Instant::now() + LINK_READY_TIMEOUT;
+        loop {
+            let links: Vec<LinkMessage> = self
+                .handle
+                .link()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail("listing links", e))?;
+            let missing = not_ready(&links);
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(failed(format!(
+                    "{what} in namespace {:?} after {} s: {}",
+                    self.netns,
+                    LINK_READY_TIMEOUT.as_secs(),
+                    missing.join(", ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     async fn set_up(&self, index: u32, what: &str) -> Result<(), ProviderError> {
         self.handle
             .link()
@@ -378,6 +414,57 @@ impl Netlink {
             .await
             .map_err(|e| self.fail(&format!("setting {what} up"), e))
     }
+}
+
+/// How long links may take to become operational (see [`wait_ports_forwarding`]).
+const LINK_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn link_name(m: &LinkMessage) -> Option<&str> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+fn oper_up(m: &LinkMessage) -> bool {
+    m.attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+}
+
+fn forwarding(m: &LinkMessage) -> bool {
+    m.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {
+            LinkInfo::PortData(InfoPortData::BridgePort(attrs)) => attrs
+                .iter()
+                .any(|b| matches!(b, InfoBridgePort::State(BridgePortState::Forwarding))),
+            _ => false,
+        }),
+        _ => false,
+    })
+}
+
+/// Waits until every pod's bridge port forwards.
+///
+/// The kernel applies a carrier change asynchronously (its link-watch work enables the bridge
+/// port and activates the device's queue a moment after both veth ends are up); netlink set-up
+/// finishes within milliseconds, so without this wait the first probes of a step could be sent
+/// into a port that still drops them and time out as if a policy had denied them.
+pub async fn wait_ports_forwarding(node: &str, pods: &[PodLink]) -> Result<(), ProviderError> {
+    let nl = Netlink::open(node).await?;
+    let ports: Vec<String> = pods.iter().map(|p| format!("v{}", p.index)).collect();
+    nl.wait_links("bridge ports not forwarding", |links| {
+        ports
+            .iter()
+            .filter(|want| {
+                !links
+                    .iter()
+                    .any(|l| link_name(l) == Some(want.as_str()) && forwarding(l))
+            })
+            .cloned()
+            .collect()
+    })
+    .await
 }
 
 /// Loopback is always interface 1 in a network namespace.
@@ -480,7 +567,14 @@ pub async fn setup_pod(pod: &PodLink, all: &[PodLink]) -> Result<(), ProviderErr
     while let Some(r) = results.next().await {
         r?;
     }
-    Ok(())
+    // Carrier is applied asynchronously: wait until eth0 is operational (its queue active).
+    nl.wait_links("eth0 not operational", |links| {
+        let up = links
+            .iter()
+            .any(|l| link_name(l) == Some("eth0") && oper_up(l));
+        if up { Vec::new() } else { vec!["eth0".into()] }
+    })
+    .await
 }
 
 /// Replaces a pod's nftables table in one transaction: `nft -j -f -` reading the JSON document,
