@@ -157,9 +157,6 @@ async fn hostile_names_become_literal_namespaces_and_run_nothing() {
             probe: Probe::new(port, Protocol::Tcp),
         };
         let obs = session.probe(&[req(80), req(81)], TIMEOUT).await;
-        for k in 0..4 {
-            let o = session.probe(&[req(80)], TIMEOUT).await;
-        }
         assert_eq!(
             obs[0].result,
             Connectivity::Connected,
