@@ -552,20 +552,12 @@ pub async fn setup_pod(pod: &PodLink, all: &[PodLink]) -> Result<(), ProviderErr
     } else {
         Vec::new()
     };
-    let jobs = neighbours.into_iter().map(|(ip, mac)| async move {
-        nl.handle
-            .neighbours()
-            .add(eth0, IpAddr::V4(ip))
-            .link_layer_address(&mac)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
+    if !neighbours.is_empty() {
+        let count = neighbours.len();
+        in_netns(&pod.netns, move || add_neighbours(eth0, &neighbours))
             .await
-            .map_err(|e| nl.fail(&format!("adding neighbour {ip}"), e))
-    });
-    let mut results = futures::stream::iter(jobs).buffer_unordered(NETLINK_PIPELINE);
-    while let Some(r) = results.next().await {
-        r?;
+            .map_err(failed)?
+            .map_err(|e| failed(format!("adding {count} neighbours in {:?}: {e}", pod.netns)))?;
     }
     // Carrier is applied asynchronously: wait until eth0 is operational (its queue active).
     nl.wait_links("eth0 not operational", |links| {
@@ -575,6 +567,98 @@ pub async fn setup_pod(pod: &PodLink, all: &[PodLink]) -> Result<(), ProviderErr
         if up { Vec::new() } else { vec!["eth0".into()] }
     })
     .await
+}
+
+/// Neighbour requests sent in one `sendmsg` (about 60 bytes each, well within a socket's send
+/// buffer).
+const NEIGHBOUR_BATCH: usize = 1024;
+
+/// Adds permanent neighbours on interface `eth0` of the calling thread's namespace, batched:
+/// the kernel processes every request of one `sendmsg` in that call, so n × (n − 1) entries of a
+/// big session cost a few thousand system calls instead of one request/acknowledgement round
+/// trip each. Only the last request of a batch asks for an acknowledgement; a failing one is
+/// answered with an error anyway, before it.
+fn add_neighbours(eth0: u32, entries: &[(Ipv4Addr, [u8; 6])]) -> Result<(), String> {
+    use rtnetlink::packet_core::{
+        NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    };
+    use rtnetlink::packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourMessage,
+    };
+    use rtnetlink::packet_route::route::RouteType;
+    use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| format!("netlink socket: {e}"))?;
+    sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(|e| format!("netlink connect: {e}"))?;
+    // Errors then carry only the header of the failed request, not the request itself.
+    let _ = sock.set_cap_ack(true);
+    let mut seq = 0u32;
+    for chunk in entries.chunks(NEIGHBOUR_BATCH) {
+        let mut buf = Vec::with_capacity(chunk.len() * 64);
+        for (k, (ip, mac)) in chunk.iter().enumerate() {
+            let mut m = NeighbourMessage::default();
+            m.header.family = AddressFamily::Inet;
+            m.header.ifindex = eth0;
+            m.header.state = NeighbourState::Permanent;
+            m.header.kind = RouteType::Unspec;
+            m.attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(*ip)));
+            m.attributes
+                .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+            let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(m));
+            req.header.flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
+            if k + 1 == chunk.len() {
+                req.header.flags |= NLM_F_ACK;
+            }
+            seq += 1;
+            req.header.sequence_number = seq;
+            req.finalize();
+            let at = buf.len();
+            buf.resize(at + req.buffer_len(), 0);
+            req.serialize(&mut buf[at..]);
+        }
+        let sent = sock
+            .send(&buf, 0)
+            .map_err(|e| format!("netlink send: {e}"))?;
+        if sent != buf.len() {
+            return Err(format!("netlink took {sent} of {} bytes", buf.len()));
+        }
+        // Read answers until the acknowledgement of the batch's last request.
+        let mut done = false;
+        while !done {
+            let (data, _) = sock
+                .recv_from_full()
+                .map_err(|e| format!("netlink receive: {e}"))?;
+            let mut at = 0;
+            while at < data.len() && !done {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
+                    .map_err(|e| format!("netlink answer: {e}"))?;
+                if let NetlinkPayload::Error(e) = &msg.payload {
+                    if let Some(code) = e.code {
+                        let idx = (msg.header.sequence_number as usize).saturating_sub(1);
+                        let ip = entries
+                            .get(idx)
+                            .map(|(ip, _)| ip.to_string())
+                            .unwrap_or_default();
+                        return Err(format!(
+                            "neighbour {ip}: {}",
+                            std::io::Error::from_raw_os_error(-code.get())
+                        ));
+                    }
+                    done = msg.header.sequence_number == seq;
+                }
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Err("netlink answer of length 0".into());
+                }
+                at += len;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces a pod's nftables table in one transaction: `nft -j -f -` reading the JSON document,
