@@ -137,10 +137,10 @@ where
         .stack_size(256 * 1024)
         .spawn(move || {
             let entered = File::open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))
+                .map_err(|e| format!("cannot open {path:?}: {e}"))
                 .and_then(|ns| {
                     nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| format!("cannot enter {}: {e}", path.display()))
+                        .map_err(|e| format!("cannot enter {path:?}: {e}"))
                 });
             let _ = tx.send(entered.map(|()| f()));
         })
@@ -211,7 +211,7 @@ fn create_one(name: &str) -> Result<(), String> {
         OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    .map_err(|e| format!("cannot create {path:?}: {e}"))?;
     drop(file);
     let made = nix::sched::unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("cannot create a network namespace for {name:?}: {e}"))
@@ -223,7 +223,7 @@ fn create_one(name: &str) -> Result<(), String> {
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(|e| format!("cannot bind the new namespace to {}: {e}", path.display()))
+            .map_err(|e| format!("cannot bind the new namespace to {path:?}: {e}"))
         });
     if made.is_err() {
         let _ = std::fs::remove_file(&path);
@@ -268,12 +268,12 @@ fn delete_one(name: &str) -> Result<(), String> {
     match nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
         // EINVAL: not a mount point (a file left by a failed creation).
         Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
-        Err(e) => return Err(format!("cannot unmount {}: {e}", path.display())),
+        Err(e) => return Err(format!("cannot unmount {path:?}: {e}")),
     }
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+        Err(e) => Err(format!("cannot remove {path:?}: {e}")),
     }
 }
 
