@@ -168,6 +168,10 @@ impl AuditReport {
     }
 }
 
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn pad(s: &str, w: usize) -> String {
     format!("{s:w$}")
 }
@@ -230,11 +234,11 @@ pub fn render_text(r: &AuditReport) -> String {
     let s = &r.summary;
     let _ = writeln!(
         out,
-        "\n{} workloads ({} pods in {} namespaces), {} NetworkPolicies{}",
-        s.classes,
-        s.pods,
-        s.namespaces,
-        s.policies,
+        "\n{} ({} in {}), {}{}",
+        plural(s.classes, "workload", "workloads"),
+        plural(s.pods, "pod", "pods"),
+        plural(s.namespaces, "namespace", "namespaces"),
+        plural(s.policies, "NetworkPolicy", "NetworkPolicies"),
         if s.excluded > 0 {
             format!("; {} pods excluded (listed at the end)", s.excluded)
         } else {
