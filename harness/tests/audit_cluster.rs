@@ -63,8 +63,14 @@ fn audit_groups_a_cluster_by_workload_and_says_what_is_exposed() {
             (
                 c["name"].as_str().unwrap_or_default().to_string(),
                 (
-                    c["workload"]["kind"].as_str().unwrap_or_default().to_string(),
-                    c["workload"]["name"].as_str().unwrap_or_default().to_string(),
+                    c["workload"]["kind"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    c["workload"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                     c["pods"].as_array().map_or(0, Vec::len),
                 ),
             )
@@ -107,11 +113,9 @@ fn audit_groups_a_cluster_by_workload_and_says_what_is_exposed() {
     assert_eq!(v["cni"]["name"], "aws-vpc-cni");
     assert_eq!(v["cni"]["enforces"], false);
     assert!(
-        v["warnings"]
-            .as_array()
-            .expect("warnings")
-            .iter()
-            .any(|w| w.as_str().is_some_and(|w| w.contains("does not enforce NetworkPolicy"))),
+        v["warnings"].as_array().expect("warnings").iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("does not enforce NetworkPolicy"))),
         "{}",
         v["warnings"]
     );
@@ -130,7 +134,10 @@ fn audit_groups_a_cluster_by_workload_and_says_what_is_exposed() {
         "shop/backend accepts 8080/TCP from 1 workload: shop/frontend",
         "payments/api accepts 8443/TCP from no workload (every connection to it is denied)",
     ] {
-        assert!(findings.contains(&want.to_string()), "missing {want:?} in {findings:#?}");
+        assert!(
+            findings.contains(&want.to_string()),
+            "missing {want:?} in {findings:#?}"
+        );
     }
 
     // Read-only: only GETs, and the pod list was followed page by page.
@@ -140,7 +147,10 @@ fn audit_groups_a_cluster_by_workload_and_says_what_is_exposed() {
         .iter()
         .filter(|r| r.path == "/api/v1/pods")
         .count();
-    assert!(pod_pages >= 3, "19 pods in pages of 6: {pod_pages} requests");
+    assert!(
+        pod_pages >= 3,
+        "19 pods in pages of 6: {pod_pages} requests"
+    );
 
     // The saved dump gives `expect` the same matrix, pod by pod.
     let e = std::process::Command::new(env!("CARGO_BIN_EXE_netpolc"))
@@ -163,15 +173,24 @@ fn audit_groups_a_cluster_by_workload_and_says_what_is_exposed() {
                 .map(move |p| (p.as_str().unwrap_or_default().to_string(), name.clone()))
         })
         .collect();
-    let probes = ev["scenarios"][0]["steps"][0]["probes"].as_array().expect("probes");
+    let probes = ev["scenarios"][0]["steps"][0]["probes"]
+        .as_array()
+        .expect("probes");
     assert_eq!(probes.len(), v["probes"].as_array().map_or(0, Vec::len));
     let mut cells = 0;
     for (ep, ap) in probes.iter().zip(v["probes"].as_array().expect("probes")) {
-        assert_eq!((&ep["port"], &ep["protocol"]), (&ap["port"], &ap["protocol"]));
+        assert_eq!(
+            (&ep["port"], &ep["protocol"]),
+            (&ap["port"], &ap["protocol"])
+        );
         for (from, row) in ep["allowed"].as_object().expect("rows") {
             for (to, allowed) in row.as_object().expect("row") {
                 let (cf, ct) = (&class_of[from], &class_of[to]);
-                assert_eq!(allowed, &ap["allowed"][cf][ct], "{from} -> {to} {}", ep["port"]);
+                assert_eq!(
+                    allowed, &ap["allowed"][cf][ct],
+                    "{from} -> {to} {}",
+                    ep["port"]
+                );
                 cells += 1;
             }
         }
@@ -180,7 +199,11 @@ fn audit_groups_a_cluster_by_workload_and_says_what_is_exposed() {
 
     let page = std::fs::read_to_string(&html).expect("html written");
     assert!(page.contains("Content-Security-Policy"));
-    assert_eq!(page.matches("<tr id=\"class-").count(), 8, "one row per workload");
+    assert_eq!(
+        page.matches("<tr id=\"class-").count(),
+        8,
+        "one row per workload"
+    );
     assert!(page.contains("StatefulSet db") && page.contains("does not enforce NetworkPolicy"));
     assert!(!page.contains("<script"), "the audit page needs no script");
 }
@@ -191,11 +214,23 @@ fn the_table_reads_per_workload() {
     let o = api.netpolc(&["audit", "--context", "fake-eks", "--port", "5432/TCP"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.starts_with("netpolc audit: cluster fake-eks (Kubernetes v1.31.2-eks-7f9249a)\n"), "{out}");
-    assert!(out.contains("CNI: aws-vpc-cni (does NOT enforce NetworkPolicy;"), "{out}");
-    assert!(out.contains("  shop/db                StatefulSet db"), "{out}");
+    assert!(
+        out.starts_with("netpolc audit: cluster fake-eks (Kubernetes v1.31.2-eks-7f9249a)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CNI: aws-vpc-cni (does NOT enforce NetworkPolicy;"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  shop/db                StatefulSet db"),
+        "{out}"
+    );
     // Only the asked port, and only the workloads that declare it as columns.
-    assert!(out.contains("  5432/TCP\n    -                     shop/db\n"), "{out}");
+    assert!(
+        out.contains("  5432/TCP\n    -                     shop/db\n"),
+        "{out}"
+    );
     assert!(out.contains("    monitoring/prometheus .\n"), "{out}");
     assert!(out.contains("    payments/api          X\n"), "{out}");
     assert!(!out.contains("  80/TCP\n"), "{out}");
@@ -218,13 +253,14 @@ fn unlisted_workloads_fall_back_to_label_names_and_forbidden_pods_stop_the_audit
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert!(names.contains("shop/frontend") && names.contains("kube-system/coredns"), "{names:?}");
     assert!(
-        v["warnings"]
-            .as_array()
-            .expect("warnings")
-            .iter()
-            .any(|w| w.as_str().is_some_and(|w| w.starts_with("cannot list replicasets"))),
+        names.contains("shop/frontend") && names.contains("kube-system/coredns"),
+        "{names:?}"
+    );
+    assert!(
+        v["warnings"].as_array().expect("warnings").iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.starts_with("cannot list replicasets"))),
         "{}",
         v["warnings"]
     );
@@ -251,7 +287,11 @@ fn an_unreachable_cluster_is_exit_3() {
     std::fs::write(api.kubeconfig(), text).expect("rewrite");
     let o = api.netpolc(&["audit"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("contacting the API server"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("contacting the API server"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -260,16 +300,34 @@ fn probing_needs_an_acknowledgement_and_a_dry_run_changes_nothing() {
     let o = api.netpolc(&["audit", "--probe", "--run-id", "t1"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("Kubernetes cannot remove an ephemeral container"), "{err}");
+    assert!(
+        err.contains("Kubernetes cannot remove an ephemeral container"),
+        "{err}"
+    );
     assert!(err.contains("pods/ephemeralcontainers: patch"), "{err}");
     assert!(err.contains("--accept-ephemeral-containers"), "{err}");
     assert!(mutating(&api).is_empty());
 
-    let o = api.netpolc(&["audit", "--probe", "--dry-run", "--run-id", "t1", "--max-pods", "3"]);
+    let o = api.netpolc(&[
+        "audit",
+        "--probe",
+        "--dry-run",
+        "--run-id",
+        "t1",
+        "--max-pods",
+        "3",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("would add ephemeral container netpolc-probe-t1 to pod"), "{out}");
-    assert_eq!(out.matches("would add ephemeral container").count(), 3, "{out}");
+    assert!(
+        out.contains("would add ephemeral container netpolc-probe-t1 to pod"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("would add ephemeral container").count(),
+        3,
+        "{out}"
+    );
     assert!(out.contains("/agnhost connect 10.0.2."), "{out}");
     assert!(out.contains("beyond --max-pods 3"), "{out}");
     assert!(out.contains("only TCP is probed"), "{out}");
@@ -325,7 +383,11 @@ fn a_cluster_that_lets_everything_through_ignores_its_policies() {
     let (api, o) = probe_run(Box::new(|_, _, _| (0, String::new())));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v = json(&o);
-    assert_eq!(v["observed"]["verdict"], "ignores-policies", "{}", v["observed"]["headline"]);
+    assert_eq!(
+        v["observed"]["verdict"], "ignores-policies",
+        "{}",
+        v["observed"]["headline"]
+    );
     assert!(
         v["observed"]["headline"]
             .as_str()
@@ -337,12 +399,18 @@ fn a_cluster_that_lets_everything_through_ignores_its_policies() {
     let writes = mutating(&api);
     assert!(!writes.is_empty());
     assert!(
-        writes.iter().all(|w| w.starts_with("PATCH /api/v1/namespaces/") && w.ends_with("/ephemeralcontainers")),
+        writes
+            .iter()
+            .all(|w| w.starts_with("PATCH /api/v1/namespaces/")
+                && w.ends_with("/ephemeralcontainers")),
         "{writes:?}"
     );
     let patched: BTreeSet<String> = api.ephemeral().into_iter().map(|e| e.0).collect();
     assert_eq!(patched.len(), writes.len(), "one patch per pod");
-    assert!(patched.len() <= 8, "at most one pod per workload: {patched:?}");
+    assert!(
+        patched.len() <= 8,
+        "at most one pod per workload: {patched:?}"
+    );
     assert!(api.ephemeral().iter().all(|e| e.1 == "netpolc-probe-t2"));
 }
 
@@ -357,7 +425,8 @@ fn a_cluster_that_enforces_its_policies_is_told_so() {
         } else if dst.starts_with("shop/backend-") {
             source.starts_with("shop/frontend-") && port == 8080
         } else if dst.starts_with("shop/db-") {
-            (source.starts_with("shop/backend-") || source.starts_with("monitoring/")) && port == 5432
+            (source.starts_with("shop/backend-") || source.starts_with("monitoring/"))
+                && port == 5432
         } else if dst.starts_with("shop/frontend-") {
             port == 80
         } else {
@@ -372,8 +441,18 @@ fn a_cluster_that_enforces_its_policies_is_told_so() {
     let (_api, o) = probe_run(Box::new(answer));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = json(&o);
-    assert_eq!(v["observed"]["verdict"], "enforcing", "{}", v["observed"]["headline"]);
+    assert_eq!(
+        v["observed"]["verdict"], "enforcing",
+        "{}",
+        v["observed"]["headline"]
+    );
     let cells = v["observed"]["cells"].as_array().expect("cells");
-    assert!(cells.iter().any(|c| c["expected"] == false), "denied cells were probed");
-    assert!(cells.iter().all(|c| c["judgement"] == "agrees"), "{cells:#?}");
+    assert!(
+        cells.iter().any(|c| c["expected"] == false),
+        "denied cells were probed"
+    );
+    assert!(
+        cells.iter().all(|c| c["judgement"] == "agrees"),
+        "{cells:#?}"
+    );
 }

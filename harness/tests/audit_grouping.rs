@@ -24,9 +24,17 @@ use serde_json::{Value, json};
 fn assert_sound(model: &Model, policies: &[CompiledPolicy], probes: &[Probe], what: &str) {
     let a = Analysis::new(model, policies, &BTreeMap::new(), probes);
     let members: usize = a.grouping.classes.iter().map(|c| c.pods.len()).sum();
-    assert_eq!(members, model.pods.len(), "{what}: classes partition the pods");
+    assert_eq!(
+        members,
+        model.pods.len(),
+        "{what}: classes partition the pods"
+    );
     let distinct: BTreeSet<&PodRef> = a.grouping.classes.iter().flat_map(|c| &c.pods).collect();
-    assert_eq!(distinct.len(), model.pods.len(), "{what}: no pod in two classes");
+    assert_eq!(
+        distinct.len(),
+        model.pods.len(),
+        "{what}: no pod in two classes"
+    );
     let oracle = Oracle::new(model, policies);
     for (pi, probe) in a.probes.iter().enumerate() {
         let full = oracle.matrix(*probe);
@@ -45,11 +53,7 @@ fn assert_sound(model: &Model, policies: &[CompiledPolicy], probes: &[Probe], wh
 
 fn load_steps(path: &PathBuf) -> Vec<Step> {
     let loaded = load_paths(std::slice::from_ref(path)).unwrap_or_else(|e| panic!("{e}"));
-    loaded
-        .scenarios
-        .into_iter()
-        .flat_map(|s| s.steps)
-        .collect()
+    loaded.scenarios.into_iter().flat_map(|s| s.steps).collect()
 }
 
 #[rstest]
@@ -105,9 +109,13 @@ fn random_policy(rng: &mut Rng, model: &Model, n: usize) -> CompiledPolicy {
         let ns = *rng.pick(&nss);
         match rng.below(4) {
             0 => json!({"podSelector": selector(rng, p)}),
-            1 => json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}}}),
+            1 => {
+                json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}}})
+            }
             2 => json!({"namespaceSelector": {}, "podSelector": selector(rng, p)}),
-            _ => json!({"ipBlock": {"cidr": format!("{}/24", p.ip), "except": [format!("{}/32", p.ip)]}}),
+            _ => {
+                json!({"ipBlock": {"cidr": format!("{}/24", p.ip), "except": [format!("{}/32", p.ip)]}})
+            }
         }
     };
     let ports = |rng: &mut Rng| -> Option<Value> {
@@ -176,7 +184,9 @@ fn what_if_flips_exactly_the_symmetric_difference(
     let seed = path
         .to_string_lossy()
         .bytes()
-        .fold(0x9e37_79b9_7f4a_7c15_u64, |h, b| h.rotate_left(5) ^ u64::from(b))
+        .fold(0x9e37_79b9_7f4a_7c15_u64, |h, b| {
+            h.rotate_left(5) ^ u64::from(b)
+        })
         | 1;
     let mut rng = Rng(seed);
     let steps = load_steps(&path);
@@ -210,8 +220,11 @@ fn what_if_flips_exactly_the_symmetric_difference(
         let mut total = 0;
         for pf in &report.probes {
             let probe = Probe::new(pf.port, pf.protocol);
-            let listed: BTreeSet<(PodRef, PodRef)> =
-                pf.flips.iter().flat_map(|f| f.cells.iter().cloned()).collect();
+            let listed: BTreeSet<(PodRef, PodRef)> = pf
+                .flips
+                .iter()
+                .flat_map(|f| f.cells.iter().cloned())
+                .collect();
             let listed_count: usize = pf.flips.iter().map(|f| f.cells.len()).sum();
             assert_eq!(listed_count, listed.len(), "no cell listed twice");
             let expected = symmetric_difference(&step.model, &step.policies, &after, probe);
@@ -261,7 +274,10 @@ fn model_strategy() -> impl Strategy<Value = Model> {
             for (i, ns) in ["x", "y"].iter().enumerate() {
                 m.namespaces.insert(
                     ns.to_string(),
-                    Namespace::new(*ns, Labels::from([("env".to_string(), envs[i].to_string())])),
+                    Namespace::new(
+                        *ns,
+                        Labels::from([("env".to_string(), envs[i].to_string())]),
+                    ),
                 );
             }
             let mut ip = 2u8;
@@ -296,9 +312,11 @@ fn model_strategy() -> impl Strategy<Value = Model> {
 fn selector_strategy() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(json!({})),
-        prop::sample::select(vec!["web", "db", "api"]).prop_map(|a| json!({"matchLabels": {"app": a}})),
-        prop::sample::select(vec!["blue", "green"])
-            .prop_map(|t| json!({"matchExpressions": [{"key": "track", "operator": "NotIn", "values": [t]}]})),
+        prop::sample::select(vec!["web", "db", "api"])
+            .prop_map(|a| json!({"matchLabels": {"app": a}})),
+        prop::sample::select(vec!["blue", "green"]).prop_map(
+            |t| json!({"matchExpressions": [{"key": "track", "operator": "NotIn", "values": [t]}]})
+        ),
         Just(json!({"matchExpressions": [{"key": "track", "operator": "DoesNotExist"}]})),
     ]
 }
@@ -321,7 +339,10 @@ fn policy_strategy() -> impl Strategy<Value = Value> {
     let rule = |key: &'static str| {
         (
             prop::option::of(prop::collection::vec(peer_strategy(), 1..3)),
-            prop::option::of(prop::sample::select(vec![json!([{"port": 80}]), json!([{"port": "web"}])])),
+            prop::option::of(prop::sample::select(vec![
+                json!([{"port": 80}]),
+                json!([{"port": "web"}]),
+            ])),
         )
             .prop_map(move |(peers, ports)| {
                 let mut r = serde_json::Map::new();

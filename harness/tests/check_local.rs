@@ -65,11 +65,18 @@ fn an_enforcing_dataplane_is_enforcing() {
     assert_eq!(v["cni"], "nftables");
     assert_eq!(v["baseline"]["connectivity"], "connected");
     assert!(
-        matches!(v["deny"]["connectivity"].as_str(), Some("timeout" | "refused")),
+        matches!(
+            v["deny"]["connectivity"].as_str(),
+            Some("timeout" | "refused")
+        ),
         "{v:#}"
     );
     assert!(v["enforced_after_ms"].is_u64(), "{v:#}");
-    assert!(netns_of_run(run).is_empty(), "left behind: {:?}", netns_of_run(run));
+    assert!(
+        netns_of_run(run).is_empty(),
+        "left behind: {:?}",
+        netns_of_run(run)
+    );
 }
 
 #[test]
@@ -105,8 +112,15 @@ fn an_interrupted_check_leaves_nothing_behind() {
     // `none` never converges, so the check is still waiting for enforcement when interrupted.
     let child = Command::new(BIN)
         .args([
-            "check", "--provider", "local", "--cni", "none", "--run-id", run,
-            "--step-timeout-ms", "30000",
+            "check",
+            "--provider",
+            "local",
+            "--cni",
+            "none",
+            "--run-id",
+            run,
+            "--step-timeout-ms",
+            "30000",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -114,15 +128,27 @@ fn an_interrupted_check_leaves_nothing_behind() {
         .expect("netpolc starts");
     let start = Instant::now();
     while netns_of_run(run).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the check created no namespaces");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the check created no namespaces"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(1500));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal sent");
     let out = child.wait_with_output().expect("netpolc exits");
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(netns_of_run(run).is_empty(), "left behind: {:?}", netns_of_run(run));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        netns_of_run(run).is_empty(),
+        "left behind: {:?}",
+        netns_of_run(run)
+    );
 }
 
 #[test]
@@ -131,7 +157,12 @@ fn the_cluster_plan_names_and_labels_the_throwaway_namespace_with_the_run_id() {
         .args(["check", "--dry-run", "--run-id", "chk-1"])
         .output()
         .expect("netpolc runs");
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let plan = String::from_utf8_lossy(&o.stdout);
     assert!(plan.contains("netpolc-chk-1-0-check"), "{plan}");
     assert!(plan.contains("netpolc.io/run-id: chk-1"), "{plan}");
@@ -150,11 +181,24 @@ fn an_unreachable_cluster_cannot_tell() {
         .replace(&api.port.to_string(), &port.to_string());
     std::fs::write(api.kubeconfig(), text).expect("rewrite");
     let o = api.netpolc(&["check", "--format", "json"]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["verdict"], "cannot-tell");
-    assert!(v["reason"].as_str().is_some_and(|r| r.contains("contacting the API server")), "{v:#}");
-    assert!(api.requests().iter().all(|r| r.method == "GET"), "nothing was created");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("contacting the API server")),
+        "{v:#}"
+    );
+    assert!(
+        api.requests().iter().all(|r| r.method == "GET"),
+        "nothing was created"
+    );
 }
 
 #[test]

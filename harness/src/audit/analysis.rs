@@ -30,7 +30,11 @@ pub struct Analysis<'a> {
 }
 
 /// Policies whose podSelector selects `pod` for `dir`.
-pub fn selecting(policies: &[CompiledPolicy], pod: &crate::model::Pod, dir: Direction) -> Vec<PolicyRef> {
+pub fn selecting(
+    policies: &[CompiledPolicy],
+    pod: &crate::model::Pod,
+    dir: Direction,
+) -> Vec<PolicyRef> {
     policies
         .iter()
         .filter(|p| {

@@ -145,7 +145,12 @@ fn seen(c: &CellReport) -> Seen {
     }
 }
 
-fn cell<'a>(report: &'a RunReport, step: &str, from: &PodRef, to: &PodRef) -> Option<&'a CellReport> {
+fn cell<'a>(
+    report: &'a RunReport,
+    step: &str,
+    from: &PodRef,
+    to: &PodRef,
+) -> Option<&'a CellReport> {
     report
         .scenarios
         .first()?
@@ -154,7 +159,9 @@ fn cell<'a>(report: &'a RunReport, step: &str, from: &PodRef, to: &PodRef) -> Op
         .find(|s| s.name == step)?
         .cells
         .iter()
-        .find(|c| &c.from == from && &c.to == to && c.port == PROBE.port && c.protocol == PROBE.protocol)
+        .find(|c| {
+            &c.from == from && &c.to == to && c.port == PROBE.port && c.protocol == PROBE.protocol
+        })
 }
 
 fn describe(s: &Seen) -> String {
@@ -274,7 +281,11 @@ pub fn render_text(r: &CheckResult) -> String {
     }
     out.push('\n');
     if let Some(b) = &r.baseline {
-        let _ = writeln!(out, "  baseline (no policy): client -> server 80/TCP {}", describe(b));
+        let _ = writeln!(
+            out,
+            "  baseline (no policy): client -> server 80/TCP {}",
+            describe(b)
+        );
     }
     if let Some(d) = &r.deny {
         let _ = writeln!(
@@ -342,8 +353,17 @@ mod tests {
                 name: "enforcement-check".into(),
                 source: "netpolc-check".into(),
                 steps: vec![
-                    step("baseline", vec![c(&cl, &sv, true, base), c(&sv, &cl, true, Connectivity::Connected)]),
-                    step("deny", vec![c(&cl, &sv, false, deny), c(&sv, &cl, true, back)]),
+                    step(
+                        "baseline",
+                        vec![
+                            c(&cl, &sv, true, base),
+                            c(&sv, &cl, true, Connectivity::Connected),
+                        ],
+                    ),
+                    step(
+                        "deny",
+                        vec![c(&cl, &sv, false, deny), c(&sv, &cl, true, back)],
+                    ),
                 ],
             }],
             run_id: "t".into(),
@@ -370,7 +390,11 @@ mod tests {
         assert_eq!(v(Error, Connected), CheckVerdict::CannotTell);
         assert_eq!(v(Connected, Error), CheckVerdict::CannotTell);
         let r = judge(&report(Timeout, Timeout, Connected), None);
-        assert!(r.reason.contains("the allowed probe failed too"), "{}", r.reason);
+        assert!(
+            r.reason.contains("the allowed probe failed too"),
+            "{}",
+            r.reason
+        );
         let r = judge(&report(Connected, Timeout, Connected), None);
         assert_eq!(r.enforced_after_ms, Some(420));
         assert!(r.notes.is_empty());
@@ -389,9 +413,54 @@ mod tests {
         assert_eq!(CheckVerdict::Enforcing.exit_code(), 0);
         assert_eq!(CheckVerdict::IgnoringNetworkPolicy.exit_code(), 1);
         assert_eq!(CheckVerdict::CannotTell.exit_code(), 3);
-        let r = judge_error(&ProviderError::Failed("pods not Ready after 120s: check/server Pending (ErrImagePull)".into()), "calico");
+        let r = judge_error(
+            &ProviderError::Failed(
+                "pods not Ready after 120s: check/server Pending (ErrImagePull)".into(),
+            ),
+            "calico",
+        );
         assert_eq!(r.verdict, CheckVerdict::CannotTell);
         assert!(r.reason.starts_with("the check's pods never became ready"));
+    }
+
+    /// The VPC CNI's policy agent is the `aws-eks-nodeagent` container (image
+    /// `…/aws-network-policy-agent`); it enforces only with `--enable-network-policy=true`.
+    #[test]
+    fn the_vpc_cni_enforces_only_with_its_agent_switched_on() {
+        use crate::provider::kubeconfig::{DaemonSetFacts, detect_cni};
+        let aws = |agent: Option<&str>| {
+            DaemonSetFacts {
+            namespace: "kube-system".into(),
+            name: "aws-node".into(),
+            containers: std::iter::once((
+                "aws-node".to_string(),
+                "602401143452.dkr.ecr.eu-west-1.amazonaws.com/amazon-k8s-cni:v1.19.2".to_string(),
+                vec![],
+            ))
+            .chain(agent.map(|flag| {
+                (
+                    "aws-eks-nodeagent".to_string(),
+                    "602401143452.dkr.ecr.eu-west-1.amazonaws.com/amazon/aws-network-policy-agent:v1.1.6".to_string(),
+                    vec!["--enable-ipv6=false".to_string(), flag.to_string()],
+                )
+            }))
+            .collect(),
+        }
+        };
+        let on = detect_cni(&[aws(Some("--enable-network-policy=true"))]);
+        assert_eq!(
+            (on.name.as_str(), on.enforces),
+            ("aws-vpc-cni", Some(true)),
+            "{on:?}"
+        );
+        let off = detect_cni(&[aws(Some("--enable-network-policy=false"))]);
+        assert_eq!(off.enforces, Some(false), "{off:?}");
+        assert!(
+            off.evidence.contains("network policy agent present"),
+            "{off:?}"
+        );
+        let none = detect_cni(&[aws(None)]);
+        assert_eq!(none.enforces, Some(false));
     }
 
     #[test]

@@ -124,10 +124,17 @@ pub fn findings(a: &Analysis<'_>) -> Vec<Finding> {
                 let Some(pol) = a.policies.iter().find(|p| &p.key == key) else {
                     continue;
                 };
-                for (ri, rule) in pol.rules(Direction::Ingress).unwrap_or(&[]).iter().enumerate() {
+                for (ri, rule) in pol
+                    .rules(Direction::Ingress)
+                    .unwrap_or(&[])
+                    .iter()
+                    .enumerate()
+                {
                     let port_ok = rule.ports.as_ref().is_none_or(|ps| {
                         ps.iter().any(|pm| {
-                            pm.matches(probe.protocol, probe.port, |n, proto| rep.named_port(n, proto))
+                            pm.matches(probe.protocol, probe.port, |n, proto| {
+                                rep.named_port(n, proto)
+                            })
                         })
                     });
                     if !port_ok {
@@ -141,7 +148,8 @@ pub fn findings(a: &Analysis<'_>) -> Vec<Finding> {
                         Some(peers) => {
                             for peer in peers {
                                 if let Peer::IpBlock { cidr, except } = peer {
-                                    let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+                                    let ex: Vec<String> =
+                                        except.iter().map(|e| e.to_string()).collect();
                                     sources.insert(if ex.is_empty() {
                                         cidr.to_string()
                                     } else {
@@ -166,7 +174,11 @@ pub fn findings(a: &Analysis<'_>) -> Vec<Finding> {
                     severity: Severity::Warning,
                     kind: FindingKind::AcceptsExternal,
                     subject: c.name.clone(),
-                    text: format!("{} accepts {probe} from {what} ({})", c.name, rules.join(", ")),
+                    text: format!(
+                        "{} accepts {probe} from {what} ({})",
+                        c.name,
+                        rules.join(", ")
+                    ),
                     classes: vec![],
                 });
             }
@@ -209,12 +221,18 @@ pub fn findings(a: &Analysis<'_>) -> Vec<Finding> {
             let Some(pi) = a.probes.iter().position(|p| *p == probe) else {
                 continue;
             };
-            let sources: Vec<usize> = (0..classes.len()).filter(|&s| a.allowed(pi, s, i)).collect();
+            let sources: Vec<usize> = (0..classes.len())
+                .filter(|&s| a.allowed(pi, s, i))
+                .collect();
             out.push(Finding {
                 severity: Severity::Info,
                 kind: FindingKind::Accepts,
                 subject: c.name.clone(),
-                text: format!("{} accepts {probe} from {}", c.name, describe_sources(a, &sources, &by_ns)),
+                text: format!(
+                    "{} accepts {probe} from {}",
+                    c.name,
+                    describe_sources(a, &sources, &by_ns)
+                ),
                 classes: sources.iter().map(|&s| classes[s].name.clone()).collect(),
             });
         }
@@ -250,7 +268,11 @@ fn served(a: &Analysis<'_>, class: usize) -> Vec<crate::model::Probe> {
     a.probes
         .iter()
         .copied()
-        .filter(|p| c.ports.iter().any(|cp| cp.port == p.port && cp.protocol == p.protocol))
+        .filter(|p| {
+            c.ports
+                .iter()
+                .any(|cp| cp.port == p.port && cp.protocol == p.protocol)
+        })
         .collect()
 }
 
@@ -265,7 +287,11 @@ fn describe_labels(l: &crate::model::Labels) -> String {
 
 /// "every workload in the cluster", "every pod in 3 namespaces (a, b, c) and 2 workloads: x/y,
 /// x/z", "no workload".
-fn describe_sources(a: &Analysis<'_>, sources: &[usize], by_ns: &BTreeMap<&str, Vec<usize>>) -> String {
+fn describe_sources(
+    a: &Analysis<'_>,
+    sources: &[usize],
+    by_ns: &BTreeMap<&str, Vec<usize>>,
+) -> String {
     let classes = &a.grouping.classes;
     if sources.is_empty() {
         return "no workload (every connection to it is denied)".into();
@@ -283,7 +309,11 @@ fn describe_sources(a: &Analysis<'_>, sources: &[usize], by_ns: &BTreeMap<&str, 
         if idx.iter().all(|i| set.contains(i)) {
             full.push(ns.to_string());
         } else {
-            rest.extend(idx.iter().filter(|i| set.contains(i)).map(|&i| classes[i].name.clone()));
+            rest.extend(
+                idx.iter()
+                    .filter(|i| set.contains(i))
+                    .map(|&i| classes[i].name.clone()),
+            );
         }
     }
     let mut parts = Vec::new();
@@ -376,7 +406,10 @@ mod tests {
         );
         // Pod addresses are allocated from 10.244.0.0/16, inside the except: no pod may connect.
         assert!(
-            t.contains(&"shop/db-0 accepts 5432/TCP from no workload (every connection to it is denied)".to_string()),
+            t.contains(
+                &"shop/db-0 accepts 5432/TCP from no workload (every connection to it is denied)"
+                    .to_string()
+            ),
             "{t:#?}"
         );
     }
@@ -387,7 +420,10 @@ mod tests {
              spec: {podSelector: {matchLabels: {app: dbb}}}\n";
         let t = texts(&format!("{}{policy}", cluster()));
         assert!(
-            t.contains(&"policy shop/typo selects no running pod in shop (check its podSelector)".to_string()),
+            t.contains(
+                &"policy shop/typo selects no running pod in shop (check its podSelector)"
+                    .to_string()
+            ),
             "{t:#?}"
         );
     }

@@ -102,7 +102,9 @@ pub fn owner_from_pod(pod: &Pod) -> Owner {
 pub fn owner_of_job(job: &str) -> Owner {
     match job.rsplit_once('-') {
         Some((prefix, stamp))
-            if !prefix.is_empty() && stamp.len() >= 8 && stamp.bytes().all(|b| b.is_ascii_digit()) =>
+            if !prefix.is_empty()
+                && stamp.len() >= 8
+                && stamp.bytes().all(|b| b.is_ascii_digit()) =>
         {
             Owner::new("CronJob", prefix)
         }
@@ -338,12 +340,18 @@ mod tests {
         assert_eq!(owner_from_pod(&s), Owner::new("StatefulSet", "db"));
         let ds = pod(
             "node-agent-7kq2z",
-            &[(CONTROLLER_REVISION_HASH, "6c7"), (POD_TEMPLATE_GENERATION, "3")],
+            &[
+                (CONTROLLER_REVISION_HASH, "6c7"),
+                (POD_TEMPLATE_GENERATION, "3"),
+            ],
         );
         assert_eq!(owner_from_pod(&ds), Owner::new("DaemonSet", "node-agent"));
         let cj = pod("report-29384756-abcde", &[("job-name", "report-29384756")]);
         assert_eq!(owner_from_pod(&cj), Owner::new("CronJob", "report"));
-        let j = pod("migrate-q8w7e", &[("batch.kubernetes.io/job-name", "migrate")]);
+        let j = pod(
+            "migrate-q8w7e",
+            &[("batch.kubernetes.io/job-name", "migrate")],
+        );
         assert_eq!(owner_from_pod(&j), Owner::new("Job", "migrate"));
         // A label that does not fit the name is not evidence.
         let odd = pod("web", &[("pod-template-hash", "5d9c7b8f4")]);
@@ -411,7 +419,8 @@ spec: {containers: [{name: c, image: pg, ports: [{containerPort: 5432}]}]}
         let names: Vec<&str> = g.classes.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["shop/db", "shop/db#2", "shop/web"]);
         assert_eq!(
-            g.class_of(&PodRef::new("shop", "db-1")).map(|c| c.name.as_str()),
+            g.class_of(&PodRef::new("shop", "db-1"))
+                .map(|c| c.name.as_str()),
             Some("shop/db#2")
         );
     }

@@ -82,7 +82,11 @@ async fn optional<K>(
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     match list_all::<K>(client).await {
-        Ok(items) => out.extend(items.iter().map(|o| WorkloadRecord::from_meta(kind, o.meta()))),
+        Ok(items) => out.extend(
+            items
+                .iter()
+                .map(|o| WorkloadRecord::from_meta(kind, o.meta())),
+        ),
         Err(e) => warnings.push(format!(
             "cannot list {what} ({e}): workloads are named from their pods' labels instead"
         )),
@@ -96,11 +100,38 @@ pub async fn list_snapshot(client: &Client) -> Result<(Snapshot, Vec<String>), P
     let policies = required::<NetworkPolicy>(client, "networkpolicies").await?;
     let mut workloads = Vec::new();
     let mut warnings = Vec::new();
-    optional::<ReplicaSet>(client, "ReplicaSet", "replicasets", &mut workloads, &mut warnings).await;
-    optional::<Deployment>(client, "Deployment", "deployments", &mut workloads, &mut warnings).await;
-    optional::<StatefulSet>(client, "StatefulSet", "statefulsets", &mut workloads, &mut warnings)
-        .await;
-    optional::<DaemonSet>(client, "DaemonSet", "daemonsets", &mut workloads, &mut warnings).await;
+    optional::<ReplicaSet>(
+        client,
+        "ReplicaSet",
+        "replicasets",
+        &mut workloads,
+        &mut warnings,
+    )
+    .await;
+    optional::<Deployment>(
+        client,
+        "Deployment",
+        "deployments",
+        &mut workloads,
+        &mut warnings,
+    )
+    .await;
+    optional::<StatefulSet>(
+        client,
+        "StatefulSet",
+        "statefulsets",
+        &mut workloads,
+        &mut warnings,
+    )
+    .await;
+    optional::<DaemonSet>(
+        client,
+        "DaemonSet",
+        "daemonsets",
+        &mut workloads,
+        &mut warnings,
+    )
+    .await;
     optional::<Job>(client, "Job", "jobs", &mut workloads, &mut warnings).await;
     optional::<CronJob>(client, "CronJob", "cronjobs", &mut workloads, &mut warnings).await;
     optional::<ReplicationController>(
@@ -166,20 +197,25 @@ async fn run_source(
     let script = probe::source_script(src, &plan.limits);
     let container = probe::ephemeral_container(&plan.container_name, &plan.image, script);
     let patch = serde_json::json!({"spec": {"ephemeralContainers": [container]}});
-    api.patch_ephemeral_containers(&src.pod.name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .map_err(|e| {
-            if is_forbidden(&e) {
-                format!(
-                    "not allowed to add an ephemeral container to {} ({e}); --probe needs {}",
-                    src.pod,
-                    probe::PROBE_RBAC
-                )
-            } else {
-                format!("adding the probe container to {}: {e}", src.pod)
-            }
-        })?;
-    let deadline = Instant::now() + probe::script_duration(src.probes.len(), &plan.limits) + START_SLACK;
+    api.patch_ephemeral_containers(
+        &src.pod.name,
+        &PatchParams::default(),
+        &Patch::Strategic(patch),
+    )
+    .await
+    .map_err(|e| {
+        if is_forbidden(&e) {
+            format!(
+                "not allowed to add an ephemeral container to {} ({e}); --probe needs {}",
+                src.pod,
+                probe::PROBE_RBAC
+            )
+        } else {
+            format!("adding the probe container to {}: {e}", src.pod)
+        }
+    })?;
+    let deadline =
+        Instant::now() + probe::script_duration(src.probes.len(), &plan.limits) + START_SLACK;
     loop {
         let pod = api
             .get(&src.pod.name)

@@ -252,11 +252,13 @@ pub fn plan(
     // (class, port), so a small budget still tests every destination and keeps, next to each
     // denied cell, an allowed one that shows the port answers.
     let mut chosen: Vec<PlannedProbe> = Vec::new();
-    let mut queues: Vec<(std::vec::IntoIter<PlannedProbe>, std::vec::IntoIter<PlannedProbe>)> =
-        groups
-            .into_values()
-            .map(|(d, al)| (d.into_iter(), al.into_iter()))
-            .collect();
+    let mut queues: Vec<(
+        std::vec::IntoIter<PlannedProbe>,
+        std::vec::IntoIter<PlannedProbe>,
+    )> = groups
+        .into_values()
+        .map(|(d, al)| (d.into_iter(), al.into_iter()))
+        .collect();
     let total: usize = queues.iter().map(|q| q.0.len() + q.1.len()).sum();
     'fill: loop {
         let mut progressed = false;
@@ -611,7 +613,12 @@ pub fn judge_cell(
 /// The probe section of the terminal output.
 pub fn render_text(o: &ProbeOutcome) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "observed on the cluster: {} — {}", o.verdict.as_str(), o.headline);
+    let _ = writeln!(
+        out,
+        "observed on the cluster: {} — {}",
+        o.verdict.as_str(),
+        o.headline
+    );
     let interesting: Vec<&CellResult> = o
         .cells
         .iter()
@@ -763,7 +770,11 @@ spec:
         let (p, _) = analysis_plan(limits, &["shop/db"]);
         assert!(p.sources.len() <= 2);
         assert!(p.probe_count() <= 3);
-        assert!(p.skipped.iter().any(|s| s.what == "shop/db" && s.reason.contains("not ready")));
+        assert!(
+            p.skipped
+                .iter()
+                .any(|s| s.what == "shop/db" && s.reason.contains("not ready"))
+        );
         // The denied cell batch/job -> shop/db is kept before a second allowed cell.
         assert!(
             p.sources
@@ -824,13 +835,23 @@ spec:
             .map(|s| {
                 Ok(s.probes
                     .iter()
-                    .map(|c| if c.expected { line(0, "") } else { line(1, "TIMEOUT") })
+                    .map(|c| {
+                        if c.expected {
+                            line(0, "")
+                        } else {
+                            line(1, "TIMEOUT")
+                        }
+                    })
                     .collect())
             })
             .collect();
         assert_eq!(judge(&p, &enforcing).verdict, ProbeVerdict::Enforcing);
 
-        let broken: Vec<SourceResult> = p.sources.iter().map(|_| Err("exec forbidden".into())).collect();
+        let broken: Vec<SourceResult> = p
+            .sources
+            .iter()
+            .map(|_| Err("exec forbidden".into()))
+            .collect();
         let o = judge(&p, &broken);
         assert_eq!(o.verdict, ProbeVerdict::CannotTell);
         assert!(o.cells.iter().all(|c| c.note.contains("exec forbidden")));

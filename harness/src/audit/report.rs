@@ -265,7 +265,14 @@ pub fn render_text(r: &AuditReport) -> String {
         })
         .collect();
     out.push_str(&table(
-        &["WORKLOAD", "OWNER", "PODS", "PORTS", "INGRESS POLICIES", "EGRESS POLICIES"],
+        &[
+            "WORKLOAD",
+            "OWNER",
+            "PODS",
+            "PORTS",
+            "INGRESS POLICIES",
+            "EGRESS POLICIES",
+        ],
         &rows,
     ));
     out.push_str("\nfindings\n");
@@ -366,9 +373,7 @@ pub fn render_html(r: &AuditReport) -> String {
                         (
                             from.name.clone(),
                             cols.iter()
-                                .map(|c| {
-                                    row.and_then(|x| x.get(&c.name)).copied().unwrap_or(false)
-                                })
+                                .map(|c| row.and_then(|x| x.get(&c.name)).copied().unwrap_or(false))
                                 .collect(),
                         )
                     })

@@ -202,8 +202,9 @@ impl Snapshot {
         let mut out = BTreeMap::new();
         for p in self.included_pods() {
             let r = pod_ref(p);
-            let Some(mut cur) = controller_of(p.metadata.owner_references.as_deref().unwrap_or(&[]))
-                .map(|o| Owner::new(o.kind.clone(), o.name.clone()))
+            let Some(mut cur) =
+                controller_of(p.metadata.owner_references.as_deref().unwrap_or(&[]))
+                    .map(|o| Owner::new(o.kind.clone(), o.name.clone()))
             else {
                 continue;
             };
@@ -279,7 +280,12 @@ mod tests {
         let mut done = owned("job-abcde", "Job", "job", Some("10.1.0.7"));
         done.status.as_mut().expect("status").phase = Some("Succeeded".into());
         let pending = owned("web-5d9c7b8f4-zzzzz", "ReplicaSet", "web-5d9c7b8f4", None);
-        let live = owned("web-5d9c7b8f4-aaaaa", "ReplicaSet", "web-5d9c7b8f4", Some("10.1.0.8"));
+        let live = owned(
+            "web-5d9c7b8f4-aaaaa",
+            "ReplicaSet",
+            "web-5d9c7b8f4",
+            Some("10.1.0.8"),
+        );
         let s = Snapshot {
             pods: vec![host, done, pending, live],
             ..Default::default()
@@ -287,7 +293,12 @@ mod tests {
         let ex = s.excluded();
         let reasons: Vec<(&str, &str)> = ex
             .iter()
-            .map(|e| (e.pod.name.as_str(), e.reason.split(' ').next().unwrap_or("")))
+            .map(|e| {
+                (
+                    e.pod.name.as_str(),
+                    e.reason.split(' ').next().unwrap_or(""),
+                )
+            })
             .collect();
         assert_eq!(
             reasons,
@@ -307,11 +318,26 @@ mod tests {
     fn owner_chains_lead_to_the_workload_a_person_knows() {
         let s = Snapshot {
             pods: vec![
-                owned("web-5d9c7b8f4-aaaaa", "ReplicaSet", "web-5d9c7b8f4", Some("10.1.0.2")),
-                owned("report-29000000-bbbbb", "Job", "report-29000000", Some("10.1.0.3")),
+                owned(
+                    "web-5d9c7b8f4-aaaaa",
+                    "ReplicaSet",
+                    "web-5d9c7b8f4",
+                    Some("10.1.0.2"),
+                ),
+                owned(
+                    "report-29000000-bbbbb",
+                    "Job",
+                    "report-29000000",
+                    Some("10.1.0.3"),
+                ),
                 owned("db-0", "StatefulSet", "db", Some("10.1.0.4")),
                 // Its ReplicaSet was not listed: the naming convention fills in.
-                owned("api-5d9c7b8f4-ccccc", "ReplicaSet", "api-5d9c7b8f4", Some("10.1.0.5")),
+                owned(
+                    "api-5d9c7b8f4-ccccc",
+                    "ReplicaSet",
+                    "api-5d9c7b8f4",
+                    Some("10.1.0.5"),
+                ),
             ],
             workloads: vec![
                 WorkloadRecord {
@@ -351,10 +377,19 @@ mod tests {
         };
         let o = s.owners();
         let get = |n: &str| o.get(&PodRef::new("shop", n)).cloned();
-        assert_eq!(get("web-5d9c7b8f4-aaaaa"), Some(Owner::new("Deployment", "web")));
-        assert_eq!(get("report-29000000-bbbbb"), Some(Owner::new("CronJob", "report")));
+        assert_eq!(
+            get("web-5d9c7b8f4-aaaaa"),
+            Some(Owner::new("Deployment", "web"))
+        );
+        assert_eq!(
+            get("report-29000000-bbbbb"),
+            Some(Owner::new("CronJob", "report"))
+        );
         assert_eq!(get("db-0"), Some(Owner::new("StatefulSet", "db")));
-        assert_eq!(get("api-5d9c7b8f4-ccccc"), Some(Owner::new("Deployment", "api")));
+        assert_eq!(
+            get("api-5d9c7b8f4-ccccc"),
+            Some(Owner::new("Deployment", "api"))
+        );
     }
 
     #[test]
@@ -381,7 +416,10 @@ mod tests {
             .expect("pod");
         assert_eq!(p.ip.to_string(), "10.1.0.2");
         assert_eq!(
-            step.model.namespace("shop").and_then(|n| n.labels.get("team")).map(String::as_str),
+            step.model
+                .namespace("shop")
+                .and_then(|n| n.labels.get("team"))
+                .map(String::as_str),
             Some("a")
         );
         assert_eq!(s.to_list()["items"].as_array().map(Vec::len), Some(2));

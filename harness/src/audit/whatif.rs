@@ -41,10 +41,7 @@ pub fn apply_change(
             continue;
         }
         if deleted.contains(&p.key) {
-            problems.push(format!(
-                "NetworkPolicy {} is both added and deleted",
-                p.key
-            ));
+            problems.push(format!("NetworkPolicy {} is both added and deleted", p.key));
             continue;
         }
         if map.insert(p.key.clone(), p.clone()).is_some() {
@@ -130,7 +127,8 @@ pub fn compute(
                     .collect();
                 n += cells.len();
                 let (from, to) = (s.representative(), d.representative());
-                let (Some(db), Some(da)) = (o0.decide(from, to, *probe), o1.decide(from, to, *probe))
+                let (Some(db), Some(da)) =
+                    (o0.decide(from, to, *probe), o1.decide(from, to, *probe))
                 else {
                     continue;
                 };
@@ -184,14 +182,23 @@ fn side(b: &DirectionDecision, a: &DirectionDecision, deleted: &[PolicyRef]) -> 
     }
     let dir = b.direction.key();
     let peers = b.direction.peers_key();
-    let names = |v: &[PolicyRef]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+    let names = |v: &[PolicyRef]| {
+        v.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     Some(if a.allowed {
         match a.allowed_by.first() {
             None => format!(
                 "{dir} at {} is no longer isolated (no policy selects it any more)",
                 a.pod
             ),
-            Some(m) => format!("{dir} at {} is now allowed by {}", a.pod, rule_ref(m, dir, peers)),
+            Some(m) => format!(
+                "{dir} at {} is now allowed by {}",
+                a.pod,
+                rule_ref(m, dir, peers)
+            ),
         }
     } else if b.selecting.is_empty() {
         format!(
@@ -252,12 +259,12 @@ pub fn render_text(r: &WhatIfReport) -> String {
         parts.push(format!("adds {}", r.added.join(", ")));
     }
     if !r.replaced.is_empty() {
-        parts.push(format!("(replacing {})", r.replaced.join(", ")));
+        parts.push(format!("replaces {}", r.replaced.join(", ")));
     }
     if !r.deleted.is_empty() {
         parts.push(format!("deletes {}", r.deleted.join(", ")));
     }
-    let _ = writeln!(out, ": {}", parts.join(" "));
+    let _ = writeln!(out, ": {}", parts.join("; "));
     for p in &r.probes {
         if p.flips.is_empty() {
             let _ = writeln!(out, "{}/{}: no cell flips", p.port, p.protocol);
@@ -265,34 +272,49 @@ pub fn render_text(r: &WhatIfReport) -> String {
         }
         let _ = writeln!(
             out,
-            "{}/{}: {} cells flip in {} group{}",
+            "{}/{}: {} in {}",
             p.port,
             p.protocol,
-            p.flipped_cells,
-            p.flips.len(),
-            if p.flips.len() == 1 { "" } else { "s" }
+            cells_flip(p.flipped_cells),
+            if p.flips.len() == 1 {
+                "1 group".to_string()
+            } else {
+                format!("{} groups", p.flips.len())
+            }
         );
         for f in &p.flips {
             let pods_from = f.cells.iter().map(|c| &c.0).collect::<BTreeSet<_>>().len();
             let pods_to = f.cells.iter().map(|c| &c.1).collect::<BTreeSet<_>>().len();
             let _ = writeln!(
                 out,
-                "  {} -> {}  {} -> {}  ({pods_from} x {pods_to} pods = {} cells)\n      {}",
+                "  {} -> {}  {} -> {}  ({pods_from} x {pods_to} pods = {})\n      {}",
                 word(f.before),
                 word(f.after),
                 f.from_class,
                 f.to_class,
-                f.cells.len(),
+                if f.cells.len() == 1 {
+                    "1 cell".to_string()
+                } else {
+                    format!("{} cells", f.cells.len())
+                },
                 f.reason
             );
         }
     }
     let _ = writeln!(
         out,
-        "{} cells flip in total; every other cell keeps its answer",
-        r.flipped_cells
+        "{} in total; every other cell keeps its answer",
+        cells_flip(r.flipped_cells)
     );
     out
+}
+
+fn cells_flip(n: usize) -> String {
+    if n == 1 {
+        "1 cell flips".into()
+    } else {
+        format!("{n} cells flip")
+    }
 }
 
 #[cfg(test)]
@@ -362,7 +384,13 @@ spec:
             .iter()
             .map(|f| (f.from_class.as_str(), f.to_class.as_str()))
             .collect();
-        assert_eq!(groups, [("shop/backend", "shop/backend"), ("shop/client", "shop/backend")]);
+        assert_eq!(
+            groups,
+            [
+                ("shop/backend", "shop/backend"),
+                ("shop/client", "shop/backend")
+            ]
+        );
         assert!(p.flips.iter().all(|f| f.before && !f.after));
         assert_eq!(
             p.flips[1].reason,
@@ -370,7 +398,16 @@ spec:
         );
         // Deleting it again flips them back, naming the rule that now allows.
         let (back, _) = apply_change(&after, &[], &keys).expect("delete");
-        let r2 = compute("s", "i", &step.model, &after, &back, &BTreeMap::new(), &[], (&[], &[], &keys));
+        let r2 = compute(
+            "s",
+            "i",
+            &step.model,
+            &after,
+            &back,
+            &BTreeMap::new(),
+            &[],
+            (&[], &[], &keys),
+        );
         assert_eq!(r2.flipped_cells, 6);
         assert!(r2.probes[0].flips[0].reason.contains("no longer isolated"));
     }
@@ -384,7 +421,16 @@ spec:
         let added = &add.scenarios[0].steps[0].policies;
         let (after, replaced) = apply_change(&step.policies, added, &[]).expect("change");
         assert_eq!(replaced.len(), 1);
-        let r = compute("s", "i", &step.model, &step.policies, &after, &BTreeMap::new(), &[], (&[], &replaced, &[]));
+        let r = compute(
+            "s",
+            "i",
+            &step.model,
+            &step.policies,
+            &after,
+            &BTreeMap::new(),
+            &[],
+            (&[], &replaced, &[]),
+        );
         let f = &r.probes[0].flips[0];
         assert_eq!(f.from_class, "shop/frontend");
         assert!(
@@ -403,7 +449,10 @@ spec:
             name: "nope".into(),
         };
         let e = apply_change(&step.policies, &[], &[missing]).expect_err("missing");
-        assert!(e.contains("the state has no NetworkPolicy shop/nope"), "{e}");
+        assert!(
+            e.contains("the state has no NetworkPolicy shop/nope"),
+            "{e}"
+        );
         let twice = [step.policies[0].clone(), step.policies[0].clone()];
         assert!(apply_change(&[], &twice, &[]).is_err());
     }

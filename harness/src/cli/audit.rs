@@ -321,7 +321,13 @@ async fn probe_cluster(
         rate_per_second: args.probe_rate,
         timeout: Duration::from_millis(args.probe_timeout_ms),
     };
-    let plan = probe::plan(a, &eligibility, limits, probe::container_name(&run_id), image);
+    let plan = probe::plan(
+        a,
+        &eligibility,
+        limits,
+        probe::container_name(&run_id),
+        image,
+    );
     if args.dry_run {
         return ProbeStep::DryRun(probe::render_plan(&plan));
     }
@@ -337,9 +343,7 @@ async fn probe_cluster(
     let (handle, cancel) = Cancel::pair();
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nstopping after the current pod (its probe container finishes by itself)"
-            );
+            eprintln!("\nstopping after the current pod (its probe container finishes by itself)");
             handle.cancel();
         }
     });

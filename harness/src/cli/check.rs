@@ -103,7 +103,10 @@ pub fn run(args: CheckArgs) -> u8 {
     };
     let local = args.provider == CheckProvider::Local;
     let probe_timeout =
-        Duration::from_millis(args.probe_timeout_ms.unwrap_or(if local { 1000 } else { 3000 }));
+        Duration::from_millis(
+            args.probe_timeout_ms
+                .unwrap_or(if local { 1000 } else { 3000 }),
+        );
     let kopts = KubeconfigOptions {
         probe_timeout,
         ready_timeout: Duration::from_secs(args.ready_timeout_s),
@@ -126,7 +129,12 @@ pub fn run(args: CheckArgs) -> u8 {
         };
     }
     let lopts = if local {
-        match args.cni.as_deref().unwrap_or("nftables").parse::<LocalCni>() {
+        match args
+            .cni
+            .as_deref()
+            .unwrap_or("nftables")
+            .parse::<LocalCni>()
+        {
             Ok(cni) => Some(LocalOptions {
                 run_id: run_id.clone(),
                 cni,
@@ -159,9 +167,17 @@ pub fn run(args: CheckArgs) -> u8 {
     let signal = Arc::new(AtomicU8::new(0));
     let (result, close_error, info) = runtime.block_on(async {
         let (handle, cancel) = Cancel::pair();
-        watch_signals(handle, signal.clone(), run_id.clone());
+        watch_signals(handle, signal.clone(), run_id.clone(), local);
         match lopts {
-            Some(lo) => drive(async move { LocalPlatform::new(lo) }, &scenario, &opts, &cancel).await,
+            Some(lo) => {
+                drive(
+                    async move { LocalPlatform::new(lo) },
+                    &scenario,
+                    &opts,
+                    &cancel,
+                )
+                .await
+            }
             None => drive(KubeconfigPlatform::create(kopts), &scenario, &opts, &cancel).await,
         }
     });
@@ -185,8 +201,8 @@ pub fn run(args: CheckArgs) -> u8 {
     let mut code = outcome.verdict.exit_code();
     if let Some(c) = close_error {
         outcome.notes.push(format!(
-            "cleanup failed: {c}; remove namespaces labelled netpolc.io/run-id={run_id} by hand \
-             or with `netpolc cleanup --run-id {run_id}`"
+            "cleanup failed: {c}; remove what is left with `{}`",
+            leftover_hint(local, &run_id)
         ));
         if outcome.verdict == CheckVerdict::Enforcing {
             code = exit::PREREQUISITE;
@@ -196,15 +212,27 @@ pub fn run(args: CheckArgs) -> u8 {
     code
 }
 
+/// How to remove what an interrupted or failed check left: everything it creates carries its run
+/// id (`netpolc.io/run-id` on a cluster, the `netpolc-<run-id>-` prefix locally).
+fn leftover_hint(local: bool, run_id: &str) -> String {
+    if local {
+        format!("netpolc cleanup --run-id {run_id}")
+    } else {
+        format!("kubectl delete namespace -l netpolc.io/run-id={run_id}")
+    }
+}
+
 /// First SIGINT/SIGTERM cancels (the engine tears down, the platform sweeps the run's
 /// namespaces); a second exits at once and says how to clean up.
-fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>, run_id: String) {
+fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>, run_id: String, local: bool) {
     use tokio::signal::unix::{SignalKind, signal as listen};
     let (Ok(mut int), Ok(mut term)) = (
         listen(SignalKind::interrupt()),
         listen(SignalKind::terminate()),
     ) else {
-        eprintln!("warning: cannot listen for signals; Ctrl-C may leave the check's namespace behind");
+        eprintln!(
+            "warning: cannot listen for signals; Ctrl-C may leave the check's namespace behind"
+        );
         return;
     };
     tokio::spawn(async move {
@@ -219,7 +247,10 @@ fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>, run_id: String) {
             _ = int.recv() => 2,
             _ = term.recv() => 15,
         };
-        eprintln!("exiting without cleanup; `netpolc cleanup --run-id {run_id}` removes what is left");
+        eprintln!(
+            "exiting without cleanup; `{}` removes what is left",
+            leftover_hint(local, &run_id)
+        );
         std::process::exit(128 + second);
     });
 }
@@ -244,7 +275,14 @@ async fn drive<P: Platform>(
         Err(ProviderError::Interrupted)
     } else {
         let mut reporter = NullReporter;
-        run::execute(&platform, std::slice::from_ref(scenario), opts, &mut reporter, cancel).await
+        run::execute(
+            &platform,
+            std::slice::from_ref(scenario),
+            opts,
+            &mut reporter,
+            cancel,
+        )
+        .await
     };
     let closed = platform.close().await.err();
     (result, closed, Some(platform.info()))

@@ -41,10 +41,12 @@ pub struct WhatIfArgs {
 
 fn parse_policy_ref(s: &str) -> Result<PolicyRef, String> {
     match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(PolicyRef {
-            namespace: ns.into(),
-            name: name.into(),
-        }),
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(PolicyRef {
+                namespace: ns.into(),
+                name: name.into(),
+            })
+        }
         _ => Err(format!("--delete {s:?} is not of the form NAMESPACE/NAME")),
     }
 }
@@ -58,7 +60,9 @@ fn added_policies(files: &[PathBuf]) -> Result<Vec<CompiledPolicy>, u8> {
             .map_err(|e| super::report_input_errors(&e))?;
         super::print_warnings(&loaded.warnings);
         for s in &loaded.scenarios {
-            let Some(step) = s.steps.first() else { continue };
+            let Some(step) = s.steps.first() else {
+                continue;
+            };
             if s.steps.len() > 1 || !s.steps[0].expectations.is_empty() {
                 eprintln!(
                     "error: {}: --add takes NetworkPolicy manifests, not a scenario file",

@@ -221,7 +221,9 @@ pub async fn connect(context: Option<&str>) -> Result<(Client, String), Provider
     let cfg = kube::Config::from_kubeconfig(&kopts).await.map_err(|e| {
         ProviderError::Prerequisite(format!(
             "no usable kubeconfig{}: {e} (set KUBECONFIG or pass --context)",
-            context.map(|c| format!(" context {c:?}")).unwrap_or_default()
+            context
+                .map(|c| format!(" context {c:?}"))
+                .unwrap_or_default()
         ))
     })?;
     let client =

@@ -162,17 +162,24 @@ fn route_json(st: &State, req: &Request) -> (u16, Value) {
     let lists: &[(&str, &str)] = &[
         ("/api/v1/namespaces", "namespaces.json"),
         ("/api/v1/pods", "pods.json"),
-        ("/apis/networking.k8s.io/v1/networkpolicies", "networkpolicies.json"),
+        (
+            "/apis/networking.k8s.io/v1/networkpolicies",
+            "networkpolicies.json",
+        ),
         ("/apis/apps/v1/replicasets", "replicasets.json"),
         ("/apis/apps/v1/deployments", "deployments.json"),
         ("/apis/apps/v1/statefulsets", "statefulsets.json"),
         ("/apis/apps/v1/daemonsets", "daemonsets.json"),
         ("/apis/batch/v1/jobs", "jobs.json"),
         ("/apis/batch/v1/cronjobs", "cronjobs.json"),
-        ("/api/v1/replicationcontrollers", "replicationcontrollers.json"),
+        (
+            "/api/v1/replicationcontrollers",
+            "replicationcontrollers.json",
+        ),
     ];
     if req.method == "GET" && req.path == "/version" {
-        return fixture(dir, "version.json").map_or_else(|| status(404, "NotFound", "no version"), |v| (200, v));
+        return fixture(dir, "version.json")
+            .map_or_else(|| status(404, "NotFound", "no version"), |v| (200, v));
     }
     if req.method == "GET"
         && let Some((_, file)) = lists.iter().find(|(p, _)| *p == req.path)
@@ -213,7 +220,11 @@ fn route_json(st: &State, req: &Request) -> (u16, Value) {
                 let body: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
                 let mut eph = st.ephemeral.lock().expect("lock");
                 let entry = eph.entry(key).or_default();
-                for c in body["spec"]["ephemeralContainers"].as_array().into_iter().flatten() {
+                for c in body["spec"]["ephemeralContainers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     let cname = c["name"].as_str().unwrap_or_default().to_string();
                     if entry.contains_key(&cname) {
                         return status(422, "Invalid", "ephemeral container names must be unique");
@@ -267,7 +278,11 @@ fn route_json(st: &State, req: &Request) -> (u16, Value) {
             _ => {}
         }
     }
-    status(404, "NotFound", &format!("{} {} is not recorded", req.method, req.path))
+    status(
+        404,
+        "NotFound",
+        &format!("{} {} is not recorded", req.method, req.path),
+    )
 }
 
 fn serve(conn: TcpStream, st: &State) {
@@ -313,12 +328,20 @@ fn serve(conn: TcpStream, st: &State) {
         };
         st.requests.lock().expect("lock").push(req.clone());
         let (code, text) = route(st, &req);
-        let ctype = if req.path.ends_with("/log") { "text/plain" } else { "application/json" };
+        let ctype = if req.path.ends_with("/log") {
+            "text/plain"
+        } else {
+            "application/json"
+        };
         let head = format!(
             "HTTP/1.1 {code} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
             text.len()
         );
-        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(text.as_bytes())).is_err() {
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(text.as_bytes()))
+            .is_err()
+        {
             return;
         }
     }
