@@ -258,7 +258,7 @@ pub fn findings(a: &Analysis<'_>) -> Vec<Finding> {
             });
         }
     }
-    out.sort_by(|x, y| (x.severity, x.kind).cmp(&(y.severity, y.kind)));
+    out.sort_by_key(|x| (x.severity, x.kind));
     out
 }
 

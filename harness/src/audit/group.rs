@@ -246,7 +246,7 @@ impl Grouping {
             });
         }
         // Class order is key order, the axis order of class-level truth tables.
-        classes.sort_by(|a, b| a.key().cmp(&b.key()));
+        classes.sort_by_key(|a| a.key());
         let mut index = BTreeMap::new();
         for (i, c) in classes.iter().enumerate() {
             for r in &c.pods {

@@ -86,13 +86,10 @@ pub fn exclusion(p: &K8sPod) -> Option<String> {
         );
     }
     let status = p.status.as_ref();
-    match status.and_then(|s| s.phase.as_deref()) {
-        Some(phase @ ("Succeeded" | "Failed")) => {
-            return Some(format!(
-                "finished ({phase}): its address is released and may belong to another pod"
-            ));
-        }
-        _ => {}
+    if let Some(phase @ ("Succeeded" | "Failed")) = status.and_then(|s| s.phase.as_deref()) {
+        return Some(format!(
+            "finished ({phase}): its address is released and may belong to another pod"
+        ));
     }
     let has_ip = status.is_some_and(|s| {
         s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
