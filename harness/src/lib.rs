@@ -44,6 +44,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod cli;
 pub mod cni;
 pub mod model;
