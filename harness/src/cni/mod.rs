@@ -4,4 +4,5 @@
 pub mod catalogue;
 pub mod faults;
 pub mod gaps;
+pub mod nft;
 pub mod nftables;

@@ -750,12 +750,13 @@ impl<A: ClusterApi> ClusterSession<A> {
                     .zip(probes.iter())
                     .enumerate()
                     .map(|(k, ((i, _), p))| {
-                        let command = format!(
-                            "kubectl exec -n {ns} {} -c {} -- {}",
-                            src.name,
-                            src.container,
-                            probing::connect_command(&p.host, p.port, p.protocol, timeout)
-                        );
+                        let at = probing::ExecTarget {
+                            namespace: &ns,
+                            pod: &src.name,
+                            container: &src.container,
+                        };
+                        let command =
+                            probing::exec_command(at, &p.host, p.port, p.protocol, timeout);
                         let (result, detail) = match &result {
                             Err(e) => (Connectivity::Error, Some(e.clone())),
                             Ok(parsed) => match parsed.get(k).cloned().flatten() {
