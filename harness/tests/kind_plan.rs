@@ -270,3 +270,83 @@ fn flannel_plan_unpacks_only_bridge_for_both_architectures() {
         "{plan}"
     );
 }
+
+/// A scenario with an external peer: the kind plan starts one labelled container for it on the
+/// kind network, probes pods' egress to it at its real address (a placeholder in the plan), and
+/// lists probes from it as not run. The kubeconfig plan starts nothing and runs none of them.
+#[test]
+fn the_external_peer_is_a_container_on_the_kind_network() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/egress/external-peer.yaml");
+    let scenarios = netpol_conformance::scenario::load_paths(&[path])
+        .expect("loads")
+        .scenarios;
+    let opts = KindOptions {
+        externals: kind::external::wanted(&scenarios),
+        ..KindOptions::new("r", "calico")
+    };
+    let plan = kind::dry_run(&scenarios, &opts).expect("plan");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&plan).expect("yaml");
+    let containers = docs[0]["externalPeers"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let c = &containers[0];
+    assert_eq!(c["external"], "(external)/web");
+    assert_eq!(c["name"], "netpolc-r-external-web");
+    assert_eq!(c["network"], "kind");
+    assert_eq!(c["serves"], serde_json::json!(["80/TCP"]));
+    let start = c["start"].as_str().expect("start");
+    for part in [
+        "run --detach --name netpolc-r-external-web --network kind",
+        "--label netpolc.io/run-id=r",
+        "--label netpolc.io/external=web",
+        "serve-hostname --tcp --http=false --port 80",
+    ] {
+        assert!(start.contains(part), "{part:?} in {start}");
+    }
+    let step = docs
+        .iter()
+        .find(|d| d["kind"] == "StepPlan" && d["scenario"] == "egress-external-peer")
+        .expect("a step plan");
+    let xa = step["probes"]["execs"]
+        .as_array()
+        .expect("execs")
+        .iter()
+        .find(|e| e["from"] == "x/a")
+        .expect("x/a execs");
+    assert!(
+        xa["script"]
+            .as_str()
+            .is_some_and(|s| s.contains("{ip=external peer web}:80")),
+        "{xa:?}"
+    );
+    let not_judged: Vec<&str> = step["probes"]["notJudged"]
+        .as_array()
+        .expect("notJudged")
+        .iter()
+        .filter(|c| c.get("external").is_some())
+        .filter_map(|c| c["cell"].as_str())
+        .collect();
+    assert!(!not_judged.is_empty());
+    assert!(
+        not_judged
+            .iter()
+            .all(|c| c.starts_with("(external)/web -> ")),
+        "{not_judged:?}"
+    );
+
+    let kc = kubeconfig::dry_run(&scenarios, &KubeconfigOptions::new("r", None)).expect("plan");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&kc).expect("yaml");
+    let step = docs
+        .iter()
+        .find(|d| d["kind"] == "StepPlan" && d["scenario"] == "egress-external-peer")
+        .expect("a step plan");
+    let scripts: Vec<&str> = step["probes"]["execs"]
+        .as_array()
+        .expect("execs")
+        .iter()
+        .filter_map(|e| e["script"].as_str())
+        .collect();
+    assert!(scripts.iter().all(|s| !s.contains("external peer")));
+}

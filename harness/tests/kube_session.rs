@@ -320,3 +320,93 @@ async fn catalogued_gaps_are_unsupported_and_counted() {
     assert_eq!(r.gaps[0].cells, 1, "only x/a -> y/b rests on the ipBlock");
     assert!(r.phases.pods_ms >= 10_000, "{:?}", r.phases);
 }
+
+/// Where the kind platform started a container for `(external)/web` (its address on the kind
+/// network, nothing like the model's 192.0.2.10), pods' egress to it is probed on that address:
+/// the `<(external)/web>/24` template is re-bound to it, so the ipBlock admits it, `except`
+/// carves it out and selectors never match it. Probes from it are not run. Without a started
+/// peer the same cells are unsupported, never judged.
+#[tokio::test(start_paused = true)]
+async fn an_external_peer_is_probed_on_its_real_address() {
+    use netpol_conformance::provider::kube::RealExternal;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/egress/external-peer.yaml");
+    let scenarios = load_paths(&[path]).expect("loads").scenarios;
+    let wanted = netpol_conformance::provider::kind::external::wanted(&scenarios);
+    let served = wanted.get("web").cloned().expect("web is wanted");
+    let peer_ip: std::net::IpAddr = "172.18.0.5".parse().expect("ip");
+
+    let api = sim(true, CALICO);
+    api.add_external("web", peer_ip, served.clone());
+    let cfg = SessionConfig {
+        externals: [(
+            "web".to_string(),
+            RealExternal {
+                ip: peer_ip,
+                served,
+                what: "container sim-web".into(),
+            },
+        )]
+        .into(),
+        ..config(1, true)
+    };
+    let r = run_on(Arc::clone(&api), cfg, None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    assert_eq!(r.summary.failed, 0);
+    let steps = &r.scenarios[0].steps;
+    let cell = |step: usize, from: &str, to: &str| {
+        steps[step]
+            .cells
+            .iter()
+            .find(|c| c.from.to_string() == from && c.to.to_string() == to)
+            .unwrap_or_else(|| panic!("{from} -> {to} in step {step}"))
+            .clone()
+    };
+    let allowed = cell(0, "x/a", "(external)/web");
+    assert_eq!(
+        (allowed.expected, allowed.observed, allowed.outcome),
+        (true, Some(true), Outcome::Pass),
+        "{allowed:?}"
+    );
+    assert!(
+        allowed.command.contains("172.18.0.5"),
+        "{}",
+        allowed.command
+    );
+    for step in [1, 2] {
+        let denied = cell(step, "x/a", "(external)/web");
+        assert_eq!(
+            (denied.expected, denied.observed, denied.outcome),
+            (false, Some(false), Outcome::Pass),
+            "step {step}: {denied:?}"
+        );
+    }
+    let other = cell(0, "x/b", "(external)/web");
+    assert_eq!((other.expected, other.observed), (true, Some(true)));
+    let back = cell(0, "(external)/web", "x/b");
+    assert_eq!(back.outcome, Outcome::Unsupported);
+    assert!(
+        back.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("probes from a peer outside the cluster")),
+        "{back:?}"
+    );
+    assert!(api.log().external_connects > 0);
+
+    // No peer started: the same cells are not judged.
+    let api = sim(true, CALICO);
+    let r = run_on(api, config(1, true), None, &scenarios).await;
+    let steps = &r.scenarios[0].steps;
+    let c = steps[0]
+        .cells
+        .iter()
+        .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "(external)/web")
+        .expect("cell");
+    assert_eq!(c.outcome, Outcome::Unsupported, "{c:?}");
+    assert!(
+        c.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("no external peer is realised")),
+        "{c:?}"
+    );
+}

@@ -130,7 +130,7 @@ pub fn run(args: RunArgs) -> u8 {
         let plan = match args.provider {
             ProviderKind::Kind => kind::dry_run(
                 &scenarios,
-                &kind_options(&args, &run_id, opts.probe_timeout),
+                &kind_options(&args, &run_id, opts.probe_timeout, &scenarios),
             ),
             ProviderKind::Kubeconfig => kubeconfig::dry_run(
                 &scenarios,
@@ -202,7 +202,12 @@ pub fn run(args: RunArgs) -> u8 {
             },
             ProviderKind::Kind => {
                 drive(
-                    KindPlatform::create(kind_options(&args, &run_id, opts.probe_timeout)),
+                    KindPlatform::create(kind_options(
+                        &args,
+                        &run_id,
+                        opts.probe_timeout,
+                        &scenarios,
+                    )),
                     &scenarios,
                     &opts,
                     &mut reporter,
@@ -291,10 +296,17 @@ fn valid_run_id(id: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-fn kind_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KindOptions {
+/// Kind settings for this run; the external peers to start come from the scenarios.
+fn kind_options(
+    args: &RunArgs,
+    run_id: &str,
+    probe_timeout: Duration,
+    scenarios: &[Scenario],
+) -> KindOptions {
     KindOptions {
         keep_cluster: args.keep_cluster,
         probe_timeout,
+        externals: kind::external::wanted(scenarios),
         ..KindOptions::new(run_id, args.cni.clone().unwrap_or_else(|| "kindnet".into()))
     }
 }

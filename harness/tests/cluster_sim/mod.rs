@@ -13,11 +13,13 @@
 //! connects at once, a denied one times out. The dataplane is an ideal CNI: it decides with the
 //! oracle over the cluster's real objects (real namespace names and labels, the applied policy
 //! objects), so what the session renders and rewrites is what gets judged. Without SCTP
-//! (`sctp: false`), `agnhost porter` containers crash-loop with porter's log line.
+//! (`sctp: false`), `agnhost porter` containers crash-loop with porter's log line. External
+//! peers ([`SimApi::add_external`]) are servers outside the cluster at an address of their own,
+//! listening `listen` after they are added; policies see them as the oracle sees `model.externals`.
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -79,6 +81,8 @@ struct State {
     /// Dataplane states, oldest first: (when the change was made, model, policies).
     history: Vec<(Instant, Model, Vec<CompiledPolicy>)>,
     next_ip: u32,
+    /// Servers outside the cluster: name → (address, probes served, when added).
+    externals: BTreeMap<String, (IpAddr, BTreeSet<Probe>, Instant)>,
 }
 
 /// Counters the tests and the benchmark read.
@@ -93,6 +97,8 @@ pub struct SimLog {
     pub refused_pods: usize,
     /// Probes answered REFUSED because the server was not listening yet.
     pub refused_not_listening: usize,
+    /// Probes that reached an external peer (allowed and listening).
+    pub external_connects: usize,
 }
 
 pub struct SimApi {
@@ -126,6 +132,14 @@ impl SimApi {
         tokio::time::sleep(self.latency.api).await;
     }
 
+    /// Adds a server outside the cluster (what the kind platform starts beside the nodes).
+    pub fn add_external(&self, name: &str, ip: IpAddr, served: BTreeSet<Probe>) {
+        let mut st = self.st();
+        st.externals
+            .insert(name.to_string(), (ip, served, Instant::now()));
+        self.snapshot(&mut st);
+    }
+
     /// Records the dataplane state after a change (in force `convergence` later).
     fn snapshot(&self, st: &mut State) {
         let mut model = Model::default();
@@ -145,6 +159,28 @@ impl SimApi {
                     ports: p.containers.iter().flat_map(|c| c.2.clone()).collect(),
                     image: None,
                     workload: Workload::Pod,
+                },
+            );
+        }
+        for (name, (ip, served, _)) in &st.externals {
+            let ext = netpol_conformance::model::EXTERNAL_NAMESPACE;
+            model.pods.insert(
+                PodRef::new(ext, name),
+                Pod {
+                    namespace: ext.into(),
+                    name: name.clone(),
+                    labels: Labels::new(),
+                    ip: *ip,
+                    ports: served
+                        .iter()
+                        .map(|p| ContainerPort {
+                            name: None,
+                            port: p.port,
+                            protocol: p.protocol,
+                        })
+                        .collect(),
+                    image: None,
+                    workload: Workload::External,
                 },
             );
         }
@@ -344,10 +380,24 @@ impl SimApi {
                 Duration::from_millis(1),
             );
         }
-        let Some(((ns, name), dst)) = st.pods.iter().find(|(_, p)| p.ip == host) else {
-            return (1, "TIMEOUT".into(), timeout);
+        let external = st
+            .externals
+            .iter()
+            .find(|(_, (ip, _, _))| *ip == host)
+            .map(|(n, (_, served, added))| (n.clone(), served.contains(&probe), *added));
+        let (to, serves, started) = match (st.pods.iter().find(|(_, p)| p.ip == host), external) {
+            (Some(((ns, name), dst)), _) => (
+                PodRef::new(ns, name),
+                dst.containers.iter().any(|c| c.1 == Some(probe)),
+                dst.created + self.latency.pod_start,
+            ),
+            (None, Some((name, serves, added))) => (
+                PodRef::new(netpol_conformance::model::EXTERNAL_NAMESPACE, &name),
+                serves,
+                added,
+            ),
+            (None, None) => return (1, "TIMEOUT".into(), timeout),
         };
-        let to = PodRef::new(ns, name);
         // The dataplane state in force: the newest change made at least `convergence` ago.
         let cutoff = now.checked_sub(self.latency.convergence).unwrap_or(now);
         let in_force = st
@@ -371,8 +421,7 @@ impl SimApi {
         if !allowed {
             return (1, "TIMEOUT".into(), timeout);
         }
-        let serves = dst.containers.iter().any(|c| c.1 == Some(probe));
-        let listening = now >= dst.created + self.latency.pod_start + self.latency.listen;
+        let listening = now >= started + self.latency.listen;
         if !serves || !listening {
             if serves {
                 self.log.lock().expect("log").refused_not_listening += 1;
@@ -382,6 +431,9 @@ impl SimApi {
                 _ => "REFUSED",
             };
             return (1, m.into(), Duration::from_millis(1));
+        }
+        if to.namespace == netpol_conformance::model::EXTERNAL_NAMESPACE {
+            self.log.lock().expect("log").external_connects += 1;
         }
         (0, String::new(), Duration::from_millis(1))
     }

@@ -16,6 +16,7 @@ pub mod archive;
 pub mod external;
 pub mod prereq;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use super::kube::plan::{self, PlanSettings};
 use super::kube::{ClusterPool, ClusterSession, KubeApi, Loopback, PoolPlatform, SessionConfig};
 use super::{Platform, PlatformInfo, ProviderError};
 use crate::cni::catalogue::{Arch, Catalogue, Cni, InstallStep, NodeImage, verify_sha256};
+use crate::model::Probe;
 use crate::scenario::Scenario;
 
 pub use prereq::{Prerequisites, check_prerequisites};
@@ -52,6 +54,9 @@ pub struct KindOptions {
     pub parallel: usize,
     /// Reuse pods across scenarios with the same model.
     pub reuse: bool,
+    /// External peers to start beside the nodes, by `model.externals` name, with the probes each
+    /// serves ([`external::wanted`] of the run's scenarios).
+    pub externals: BTreeMap<String, BTreeSet<Probe>>,
 }
 
 impl KindOptions {
@@ -68,7 +73,16 @@ impl KindOptions {
             loopback: Loopback::Record,
             parallel: super::kube::session::DEFAULT_PARALLEL,
             reuse: true,
+            externals: BTreeMap::new(),
         }
+    }
+
+    /// The external peer containers of this run.
+    pub fn external_peers(&self, image: &str) -> Vec<external::ExternalPeer> {
+        let run = super::kube::NameMap::new(&self.run_id, 0)
+            .run_label()
+            .to_string();
+        external::ExternalPeer::all(&run, image, &self.externals)
     }
 
     /// The session settings for clusters of this run.
@@ -161,6 +175,8 @@ pub struct KindPlatform {
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
     tools: Prerequisites,
+    /// External peer containers started (removed on close).
+    peers: Vec<external::ExternalPeer>,
 }
 
 /// Whether this host's kernel can create SCTP sockets (`Err` says why not). kind nodes are
@@ -242,8 +258,23 @@ impl KindPlatform {
         } else {
             None
         };
+        // The `kind` network exists once the cluster does.
+        let peers = opts.external_peers(&cat.probe_image.reference());
+        let realised = match external::start(&tools, &peers).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tools
+                    .run_kind(&["delete", "cluster", "--name", &name])
+                    .await;
+                return Err(e);
+            }
+        };
         let mut info = platform_info(&cat, &cni, &node, &fetched, &tools, &name);
         info.setup_ms.insert("cluster".into(), cluster_ms);
+        for (n, e) in &realised {
+            info.environment
+                .insert(format!("external_{n}"), e.what.clone());
+        }
         if let Some(why) = &sctp {
             info.warnings
                 .push(format!("SCTP probes are unsupported: {why}"));
@@ -251,7 +282,10 @@ impl KindPlatform {
         let pool = ClusterPool::new(
             Arc::new(KubeApi::new(client)),
             &opts.run_id,
-            opts.session_config(cat.probe_image.reference(), cni.gaps.clone()),
+            SessionConfig {
+                externals: realised,
+                ..opts.session_config(cat.probe_image.reference(), cni.gaps.clone())
+            },
             sctp,
         );
         let mut platform = KindPlatform {
@@ -260,6 +294,7 @@ impl KindPlatform {
             dir,
             tools,
             opts,
+            peers,
         };
         let t1 = Instant::now();
         if let Err(e) = platform.install_cni(&cni, &fetched).await {
@@ -471,7 +506,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
             "serviceAccount": "pods are created once each namespace's default ServiceAccount exists",
             "sctp": "servers are not started when the host kernel has no SCTP; a crash-looping SCTP server makes SCTP cells unsupported and the run goes on",
         },
-        "externalPeers": EXTERNAL_DOC,
+        "externalPeers": external_doc(&opts.external_peers(&cat.probe_image.reference()), &cat),
     });
     let mut out = plan::doc(&header)?;
     out.push_str("---\n");
@@ -485,11 +520,32 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
             gaps: cni.gaps.clone(),
             loopback: opts.loopback,
             probe_timeout: opts.probe_timeout,
-            external: EXTERNAL_DOC.into(),
-            external_realised: false,
+            external: KIND_EXTERNAL_DOC.into(),
+            external_realised: true,
         },
     )?;
     Ok(out)
+}
+
+/// What happens to external peers on kind (plans say it).
+pub const KIND_EXTERNAL_DOC: &str = "a container on the kind docker network stands for each external; pods' egress to it is probed and judged on its real address (templates re-bound to it), the gate waits for it, and probes from it are not run (it has no route to pod addresses)";
+
+/// The external peer containers of a plan.
+fn external_doc(peers: &[external::ExternalPeer], cat: &Catalogue) -> serde_json::Value {
+    let runtime = "docker (or podman)";
+    serde_json::json!({
+        "what": KIND_EXTERNAL_DOC,
+        "containers": peers.iter().map(|p| serde_json::json!({
+            "external": format!("{}/{}", crate::model::EXTERNAL_NAMESPACE, p.external),
+            "name": p.name,
+            "image": cat.probe_image.reference(),
+            "network": p.network,
+            "serves": p.probes.iter().map(|pr| pr.to_string()).collect::<Vec<_>>(),
+            "start": format!("{runtime} {}", crate::shell::join(&p.run_args())),
+            "address": format!("{runtime} inspect {}: NetworkSettings.Networks.{}.IPAddress", p.name, p.network),
+            "remove": format!("{runtime} rm --force {} (when the run ends, kept cluster or not)", p.name),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// How ipBlock cells are judged on clusters (plans say it).
@@ -568,15 +624,19 @@ impl Platform for KindPlatform {
         self.inner.open(n, scenario)
     }
     /// Deletes the cluster (unless kept). Idempotent: kind succeeds on a missing cluster.
+    /// External peers are removed in either case.
     async fn close(&self) -> Result<(), ProviderError> {
-        if self.opts.keep_cluster {
+        let peers = external::remove(&self.tools, &self.peers).await;
+        let cluster = if self.opts.keep_cluster {
             // The scenarios' namespaces go; the cluster stays for inspection.
-            return self.inner.close().await;
-        }
-        self.tools
-            .run_kind(&["delete", "cluster", "--name", &self.opts.cluster_name()])
-            .await
-            .map(|_| ())
+            self.inner.close().await
+        } else {
+            self.tools
+                .run_kind(&["delete", "cluster", "--name", &self.opts.cluster_name()])
+                .await
+                .map(|_| ())
+        };
+        cluster.and(peers)
     }
 }
 

@@ -366,6 +366,16 @@ impl Prerequisites {
         checked("helm", args, out)
     }
 
+    /// Runs the container runtime (docker or podman) with `args` as an argument vector.
+    pub async fn run_runtime(&self, args: &[&str]) -> Result<String, ProviderError> {
+        let out = run(&self.runtime, args, &[], Duration::from_secs(600), None)
+            .await?
+            .ok_or_else(|| {
+                ProviderError::Prerequisite(format!("{} disappeared from PATH", self.runtime))
+            })?;
+        checked(&self.runtime, args, out)
+    }
+
     /// The node containers of a kind cluster.
     pub async fn kind_nodes(&self, cluster: &str) -> Result<Vec<String>, ProviderError> {
         let out = self.run_kind(&["get", "nodes", "--name", cluster]).await?;

@@ -252,6 +252,38 @@ impl Gate {
         Gate { waiting }
     }
 
+    /// Adds every (cluster pod, external peer of the model, probe it serves) pair: a peer
+    /// container that is not answering yet must not make an expected-deny cell pass either.
+    /// `externals` maps external names to the probes their real peer serves (those without one
+    /// are not probed at all).
+    pub fn with_externals(
+        mut self,
+        model: &Model,
+        externals: &BTreeMap<String, BTreeSet<Probe>>,
+        sctp: bool,
+    ) -> Self {
+        let sources: Vec<PodRef> = model
+            .pods
+            .values()
+            .filter(|p| !p.is_external())
+            .map(|p| p.pod_ref())
+            .collect();
+        for peer in model.pods.values().filter(|p| p.is_external()) {
+            let Some(served) = externals.get(&peer.name) else {
+                continue;
+            };
+            for pr in served
+                .iter()
+                .filter(|pr| sctp || pr.protocol != crate::model::Protocol::Sctp)
+            {
+                for from in &sources {
+                    self.waiting.insert((from.clone(), (peer.pod_ref(), *pr)));
+                }
+            }
+        }
+        self
+    }
+
     /// Records a gate pass: the pairs that connected leave the waiting set.
     pub fn record(&mut self, connected: impl IntoIterator<Item = (PodRef, Server)>) {
         for s in connected {
@@ -379,5 +411,43 @@ model:
         g.record([(xa, (xb, tcp))]);
         assert!(g.is_open());
         assert_eq!(Gate::new(&m, &BTreeSet::new(), true).waiting.len(), 4);
+    }
+
+    #[test]
+    fn the_gate_waits_for_started_external_peers_only() {
+        let yaml = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: g
+model:
+  namespaces: [{name: x}]
+  pods:
+    - {namespace: x, name: a, labels: {pod: a}, ports: [80/TCP]}
+    - {namespace: x, name: b, labels: {pod: b}, ports: [80/TCP]}
+  externals: [{name: web, ports: [80/TCP]}, {name: db, ports: [5432/TCP]}]
+probes: ["80/TCP"]
+steps: [{name: s}]
+"#;
+        let sc = load_str(yaml, "g.yaml").expect("loads").scenarios;
+        let model = &sc[0].steps[0].model;
+        let served: BTreeSet<Probe> = ["80/TCP".parse().expect("probe")].into();
+        let plain = Gate::new(model, &served, true);
+        assert_eq!(plain.waiting.len(), 2, "a<->b only: {:?}", plain.waiting);
+        let externals: BTreeMap<String, BTreeSet<Probe>> = [(
+            "web".to_string(),
+            ["80/TCP".parse().expect("p"), "9/SCTP".parse().expect("p")].into(),
+        )]
+        .into();
+        let g = Gate::new(model, &served, false).with_externals(model, &externals, false);
+        let web = PodRef::new(crate::model::EXTERNAL_NAMESPACE, "web");
+        let to_web: Vec<_> = g.waiting.iter().filter(|(_, (to, _))| *to == web).collect();
+        // Both pods wait for web's TCP server; SCTP is off; db was not started.
+        assert_eq!(to_web.len(), 2, "{:?}", g.waiting);
+        assert_eq!(g.waiting.len(), 4);
+        assert!(
+            g.waiting
+                .iter()
+                .all(|(from, (to, _))| from.namespace == "x" && to.name != "db")
+        );
     }
 }

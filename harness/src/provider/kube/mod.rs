@@ -13,4 +13,4 @@ pub mod session;
 pub use api::{ClusterApi, KubeApi};
 pub use probing::Loopback;
 pub use render::NameMap;
-pub use session::{ClusterPool, ClusterSession, PoolPlatform, SessionConfig};
+pub use session::{ClusterPool, ClusterSession, PoolPlatform, RealExternal, SessionConfig};

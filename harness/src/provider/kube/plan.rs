@@ -151,11 +151,10 @@ fn probe_plan(
                     continue;
                 }
                 let external = |r: &PodRef| step.model.pod(r).is_some_and(|p| p.is_external());
-                if external(from) || external(to) {
+                // Cells to a started peer are probed like any other; the rest are not run.
+                if external(from) || (external(to) && !s.external_realised) {
                     not_judged.push(json!({"cell": cell, "external": s.external.clone()}));
-                    if external(from) || !s.external_realised {
-                        continue;
-                    }
+                    continue;
                 }
                 if from == to && s.loopback == Loopback::Record {
                     not_judged.push(

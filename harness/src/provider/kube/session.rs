@@ -62,6 +62,23 @@ pub struct SessionConfig {
     pub reuse: bool,
     /// Execs running at once per session.
     pub exec_concurrency: usize,
+    /// Servers outside the cluster that the platform started, by external name
+    /// (`model.externals`): cells from pods to them are probed; empty: those cells are
+    /// `unsupported`.
+    pub externals: BTreeMap<String, RealExternal>,
+}
+
+/// A server outside the cluster standing for one `model.externals` entry (kind: a container on
+/// the nodes' docker network), shared by every slot: no policy can select it, so scenarios cannot
+/// disturb each other through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealExternal {
+    /// Its address as pods see it (re-binds `<(external)/name>` templates).
+    pub ip: IpAddr,
+    /// The probes it answers.
+    pub served: BTreeSet<Probe>,
+    /// What it is, for details (`container netpolc-r1-external-web`).
+    pub what: String,
 }
 
 impl SessionConfig {
@@ -77,6 +94,7 @@ impl SessionConfig {
             parallel: DEFAULT_PARALLEL,
             reuse: true,
             exec_concurrency: 8,
+            externals: BTreeMap::new(),
         }
     }
 }
@@ -333,15 +351,39 @@ impl<A: ClusterApi> ClusterSession<A> {
             .ok_or_else(|| ProviderError::Failed("the session was torn down".into()))
     }
 
-    /// Real IPs of the model's pods, once realised.
+    /// Real IPs of the model's pods, once realised, and of the external peers the platform
+    /// started (`(external)/<name>`; entries the model lacks are ignored by re-binding).
     pub fn real_addresses(&self) -> Option<BTreeMap<PodRef, IpAddr>> {
         let slot = self.slot.as_ref()?;
         slot.ready.then(|| {
             slot.realised
                 .iter()
                 .map(|(r, p)| (r.clone(), p.ip))
+                .chain(
+                    self.pool.cfg.externals.iter().map(|(name, e)| {
+                        (PodRef::new(crate::model::EXTERNAL_NAMESPACE, name), e.ip)
+                    }),
+                )
                 .collect()
         })
+    }
+
+    /// The real external peer standing for `r`, when `r` is an external the platform started.
+    fn real_external(&self, r: &PodRef) -> Option<&RealExternal> {
+        if r.namespace != crate::model::EXTERNAL_NAMESPACE {
+            return None;
+        }
+        self.pool.cfg.externals.get(&r.name)
+    }
+
+    /// The address probes to `r` use: a realised pod's or a started external peer's.
+    fn target_ip(&self, r: &PodRef) -> Option<IpAddr> {
+        self.slot
+            .as_ref()?
+            .realised
+            .get(r)
+            .map(|p| p.ip)
+            .or_else(|| self.real_external(r).map(|e| e.ip))
     }
 
     pub async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
@@ -510,7 +552,14 @@ impl<A: ClusterApi> ClusterSession<A> {
     async fn run_gate(&mut self, model: &Model) -> Result<(), ProviderError> {
         let sctp = self.pool.sctp_unsupported().is_none();
         let served = self.slot()?.served.clone();
-        let mut gate = Gate::new(model, &served, sctp);
+        let externals: BTreeMap<String, BTreeSet<Probe>> = self
+            .pool
+            .cfg
+            .externals
+            .iter()
+            .map(|(n, e)| (n.clone(), e.served.clone()))
+            .collect();
+        let mut gate = Gate::new(model, &served, sctp).with_externals(model, &externals, sctp);
         let deadline = Instant::now() + self.pool.cfg.gate_timeout;
         let timeout = self.pool.cfg.probe_timeout;
         loop {
@@ -518,7 +567,7 @@ impl<A: ClusterApi> ClusterSession<A> {
             let batch: Vec<ProbeRequest> = reqs
                 .iter()
                 .filter_map(|(from, (to, probe))| {
-                    let ip = self.slot.as_ref()?.realised.get(to)?.ip;
+                    let ip = self.target_ip(to)?;
                     Some(ProbeRequest {
                         from: from.clone(),
                         to: to.clone(),
@@ -635,11 +684,12 @@ impl<A: ClusterApi> ClusterSession<A> {
                 && let Some(why) = &sctp_off
             {
                 out[i] = Some(early(Connectivity::Unsupported, why.clone()));
-            } else if is_external(&req.from) || is_external(&req.to) {
-                out[i] = Some(early(
-                    Connectivity::Unsupported,
-                    "no external peer is realised on this provider".into(),
-                ));
+            } else if let Some(why) = external_cell(
+                is_external(&req.from),
+                is_external(&req.to).then(|| self.real_external(&req.to)),
+                req.probe,
+            ) {
+                out[i] = Some(early(Connectivity::Unsupported, why));
             } else if silent
                 .is_some_and(|s| s.contains(&(req.from.clone(), (req.to.clone(), req.probe))))
             {
@@ -834,6 +884,32 @@ impl<A: ClusterApi> ClusterSession<A> {
             }
         }
         self.pool.delete_slot(&slot).await
+    }
+}
+
+/// Why a cell touching an external peer is not probed, or `None` when it is: only cells *to* a
+/// started peer that serves the probe are. `to` is `None` when the destination is not external,
+/// `Some(None)` when it is but no peer was started for it.
+fn external_cell(
+    from_external: bool,
+    to: Option<Option<&RealExternal>>,
+    probe: Probe,
+) -> Option<String> {
+    if from_external {
+        return Some(
+            "probes from a peer outside the cluster are not run on clusters (it has no route to \
+             pod addresses); only pods' egress to it is probed"
+                .into(),
+        );
+    }
+    match to {
+        None => None,
+        Some(None) => Some("no external peer is realised on this provider".into()),
+        Some(Some(e)) if !e.served.contains(&probe) => Some(format!(
+            "the external peer ({}) does not serve {probe}",
+            e.what
+        )),
+        Some(Some(_)) => None,
     }
 }
 
