@@ -484,3 +484,82 @@ async fn updates_needs_an_earlier_step_that_enforced() {
     );
     assert!(!ignored.failing_features.contains(&"updates".to_string()));
 }
+
+/// Four steps, each with denials (a deny-all in y, then more on top).
+const FOUR_DENY_STEPS: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: four
+model:
+  upstream: {namespaces: [x, y], pods: [a, b], protocols: [TCP], ports: [80]}
+probes: ["80/TCP"]
+steps:
+  - name: deny-y
+    apply:
+      - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {namespace: y, name: d1}, spec: {podSelector: {}}}
+  - name: deny-x
+    apply:
+      - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {namespace: x, name: d2}, spec: {podSelector: {}}}
+  - name: deny-x-egress
+    apply:
+      - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {namespace: x, name: d3}, spec: {podSelector: {}, policyTypes: [Egress]}}
+  - name: deny-y-egress
+    apply:
+      - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {namespace: y, name: d4}, spec: {podSelector: {}, policyTypes: [Egress]}}
+"#;
+
+/// A dataplane that blocks nothing is waited for once (a full step timeout of denials never
+/// enforced), not on every step: later steps take one pass plus retries, the verdict is still
+/// `policies-ignored`, and the report says waiting was cut.
+#[tokio::test(start_paused = true)]
+async fn a_dataplane_enforcing_nothing_is_waited_for_once() {
+    let s = Script {
+        ignore_policies: true,
+        ..script()
+    };
+    let r = run(s, &[scenario(FOUR_DENY_STEPS, "four")]).await;
+    assert_eq!(r.verdict, Verdict::PoliciesIgnored);
+    let steps = &r.scenarios[0].steps;
+    assert!(steps[0].passes > 1, "the first step waits its timeout");
+    for st in &steps[1..] {
+        assert_eq!(st.passes, 1, "{}: no waiting", st.name);
+        assert_eq!(st.convergence_ms, None);
+    }
+    // Every wrong cell is still retried and failed, never skipped.
+    assert!(steps.iter().all(|st| {
+        st.cells
+            .iter()
+            .filter(|c| !c.expected)
+            .all(|c| c.outcome == Outcome::Fail && c.attempts == 2)
+    }));
+    // 3 s for the first step; four full waits would be 12 s.
+    assert!(r.duration_ms < 4_000, "{} ms", r.duration_ms);
+    let w = r
+        .warnings
+        .iter()
+        .find(|w| w.contains("without waiting for convergence"))
+        .expect("the report says waiting was cut");
+    assert!(w.contains("3 later step(s)"), "{w}");
+}
+
+/// A slow enforcer (denials in force 2.5 s after each change, within the 3 s step timeout) is
+/// waited for on every step: conformant, the delay visible in the convergence of the later step
+/// that changes the matrix (`deny-x`; the egress denials add nothing the ingress ones did not).
+#[tokio::test(start_paused = true)]
+async fn a_slow_enforcer_keeps_its_full_waits() {
+    let s = Script {
+        convergence_delay: Duration::from_millis(2500),
+        ..script()
+    };
+    let r = run(s, &[scenario(FOUR_DENY_STEPS, "four")]).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    let steps = &r.scenarios[0].steps;
+    assert!(steps.iter().all(|st| st.convergence_ms.is_some()));
+    let c = steps[1].convergence_ms.unwrap_or(0);
+    assert!((2500..3000).contains(&c), "{}: {c} ms", steps[1].name);
+    assert!(
+        r.warnings.iter().all(|w| !w.contains("without waiting")),
+        "{:?}",
+        r.warnings
+    );
+}

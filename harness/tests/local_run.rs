@@ -290,3 +290,101 @@ fn sigint_mid_run_leaves_no_namespace_behind() {
 fn sigterm_mid_run_leaves_no_namespace_behind() {
     interrupt(nix::sys::signal::Signal::SIGTERM, "lr-sigterm", 143);
 }
+
+/// `--enforce-delay-ms`: the nftables dataplane installs each step's changes 1.5 s late, like a
+/// slow CNI. The run waits for it (the default step timeout grows by the delay), stays
+/// conformant, and the delay shows in `convergence_ms` of every step with denials.
+#[test]
+fn a_slow_dataplane_is_waited_for_and_its_delay_measured() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = scenarios().join("seed/frontend-backend.yaml");
+    let rd = dir.path().join("r");
+    let o = netpolc(&[
+        "run",
+        seed.to_str().expect("utf8"),
+        "--enforce-delay-ms",
+        "1500",
+        "--run-id",
+        "kind-delay",
+        "--report-dir",
+        rd.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let r = report(&rd);
+    assert_eq!(r["verdict"], "conformant");
+    assert_eq!(r["step_timeout_ms"], 4500);
+    assert_eq!(r["environment"]["enforce_delay_ms"], "1500");
+    let steps = r["scenarios"][0]["steps"].as_array().expect("steps");
+    let with_denials: Vec<&Value> = steps
+        .iter()
+        .filter(|s| {
+            s["cells"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["expected"] == false))
+        })
+        .collect();
+    assert!(!with_denials.is_empty());
+    // `convergence_ms` is timed to the start of the first matching pass, so it may fall short
+    // of the delay by at most that pass's wall time (the contract's upper bound is their sum).
+    for s in with_denials {
+        let c = s["convergence_ms"].as_u64().expect("converged");
+        let wall = s["probe_wall_ms"].as_u64().expect("wall");
+        assert!(c + wall >= 1500 && c >= 500, "{}: {c} + {wall} ms", s["name"]);
+    }
+    // The delay is refused elsewhere: it is a property of the local dataplane.
+    let o = netpolc(&[
+        "run",
+        seed.to_str().expect("utf8"),
+        "--provider",
+        "kind",
+        "--enforce-delay-ms",
+        "1500",
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}
+
+/// A dataplane that enforces nothing is waited for one step timeout, not one per step: with an
+/// 8 s step timeout the seed ends in about 8 s instead of 16 s, `policies-ignored`, and the
+/// report says the later steps were not waited for.
+#[test]
+fn the_none_cni_is_not_waited_for_on_every_step() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = scenarios().join("seed/frontend-backend.yaml");
+    let rd = dir.path().join("r");
+    let started = Instant::now();
+    let o = netpolc(&[
+        "run",
+        seed.to_str().expect("utf8"),
+        "--cni",
+        "none",
+        "--step-timeout-ms",
+        "8000",
+        "--expect-verdict",
+        "policies-ignored",
+        "--run-id",
+        "kind-nowait",
+        "--report-dir",
+        rd.to_str().expect("utf8"),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let r = report(&rd);
+    assert_eq!(r["verdict"], "policies-ignored");
+    assert!(took < Duration::from_secs(14), "{took:?}");
+    let steps = r["scenarios"][0]["steps"].as_array().expect("steps");
+    let waited: Vec<u64> = steps
+        .iter()
+        .map(|s| s["passes"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(waited.iter().filter(|&&p| p > 1).count() == 1, "{waited:?}");
+    assert!(
+        r["warnings"].as_array().expect("warnings").iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("without waiting for convergence"))),
+        "{}",
+        r["warnings"]
+    );
+}
