@@ -180,7 +180,8 @@ impl KindPlatform {
         let existing = tools.run_kind(&["get", "clusters"]).await?;
         if cleanup::parse_clusters(&existing).contains(&name) {
             return Err(ProviderError::Prerequisite(format!(
-                "a kind cluster named {name} already exists (an earlier run with id {} kept or                  left it): `netpolc cleanup --run-id {}` deletes it, or pick another --run-id",
+                "a kind cluster named {name} already exists (an earlier run with id {} kept or \
+                 left it): `netpolc cleanup --run-id {}` deletes it, or pick another --run-id",
                 opts.run_id, opts.run_id
             )));
         }

@@ -367,7 +367,9 @@ pub fn cleanup(target: &Target, leases: &LeaseDir) -> Result<Report, ProviderErr
             Inspection::Missing if present.is_empty() => continue,
             Inspection::Missing if *target == Target::DeadRuns => {
                 report.left.push(format!(
-                    "run {run} ({}: {}): no lease, so whether its run is alive cannot be told                      (a run not started by the netpolc command, or its lease was lost);                      `netpolc cleanup --run-id {run}` removes them",
+                    "run {run} ({}: {}): no lease, so whether its run is alive cannot be told \
+                     (a run not started by the netpolc command, or its lease was lost); \
+                     `netpolc cleanup --run-id {run}` removes them",
                     count(present.len()),
                     present.join(", ")
                 ));
@@ -395,7 +397,8 @@ pub fn cleanup(target: &Target, leases: &LeaseDir) -> Result<Report, ProviderErr
         }
         if !present.is_empty() && !is_root {
             report.errors.push(format!(
-                "run {run} ({}) is dead ({why}) but removing network namespaces needs root                  (run `sudo netpolc cleanup`)",
+                "run {run} ({}) is dead ({why}) but removing network namespaces needs root \
+                 (run `sudo netpolc cleanup`)",
                 count(present.len())
             ));
             continue;
@@ -436,13 +439,19 @@ pub fn cleanup(target: &Target, leases: &LeaseDir) -> Result<Report, ProviderErr
         };
         if relevant {
             report.left.push(format!(
-                "{} named by an older netpolc ({}{}): old names carry no lease and cannot be told                  apart between runs whose ids prefix each other, so netpolc never removes them;                  once their run is over, `ip netns del NAME` does",
+                "{} named by an older netpolc ({}{}): old names carry no lease and cannot be told \
+                 apart between runs whose ids prefix each other, so netpolc never removes them; \
+                 once their run is over, `ip netns del NAME` does",
                 match legacy.len() {
                     1 => "1 namespace".to_string(),
                     n => format!("{n} namespaces"),
                 },
                 shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             ));
         }
     }
