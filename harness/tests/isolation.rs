@@ -18,6 +18,14 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netpolc");
 
+/// Tests that run a plain cleanup, or leave a dead run for one, take turns: a plain cleanup of
+/// one test would rightly remove the dead run another test is about to examine.
+static PLAIN_CLEANUPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    PLAIN_CLEANUPS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -151,6 +159,7 @@ fn runs_whose_ids_prefix_each_other_run_side_by_side() {
 #[test]
 fn a_plain_cleanup_during_a_live_run_leaves_it_intact() {
     require_root();
+    let _turn = one_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let live = id("live");
     let mut run = start(&long(), &live, &tmp.path().join("r"));
@@ -203,6 +212,7 @@ fn sigkill(child: &mut Child) {
 #[test]
 fn a_killed_run_is_removed_by_a_later_cleanup_and_only_by_its_exact_id() {
     require_root();
+    let _turn = one_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (a, a_s1) = (id("k"), format!("{}-s1", id("k")));
     let mut run = start(&long(), &a_s1, &tmp.path().join("r"));
@@ -216,6 +226,18 @@ fn a_killed_run_is_removed_by_a_later_cleanup_and_only_by_its_exact_id() {
     assert!(
         lease_file(&a_s1).exists(),
         "a killed run keeps its lease file"
+    );
+
+    // Its id cannot be reused before cleanup: the new run would adopt the dead one's leftovers.
+    let reuse = start(&short(), &a_s1, &tmp.path().join("reuse"))
+        .wait_with_output()
+        .expect("exits");
+    assert_eq!(reuse.status.code(), Some(3), "{}", show(&reuse));
+    assert!(
+        String::from_utf8_lossy(&reuse.stderr)
+            .contains(&format!("netpolc cleanup --run-id {a_s1}")),
+        "{}",
+        show(&reuse)
     );
 
     let out = cleanup(&["--run-id", &a]);
@@ -274,7 +296,7 @@ fn a_live_run_id_cannot_be_taken_twice() {
         .expect("second exits");
     assert_eq!(second.status.code(), Some(2), "{}", show(&second));
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains("in use by a live run"),
+        String::from_utf8_lossy(&second.stderr).contains("is in use (live: lease held"),
         "{}",
         show(&second)
     );
@@ -299,6 +321,58 @@ fn run_ids_that_could_match_others_are_refused() {
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("--run-id"),
             "{bad}: {}",
+            show(&out)
+        );
+    }
+}
+
+/// Without `kind` or a kubeconfig a plain cleanup says it skipped those parts and succeeds; asked
+/// for them explicitly, it fails (exit 3) saying what is missing.
+#[test]
+fn missing_kind_or_kubeconfig_is_skipped_unless_asked_for() {
+    require_root();
+    let _turn = one_at_a_time();
+    // A PATH with `ip` (the local part may need it) but no `kind`.
+    let bin = tempfile::tempdir().expect("tempdir");
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("ip is installed");
+    std::os::unix::fs::symlink(ip, bin.path().join("ip")).expect("symlink");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("cleanup")
+            .args(args)
+            .env("PATH", bin.path())
+            .env("KUBECONFIG", bin.path().join("no-such-kubeconfig"))
+            .env("HOME", bin.path())
+            .output()
+            .expect("runs")
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("kind: skipped: `kind` is not installed"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stdout.contains("kubeconfig: skipped: no usable kubeconfig"),
+        "{}",
+        show(&out)
+    );
+    for part in ["kind", "kubeconfig"] {
+        let out = run(&["--provider", part]);
+        assert_eq!(out.status.code(), Some(3), "{part}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("error: {part}: ")),
+            "{part}: {}",
+            show(&out)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("local:"),
+            "{}",
             show(&out)
         );
     }

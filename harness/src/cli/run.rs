@@ -158,7 +158,7 @@ pub fn run(args: RunArgs) -> u8 {
 
     // The lease comes before anything is created, and lives until everything is removed.
     let lease = match take_lease(&args, &run_id, opts.probe_timeout) {
-        Ok(l) => Arc::new(Mutex::new(Some(l))),
+        Ok(l) => Arc::new(Mutex::new(l)),
         Err(code) => return code,
     };
 
@@ -306,10 +306,20 @@ fn local_has_no_dry_run() -> Result<String, ProviderError> {
     ))
 }
 
-/// Takes the run's lease (`Err`: the exit status, the reason printed). A local run whose id
+/// Takes the run's lease (`Err`: the exit status, the reason printed; `None`: a local run
+/// without root, which stops before creating anything). A local run whose id
 /// already names namespaces (left by a run that never took a lease) is refused too: its own
 /// cleanup must never adopt another's namespaces.
-fn take_lease(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> Result<RunLease, u8> {
+fn take_lease(
+    args: &RunArgs,
+    run_id: &str,
+    probe_timeout: Duration,
+) -> Result<Option<RunLease>, u8> {
+    // Without root the local dataplane refuses to start before creating anything: no lease is
+    // needed, and the user hears about root, not about lease files.
+    if args.provider == ProviderKind::Local && !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
     let (provider, target) = match args.provider {
         ProviderKind::Local => ("local", None),
         ProviderKind::Kind => (
@@ -346,7 +356,7 @@ fn take_lease(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> Result<R
         lease.release();
         return Err(exit::PREREQUISITE);
     }
-    Ok(lease)
+    Ok(Some(lease))
 }
 
 fn kind_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KindOptions {

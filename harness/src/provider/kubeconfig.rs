@@ -311,7 +311,17 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<Strin
         "runId": opts.run_id,
         "context": opts.context.clone().unwrap_or_else(|| "(current context)".into()),
         "scope": format!(
-            "only namespaces this run creates (labelled {RUN_ID_LABEL}); they are deleted at the end"
+            "only namespaces this run creates (labelled {RUN_ID_LABEL}={}); they are deleted at the end",
+            super::kube::NameMap::new(&opts.run_id, 0).run_label()
+        ),
+        "lease": format!(
+            "each namespace is annotated {} and {} when created and renewed every {}s; \
+             `netpolc cleanup` on any machine removes them once {}s pass without renewal \
+             (at once on this machine when the run's process is gone)",
+            lease::cluster::HOLDER_ANNOTATION,
+            lease::cluster::RENEWED_ANNOTATION,
+            lease::cluster::RENEW_EVERY.as_secs(),
+            lease::cluster::LEASE_SECONDS
         ),
         "cniDetection": "DaemonSets calico-node, cilium, antrea-agent, weave-net, aws-node (+ network policy agent), kindnet, kube-flannel-ds; a non-enforcing CNI is warned about up front",
         "probeImage": cat.probe_image.reference(),

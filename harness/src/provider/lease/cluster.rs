@@ -459,4 +459,32 @@ mod tests {
         let plan = plan_cleanup(&cluster(), &Target::Run("mix".into()), at(T0 + 600), &Here);
         assert_eq!(plan, ClusterPlan::default());
     }
+
+    /// What the live session writes on a namespace reads back, on this machine, as a live lease
+    /// of this process, and as a dead one as soon as the holder is another (gone) process.
+    #[test]
+    fn a_runs_own_annotations_read_as_its_live_lease() {
+        let own = Ownership::current().expect("this process");
+        own.record("n1");
+        own.record("n2");
+        own.forget("n1");
+        assert_eq!(own.recorded(), vec!["n2".to_string()]);
+        let here = crate::provider::lease::ThisMachine::new();
+        let ns = NamespaceFacts {
+            name: "n2".into(),
+            run: Some("r".into()),
+            annotations: own.annotations(),
+            terminating: false,
+        };
+        let l = judge_namespace(&ns, SystemTime::now(), &here);
+        assert!(matches!(l, NamespaceLease::Live(_)), "{l:?}");
+        let mut gone = own.holder().clone();
+        gone.start += 1;
+        let ns = NamespaceFacts {
+            annotations: annotations(&gone, SystemTime::now()),
+            ..ns
+        };
+        let l = judge_namespace(&ns, SystemTime::now(), &here);
+        assert!(matches!(l, NamespaceLease::Dead(_)), "{l:?}");
+    }
 }

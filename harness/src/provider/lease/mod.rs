@@ -262,8 +262,20 @@ impl LeaseDir {
         if uid.is_root() {
             return LeaseDir(PathBuf::from("/run/netpolc"));
         }
-        match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-            Some(d) => LeaseDir(PathBuf::from(d).join("netpolc")),
+        // An inherited XDG_RUNTIME_DIR of another user (sudo, setpriv) is not ours to write.
+        let usable = |d: &Path| {
+            nix::unistd::access(
+                d,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            )
+            .is_ok()
+        };
+        match std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|d| usable(d))
+        {
+            Some(d) => LeaseDir(d.join("netpolc")),
             None => LeaseDir(std::env::temp_dir().join(format!("netpolc-{uid}"))),
         }
     }
@@ -300,10 +312,11 @@ impl LeaseDir {
 /// Why a lease could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum AcquireError {
-    #[error("run id {run} is in use by a live run ({})", .holder.as_ref().map(|h| h.describe()).unwrap_or_else(|| "its lease is held".into()))]
+    #[error("run id {run} is in use ({why})")]
     InUse {
         run: String,
         holder: Option<Box<LeaseRecord>>,
+        why: String,
     },
     #[error(
         "an earlier run with id {run} ended without cleaning up ({}): run `netpolc cleanup --run-id {run}` first, or pick another --run-id",
@@ -329,6 +342,10 @@ pub struct RunLease {
 /// run starting, or a cleanup probing the file).
 const ACQUIRE_PATIENCE: Duration = Duration::from_secs(2);
 
+/// How long `acquire` waits for the programs of a run that just died (they hold its lease until
+/// they exit; then the run is a dead one with leftovers, refused differently).
+const ORPHAN_PATIENCE: Duration = Duration::from_secs(5);
+
 impl RunLease {
     /// Takes the lease of `run_id` in `dir` for this process, before the run creates anything.
     /// Refused when a live run holds it, and when an earlier run of that id left its lease (and
@@ -346,6 +363,8 @@ impl RunLease {
         let holder = Holder::current().map_err(AcquireError::Io)?;
         let path = dir.file_for(run_id);
         let deadline = Instant::now() + ACQUIRE_PATIENCE;
+        let orphan_deadline = Instant::now() + ORPHAN_PATIENCE;
+        let procs = ThisMachine::new();
         loop {
             let file = OpenOptions::new()
                 .read(true)
@@ -359,13 +378,26 @@ impl RunLease {
                 Ok(l) => l,
                 Err((mut file, Errno::EWOULDBLOCK)) => {
                     let holder = read_record(&mut file).map(Box::new);
-                    if holder.is_none() && Instant::now() < deadline {
+                    // No record yet (someone mid-acquire), or a run whose process just died
+                    // while programs it started finish: worth waiting a little for either.
+                    let orphaned = holder.as_deref().is_some_and(|h| {
+                        matches!(
+                            judge(LockState::Held, Some(h), &procs),
+                            Liveness::Orphaned(_)
+                        )
+                    });
+                    let patience = if orphaned { orphan_deadline } else { deadline };
+                    if (holder.is_none() || orphaned) && Instant::now() < patience {
                         std::thread::sleep(Duration::from_millis(20));
                         continue;
                     }
+                    let why = judge(LockState::Held, holder.as_deref(), &procs)
+                        .why()
+                        .to_string();
                     return Err(AcquireError::InUse {
                         run: run_id.into(),
                         holder,
+                        why,
                     });
                 }
                 Err((_, e)) => return Err(io(&format!("locking {}", path.display()), &e)),
