@@ -306,29 +306,38 @@ fn local_has_no_dry_run() -> Result<String, ProviderError> {
     ))
 }
 
-/// Takes the run's lease (`Err`: the exit status, the reason printed; `None`: a local run
-/// without root, which stops before creating anything). A local run whose id
-/// already names namespaces (left by a run that never took a lease) is refused too: its own
-/// cleanup must never adopt another's namespaces.
+/// Takes the run's lease ([`lease_for`]). A local run whose id already names namespaces (left by
+/// a run that never took a lease) is refused too: it must never adopt another's namespaces.
 fn take_lease(
     args: &RunArgs,
     run_id: &str,
     probe_timeout: Duration,
 ) -> Result<Option<RunLease>, u8> {
-    // Without root the local dataplane refuses to start before creating anything: no lease is
-    // needed, and the user hears about root, not about lease files.
-    if args.provider == ProviderKind::Local && !nix::unistd::geteuid().is_root() {
+    let target = match args.provider {
+        ProviderKind::Local => None,
+        ProviderKind::Kind => Some(kind_options(args, run_id, probe_timeout).cluster_name()),
+        ProviderKind::Kubeconfig => args.context.clone(),
+    };
+    lease_for(args.provider, run_id, target)
+}
+
+/// The lease of a run on `provider` (any command that creates objects takes one the same way):
+/// `Err` holds the exit status, the reason printed; `None` for a local run without root, which
+/// stops before creating anything (the user hears about root, not about lease files).
+pub(crate) fn lease_for(
+    provider: ProviderKind,
+    run_id: &str,
+    target: Option<String>,
+) -> Result<Option<RunLease>, u8> {
+    if provider == ProviderKind::Local && !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let (provider, target) = match args.provider {
-        ProviderKind::Local => ("local", None),
-        ProviderKind::Kind => (
-            "kind",
-            Some(kind_options(args, run_id, probe_timeout).cluster_name()),
-        ),
-        ProviderKind::Kubeconfig => ("kubeconfig", args.context.clone()),
+    let name = match provider {
+        ProviderKind::Local => "local",
+        ProviderKind::Kind => "kind",
+        ProviderKind::Kubeconfig => "kubeconfig",
     };
-    let lease = match RunLease::acquire(&LeaseDir::default_for_user(), run_id, provider, target) {
+    let lease = match RunLease::acquire(&LeaseDir::default_for_user(), run_id, name, target) {
         Ok(l) => l,
         Err(e @ AcquireError::InUse { .. }) => {
             eprintln!("error: {e}; pick another --run-id");
@@ -343,7 +352,7 @@ fn take_lease(
             return Err(exit::PREREQUISITE);
         }
     };
-    if args.provider == ProviderKind::Local
+    if provider == ProviderKind::Local
         && let Ok(existing) = crate::provider::local::run_netns(run_id)
         && !existing.is_empty()
     {

@@ -390,7 +390,7 @@ pub fn cleanup(target: &Target, leases: &LeaseDir) -> Result<Report, ProviderErr
         let local_run = claim
             .as_ref()
             .and_then(|c| c.record.as_ref())
-            .is_none_or(|r| r.provider == "local");
+            .is_none_or(|r| r.provider == "local" || r.provider == "cleanup");
         if present.is_empty() && !local_run {
             // A dead kind or kubeconfig run: its lease is for those parts of cleanup.
             continue;
