@@ -126,7 +126,7 @@ fn every_catalogued_cni_produces_a_complete_plan() {
         // Probe commands are part of the plan (shell-quoted: the placeholder is not a plain word).
         assert!(
             plan.contains(
-                "/agnhost connect '{ip=netpolc-snap-0-y/b}:80' --protocol=tcp --timeout=3s"
+                "/agnhost connect '{ip=netpolc-snap--0-y/b}:80' --protocol=tcp --timeout=3s"
             ),
             "{}",
             cni.name
@@ -142,12 +142,12 @@ fn namespace_y_stays_a_string() {
         .iter()
         .find(|d| d["kind"] == "StepPlan")
         .expect("step plan");
-    assert_eq!(step["namespaces"]["y"], "netpolc-snap-0-y");
+    assert_eq!(step["namespaces"]["y"], "netpolc-snap--0-y");
     let ns = docs
         .iter()
         .find(|d| d["kind"] == "Namespace" && d["metadata"]["labels"]["netpolc.io/name"] == "y")
         .expect("namespace y");
-    assert_eq!(ns["metadata"]["name"], "netpolc-snap-0-y");
+    assert_eq!(ns["metadata"]["name"], "netpolc-snap--0-y");
 }
 
 #[test]
@@ -293,12 +293,12 @@ fn the_external_peer_is_a_container_on_the_kind_network() {
     assert_eq!(containers.len(), 1, "{containers:?}");
     let c = &containers[0];
     assert_eq!(c["external"], "(external)/web");
-    assert_eq!(c["name"], "netpolc-r-external-web");
+    assert_eq!(c["name"], "netpolc-r--external-web");
     assert_eq!(c["network"], "kind");
     assert_eq!(c["serves"], serde_json::json!(["80/TCP"]));
     let start = c["start"].as_str().expect("start");
     for part in [
-        "run --detach --name netpolc-r-external-web --network kind",
+        "run --detach --name netpolc-r--external-web --network kind",
         "--label netpolc.io/run-id=r",
         "--label netpolc.io/external=web",
         "serve-hostname --tcp --http=false --port 80",

@@ -45,7 +45,8 @@ fn netns_of_run(run_id: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("netpolc-{run_id}-")))
+        // Exactly this run's names (`netpolc-<run>--s<n>-…`), never a run whose id starts so.
+        .filter(|n| netpol_conformance::provider::local::run_of(n) == Some(run_id))
         .map(String::from)
         .collect()
 }
@@ -330,7 +331,11 @@ fn a_slow_dataplane_is_waited_for_and_its_delay_measured() {
     for s in with_denials {
         let c = s["convergence_ms"].as_u64().expect("converged");
         let wall = s["probe_wall_ms"].as_u64().expect("wall");
-        assert!(c + wall >= 1500 && c >= 500, "{}: {c} + {wall} ms", s["name"]);
+        assert!(
+            c + wall >= 1500 && c >= 500,
+            "{}: {c} + {wall} ms",
+            s["name"]
+        );
     }
     // The delay is refused elsewhere: it is a property of the local dataplane.
     let o = netpolc(&[

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod cleanup;
 pub mod kind;
 pub mod kube;
 pub mod kubeconfig;
+pub mod lease;
 pub mod local;
 
 use crate::model::PodRef;

@@ -32,7 +32,7 @@ pub const NAME_LABEL: &str = "netpolc.io/external";
 pub struct ExternalPeer {
     /// The model's name (`(external)/<name>`), a DNS label (the loader checks it).
     pub external: String,
-    /// Container name, unique per run (`netpolc-<run>-external-<name>`).
+    /// Container name, unique per run (`netpolc-<run>--external-<name>`).
     pub name: String,
     /// The run's label value.
     pub run: String,
@@ -69,7 +69,7 @@ impl ExternalPeer {
     pub fn new(run: &str, external: &str, image: &str, probes: &BTreeSet<Probe>) -> Self {
         ExternalPeer {
             external: external.to_string(),
-            name: format!("netpolc-{run}-external-{external}"),
+            name: format!("netpolc-{run}--external-{external}"),
             run: run.to_string(),
             image: image.to_string(),
             network: KIND_NETWORK.into(),
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn container_runs_on_the_kind_network_labelled_serving_each_port() {
         let p = peer();
-        assert_eq!(p.name, "netpolc-r1-external-web");
+        assert_eq!(p.name, "netpolc-r1--external-web");
         let args = p.run_args();
         let after = |flag: &str| -> Vec<&str> {
             args.windows(2)
@@ -329,6 +329,6 @@ mod tests {
             r.served,
             probes(&[(80, Protocol::Tcp), (53, Protocol::Udp)])
         );
-        assert!(r.what.contains("netpolc-r1-external-web"));
+        assert!(r.what.contains("netpolc-r1--external-web"));
     }
 }

@@ -4,6 +4,7 @@
 //! ([`api`]) and `--dry-run` plans ([`plan`]).
 
 pub mod api;
+pub mod cleanup;
 pub mod decide;
 pub mod plan;
 pub mod probing;

@@ -66,6 +66,11 @@ pub struct SessionConfig {
     /// (`model.externals`): cells from pods to them are probed; empty: those cells are
     /// `unsupported`.
     pub externals: BTreeMap<String, RealExternal>,
+    /// Where the run records the namespaces it creates, and the lease they carry (kubeconfig:
+    /// cleanup from any machine tells a dead run from a live one by it; reused slots keep their
+    /// namespaces, so they keep carrying both). `None`: no lease (a throwaway kind cluster,
+    /// deleted whole).
+    pub ownership: Option<Arc<crate::provider::lease::cluster::Ownership>>,
 }
 
 /// A server outside the cluster standing for one `model.externals` entry (kind: a container on
@@ -77,7 +82,7 @@ pub struct RealExternal {
     pub ip: IpAddr,
     /// The probes it answers.
     pub served: BTreeSet<Probe>,
-    /// What it is, for details (`container netpolc-r1-external-web`).
+    /// What it is, for details (`container netpolc-r1--external-web`).
     pub what: String,
 }
 
@@ -95,6 +100,7 @@ impl SessionConfig {
             reuse: true,
             exec_concurrency: 8,
             externals: BTreeMap::new(),
+            ownership: None,
         }
     }
 }
@@ -260,6 +266,16 @@ impl<A: ClusterApi> ClusterPool<A> {
     }
 
     async fn delete_own_namespace(&self, name: &str) -> Result<(), String> {
+        let r = self.delete_labelled_namespace(name).await;
+        if r.is_ok()
+            && let Some(o) = &self.cfg.ownership
+        {
+            o.forget(name);
+        }
+        r
+    }
+
+    async fn delete_labelled_namespace(&self, name: &str) -> Result<(), String> {
         match self.api.get_namespace(name).await {
             Ok(None) => Ok(()),
             Err(e) => Err(format!("{name}: {e}")),
@@ -449,8 +465,12 @@ impl<A: ClusterApi> ClusterSession<A> {
         let map = self.slot()?.map.clone();
         let namespaces = render::namespaces_of(model);
         for ns in &namespaces {
-            let obj = render::namespace_object(&map, model, ns);
+            let mut obj = render::namespace_object(&map, model, ns);
             let name = map.namespace(ns);
+            if let Some(o) = &pool.cfg.ownership {
+                obj.metadata.annotations = Some(o.annotations());
+                o.record(&name);
+            }
             pool.remember_namespace(&name);
             if let Some(s) = self.slot.as_mut() {
                 s.namespaces.push(name.clone());
