@@ -142,14 +142,9 @@ pub struct RunArgs {
     /// Attempts for a wrong cell (the first included) before it counts as failed.
     #[arg(long, default_value_t = 2)]
     pub attempts: u32,
-    /// How long a step may take to converge, in milliseconds (default: 3000 local, 60000 clusters;
-    /// with --enforce-delay-ms, that delay is added to the local default).
+    /// How long a step may take to converge, in milliseconds (default: 3000 local, 60000 clusters).
     #[arg(long)]
     pub step_timeout_ms: Option<u64>,
-    /// Local only: apply each step's policy changes this many milliseconds after the step starts,
-    /// like a CNI that converges slowly.
-    #[arg(long, value_name = "MS")]
-    pub enforce_delay_ms: Option<u64>,
     /// Print the plan as YAML and exit without touching anything (kind, kubeconfig).
     #[arg(long)]
     pub dry_run: bool,

@@ -104,10 +104,6 @@ pub fn run(args: RunArgs) -> u8 {
         eprintln!("error: --fault works with the local provider only");
         return exit::BAD_INPUT;
     }
-    if args.enforce_delay_ms.is_some() && args.provider != ProviderKind::Local {
-        eprintln!("error: --enforce-delay-ms works with the local provider only");
-        return exit::BAD_INPUT;
-    }
     if args.dry_run && args.provider == ProviderKind::Local {
         eprintln!("error: --dry-run applies to the kind and kubeconfig providers");
         return exit::BAD_INPUT;
@@ -131,11 +127,7 @@ pub fn run(args: RunArgs) -> u8 {
     let opts = RunOptions {
         probes: args.probes.clone(),
         probe_timeout: Duration::from_millis(args.probe_timeout_ms.unwrap_or(probe_ms)),
-        // A known enforcement delay is waited for on top of the default, not judged as a failure.
-        step_timeout: Duration::from_millis(
-            args.step_timeout_ms
-                .unwrap_or(step_ms.saturating_add(args.enforce_delay_ms.unwrap_or(0))),
-        ),
+        step_timeout: Duration::from_millis(args.step_timeout_ms.unwrap_or(step_ms)),
         attempts: args.attempts,
         faults: faults.iter().map(|f| f.name().to_string()).collect(),
         ..RunOptions::new(run_id.clone(), run::rfc3339(now))
@@ -212,9 +204,8 @@ pub fn run(args: RunArgs) -> u8 {
                         cni,
                         faults: faults.clone(),
                     };
-                    let delay = Duration::from_millis(args.enforce_delay_ms.unwrap_or(0));
                     drive(
-                        async move { LocalPlatform::new(lo).map(|p| p.with_enforce_delay(delay)) },
+                        async move { LocalPlatform::new(lo) },
                         &scenarios,
                         &opts,
                         &mut reporter,

@@ -11,13 +11,6 @@
 //!   right on a retry is `flaky`, never a silent pass. `unsupported` observations are never retried;
 //!   `error` ones are, and stay `error` unless a retry observes something. Failing cells are traced
 //!   to NetworkPolicy features ([`crate::verdict`]).
-//! - **Waiting on dataplanes that enforce nothing**: a step waits for convergence up to the step
-//!   timeout, which on a CNI that ignores policies is all waiting and no information. Once the
-//!   run's steps with expected denials have together waited a full step timeout without a single
-//!   cell observed blocked as expected, and nothing was ever seen enforced, later steps probe
-//!   one pass (plus retries) without waiting; the report says so in `warnings`. A slow enforcer
-//!   shows a blocked cell within its first step timeout and keeps full waits; one seen enforcing
-//!   later (even on a no-wait step) gets them back.
 //!
 //! Durations come from tokio's clock, so tests with paused time get exact, repeatable figures; the
 //! run id and start time are injected through [`RunOptions`].
@@ -158,61 +151,6 @@ struct Stop {
     external: Cancel,
     internal: Cancel,
     phases: Mutex<PhaseTimes>,
-    watch: Mutex<EnforcementWatch>,
-}
-
-/// Whether the run has seen the dataplane enforce anything (see the module docs).
-#[derive(Debug, Default)]
-struct EnforcementWatch {
-    /// Some cell was observed blocked where the oracle blocks it.
-    seen: bool,
-    /// Time steps with expected denials spent waiting without any of them observed blocked.
-    unenforced: Duration,
-    /// Waiting was cut for later steps (`None`: never).
-    cut_after: Option<Duration>,
-    /// Steps probed without waiting.
-    unwaited_steps: usize,
-}
-
-impl EnforcementWatch {
-    /// Whether the next step may skip waiting.
-    fn no_wait(&self) -> bool {
-        self.cut_after.is_some() && !self.seen
-    }
-
-    /// Records a step: whether it expected denials, whether one was observed blocked, and how
-    /// long it waited for a matrix that never matched (`None`: it matched).
-    fn record(
-        &mut self,
-        denies: bool,
-        blocked: bool,
-        waited_in_vain: Option<Duration>,
-        bound: Duration,
-    ) {
-        if blocked {
-            self.seen = true;
-            return;
-        }
-        if let (true, Some(w)) = (denies, waited_in_vain) {
-            self.unenforced += w;
-            if !self.seen && self.cut_after.is_none() && self.unenforced >= bound {
-                self.cut_after = Some(self.unenforced);
-            }
-        }
-    }
-
-    fn warning(&self) -> Option<String> {
-        let after = self.cut_after?;
-        let mut w = format!(
-            "no cell was observed blocked during {} ms of step timeouts with denials expected:              {} later step(s) were probed without waiting for convergence (a dataplane that              enforces nothing need not be waited for)",
-            after.as_millis(),
-            self.unwaited_steps
-        );
-        if self.seen {
-            w.push_str("; enforcement was observed afterwards, and steps after that waited again");
-        }
-        Some(w)
-    }
 }
 
 impl Stop {
@@ -427,7 +365,6 @@ pub async fn execute<P: Platform>(
         external: cancel.clone(),
         internal,
         phases: Mutex::new(PhaseTimes::default()),
-        watch: Mutex::new(EnforcementWatch::default()),
     };
     let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut first_err: Option<ProviderError> = None;
@@ -464,14 +401,6 @@ pub async fn execute<P: Platform>(
     }
     let scenarios: Vec<ScenarioReport> = results.into_iter().flatten().collect();
     let mut warnings = info.warnings.clone();
-    if let Some(w) = stop
-        .watch
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .warning()
-    {
-        warnings.push(w);
-    }
     let summary = verdict::summarize(&scenarios);
     if summary.cells == 0 {
         warnings.push("no cells were probed (no pods or no probes)".into());
@@ -659,19 +588,7 @@ async fn run_step<S: Session>(
     let t_apply = Instant::now();
     session.apply(step).await?;
     let applied = Instant::now();
-    let no_wait = {
-        let mut w = stop.watch.lock().unwrap_or_else(|p| p.into_inner());
-        let skip = w.no_wait();
-        if skip {
-            w.unwaited_steps += 1;
-        }
-        skip
-    };
-    let deadline = if no_wait {
-        applied
-    } else {
-        applied + opts.step_timeout
-    };
+    let deadline = applied + opts.step_timeout;
     // Re-plan hook: a dataplane that assigned its own pod addresses (a cluster) reports them,
     // and the step is re-bound to them (templated ipBlocks resolved again, see
     // `scenario::address`) so the oracle answers for what the cluster really has.
@@ -726,21 +643,6 @@ async fn run_step<S: Session>(
             _ = stop.wait() => return Err(ProviderError::Interrupted),
         }
     };
-
-    {
-        let denies = plan.iter().any(|c| !c.expected);
-        let blocked = plan
-            .iter()
-            .zip(&last)
-            .any(|(c, o)| !c.expected && o.result.allowed() == Some(false));
-        let waited = (convergence.is_none() && !no_wait).then(|| applied.elapsed());
-        stop.watch.lock().unwrap_or_else(|p| p.into_inner()).record(
-            denies,
-            blocked,
-            waited,
-            opts.step_timeout,
-        );
-    }
 
     // Retry only the cells still wrong, each up to `attempts` in total.
     let mut history: Vec<Vec<Observation>> = last.into_iter().map(|o| vec![o]).collect();

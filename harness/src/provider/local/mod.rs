@@ -89,23 +89,9 @@ pub struct LocalPlatform {
     /// `Err(why)` when the kernel cannot create SCTP sockets.
     sctp: Result<(), String>,
     environment: BTreeMap<String, String>,
-    /// `--enforce-delay-ms`: how long after a step starts its policy changes reach the rules.
-    enforce_delay: Duration,
 }
 
 impl LocalPlatform {
-    /// A dataplane that converges slowly, like a real CNI: every step's ruleset changes are
-    /// installed `delay` after the step is applied (the step's pods exist at once), so the
-    /// engine's waiting and `convergence_ms` can be checked against a known delay.
-    pub fn with_enforce_delay(mut self, delay: Duration) -> Self {
-        self.enforce_delay = delay;
-        if !delay.is_zero() {
-            self.environment
-                .insert("enforce_delay_ms".into(), delay.as_millis().to_string());
-        }
-        self
-    }
-
     /// Checks prerequisites (root, `nft` for the nftables CNI): missing →
     /// `ProviderError::Prerequisite`.
     pub fn new(opts: LocalOptions) -> Result<Self, ProviderError> {
@@ -161,7 +147,6 @@ impl LocalPlatform {
             opts,
             sctp,
             environment,
-            enforce_delay: Duration::ZERO,
         })
     }
 }
@@ -248,7 +233,6 @@ impl Platform for LocalPlatform {
         n: usize,
         scenario: &Scenario,
     ) -> impl Future<Output = Result<LocalSession, ProviderError>> + Send {
-        let delay = self.enforce_delay;
         let session = LocalSession::new(
             self.opts.run_id.clone(),
             netns::session_prefix(&self.opts.run_id, n),
@@ -256,11 +240,7 @@ impl Platform for LocalPlatform {
             self.faults.clone(),
             self.sctp.clone(),
             scenario,
-        )
-        .map(|mut s| {
-            s.enforce_delay = delay;
-            s
-        });
+        );
         async move { session }
     }
 
@@ -521,10 +501,6 @@ pub struct LocalSession {
     /// it ever deletes (a name that already existed is refused at creation, never adopted).
     /// Deleting them removes every link too, the peers' `x<index>` included.
     owned: Vec<String>,
-    /// See [`LocalPlatform::with_enforce_delay`].
-    enforce_delay: Duration,
-    /// A delayed ruleset installation not yet awaited.
-    pending: Option<JoinHandle<Result<(), ProviderError>>>,
 }
 
 impl LocalSession {
@@ -572,8 +548,6 @@ impl LocalSession {
             created: false,
             externals: BTreeSet::new(),
             owned: Vec::new(),
-            enforce_delay: Duration::ZERO,
-            pending: None,
         })
     }
 
@@ -750,38 +724,14 @@ impl LocalSession {
                 async move { netns::nft_apply(&ns, json).await }
             })
             .collect();
+        all_limited(jobs).await?;
         for (r, _, _, ruleset, zone) in changed {
             self.installed.insert(r, (ruleset, zone));
         }
-        if self.enforce_delay.is_zero() {
-            return all_limited(jobs).await;
-        }
-        // Installed later, in the background; the next apply or teardown waits for it (and
-        // reports its failure), so steps never overtake each other.
-        let delay = self.enforce_delay;
-        self.pending = Some(tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            all_limited(jobs).await
-        }));
         Ok(())
     }
 
-    /// Waits for a delayed installation still running (see [`Self::install_rules`]).
-    async fn finish_pending(&mut self) -> Result<(), ProviderError> {
-        match self.pending.take() {
-            None => Ok(()),
-            Some(h) => h
-                .await
-                .map_err(|e| ProviderError::Failed(format!("delayed ruleset installation: {e}")))?,
-        }
-    }
-
     async fn remove_all(&mut self) -> Result<(), ProviderError> {
-        // A delayed installation must not run into namespaces being deleted.
-        if let Some(h) = self.pending.take() {
-            h.abort();
-            let _ = h.await;
-        }
         {
             let mut guard = self.servers.lock().await;
             for (_, s) in guard.drain() {
@@ -848,7 +798,6 @@ where
 impl Session for LocalSession {
     async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
         validate_addresses(step)?;
-        self.finish_pending().await?;
         self.ensure_pods(step).await?;
         if self.cni == LocalCni::Nftables {
             self.install_rules(step).await?;
