@@ -1,5 +1,6 @@
 //! Opens a rendered HTML report in headless Chromium (via playwright-core) and checks it like a
-//! reader would: no console errors, no network request, mismatches highlighted and explained.
+//! reader would: no console errors, no network request, mismatches highlighted and explained, a
+//! large matrix drawn on demand with every cell and the same side panel.
 //!
 //! Needs node, Debian's chromium and `npm ci` in harness/tests/browser; without them the test
 //! fails saying what to install — it never passes without having looked at the page.
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use netpol_conformance::report::html;
-use report_html_common::{FAIL_EXPLANATION_MARK, all_outcomes};
+use report_html_common::{BIG_PODS, FAIL_EXPLANATION_MARK, all_outcomes_and_a_big_matrix};
 
 const INSTALL: &str = "apt-get update && apt-get install -y chromium chromium-driver && \
                        (cd harness/tests/browser && npm ci) — node >= 20 with npm is needed too";
@@ -49,7 +50,10 @@ fn report_loads_offline_and_explains_mismatches_in_a_real_browser() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("report.html");
-    std::fs::write(&file, html::render(&all_outcomes())).expect("write report.html");
+    let html = html::render(&all_outcomes_and_a_big_matrix());
+    const { assert!(BIG_PODS * BIG_PODS > html::LAZY_MATRIX_CELLS) };
+    assert_eq!(html.matches("class=\"probe-matrix lazy\"").count(), 1);
+    std::fs::write(&file, html).expect("write report.html");
 
     let out = Command::new("node")
         .arg(browser_dir().join("check_report.mjs"))
@@ -67,4 +71,8 @@ fn report_loads_offline_and_explains_mismatches_in_a_real_browser() {
         out.status
     );
     assert!(stdout.contains("check_report: ok"), "{stdout}");
+    assert!(
+        stdout.contains("1 lazy matrices drawn and checked"),
+        "the lazily drawn matrix was not checked: {stdout}"
+    );
 }

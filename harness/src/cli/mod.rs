@@ -1,6 +1,32 @@
 //! The `netpolc` command line: parse, call the library, map the result to the contract's exit
 //! codes (0 ok / verdict as expected, 1 verdict differs, 2 bad input or usage, 3 prerequisites
 //! missing or provider failed). Each subcommand lives in its own file.
+//!
+//! Output never panics: a closed stdout (`netpolc … | head -1`) or stderr (`2>&1 | head`) must
+//! not turn a verdict into exit 101 (contract: "a closed stdout never changes the exit status").
+//! std's `println!`/`eprintln!` panic on a failed write, so this module shadows both (below,
+//! before the `mod` items, so every subcommand's file gets them): same text, errors ignored, a
+//! failed stdout remembered ([`stdout_gone`]) so `run` can repeat what matters on stderr.
+
+/// `println!` that never panics; a failed write marks stdout as gone.
+macro_rules! println {
+    () => {
+        $crate::cli::out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out_line(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics (stderr closed too: nothing left to tell).
+macro_rules! eprintln {
+    () => {
+        $crate::cli::err_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::err_line(format_args!($($arg)*))
+    };
+}
 
 mod cleanup;
 mod diff;
@@ -9,8 +35,10 @@ mod explain;
 mod faults;
 mod run;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -251,11 +279,65 @@ pub(crate) fn load_checked(paths: &[PathBuf]) -> Result<crate::scenario::Loaded,
     Err(exit::BAD_INPUT)
 }
 
-/// Writes to stdout, ignoring a closed pipe (`netpolc expect … | head` must not panic).
-pub(crate) fn emit(text: &str) {
-    use std::io::Write;
+/// Set once a write to stdout failed.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a write to stdout has failed in this process (closed pipe, full disk…).
+pub(crate) fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
+
+pub(crate) fn mark_stdout_gone() {
+    STDOUT_GONE.store(true, Ordering::Relaxed);
+}
+
+/// Backs the module's `println!`.
+pub(crate) fn out_line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
+        mark_stdout_gone();
+    }
+}
+
+/// Backs the module's `eprintln!`.
+pub(crate) fn err_line(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{args}").and_then(|()| err.flush());
+}
+
+/// Writes a line to stdout, or to stderr once stdout is gone: for what must be seen whatever
+/// happened to the pipe (the verdict, where the reports went).
+pub(crate) fn say(text: &str) {
+    if !stdout_gone() {
+        println!("{text}");
+    }
+    if stdout_gone() {
+        eprintln!("{text}");
+    }
+}
+
+/// How a command's output to stdout ended: fine (also when the reader went away, as with
+/// `| head`: the exit status stays the command's), or another error, which is reported and
+/// turns into exit 3 (the environment failed; the output is incomplete).
+pub(crate) fn output_status(written: std::io::Result<()>) -> Result<(), u8> {
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            mark_stdout_gone();
+            Ok(())
+        }
+        Err(e) => {
+            mark_stdout_gone();
+            eprintln!("error: cannot write to stdout: {e}");
+            Err(exit::PREREQUISITE)
+        }
+    }
+}
+
+/// Writes a command's output to stdout (see [`output_status`]).
+pub(crate) fn emit(text: &str) -> Result<(), u8> {
+    let mut out = std::io::stdout().lock();
+    output_status(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 
 /// Prints warnings (ignored kinds, CIDRs with host bits) to stderr.

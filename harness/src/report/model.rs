@@ -154,4 +154,9 @@ pub struct RunReport {
     pub attempts: u32,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The verdict the run was asked to reach (`--expect-verdict`), set by the CLI before the
+    /// reports are written. JUnit judges against it: with `policies-ignored` declared and
+    /// reached, the cells that show the declared non-enforcement are not test failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_verdict: Option<Verdict>,
 }

@@ -417,6 +417,7 @@ pub async fn execute<P: Platform>(
         warnings,
         step_timeout_ms: ms(opts.step_timeout),
         attempts: opts.attempts.max(1),
+        expected_verdict: None,
     };
     emit(
         &sink,
