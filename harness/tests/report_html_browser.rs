@@ -2,8 +2,9 @@
 //! reader would: no console errors, no network request, mismatches highlighted and explained, a
 //! large matrix drawn on demand with every cell and the same side panel.
 //!
-//! Needs node, Debian's chromium and `npm ci` in harness/tests/browser; without them the test
-//! fails saying what to install — it never passes without having looked at the page.
+//! Needs node (>= 18), Debian's chromium and `npm ci` in harness/tests/browser — `ci/setup.sh test`
+//! installs them; without them the test fails saying what to install — it never passes without
+//! having looked at the page.
 
 mod report_html_common;
 
@@ -13,8 +14,8 @@ use std::process::Command;
 use netpol_conformance::report::html;
 use report_html_common::{BIG_PODS, FAIL_EXPLANATION_MARK, all_outcomes_and_a_big_matrix};
 
-const INSTALL: &str = "apt-get update && apt-get install -y chromium chromium-driver && \
-                       (cd harness/tests/browser && npm ci) — node >= 20 with npm is needed too";
+const INSTALL: &str = "ci/setup.sh test (as root: installs chromium, chromium-driver, nodejs and \
+                       npm with apt where missing, and runs npm ci in harness/tests/browser)";
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -24,7 +25,7 @@ fn missing_prerequisites() -> Vec<String> {
     let mut missing = Vec::new();
     match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => {}
-        _ => missing.push("node (nodejs >= 20)".to_string()),
+        _ => missing.push("node (nodejs >= 18)".to_string()),
     }
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
     if !Path::new(&chromium).exists() {

@@ -47,11 +47,11 @@ pub const EAGER_CELLS_BUDGET: usize = 20_000;
 /// Problem cells (fail, flaky, error) of one step shown with every detail.
 pub const DETAILED_PER_STEP: usize = 50;
 /// Rough bytes of detailed problem cells over the whole page.
-pub const DETAIL_BYTES_BUDGET: usize = 3_000_000;
+pub const DETAIL_BYTES_BUDGET: usize = 2_500_000;
 /// Further problem cells of one step listed one line each.
 pub const LISTED_PER_STEP: usize = 500;
 /// One-line problem entries over the whole page.
-pub const LISTED_TOTAL: usize = 10_000;
+pub const LISTED_TOTAL: usize = 5_000;
 
 /// Environment keys with a readable label, shown in this order before the other keys.
 const KNOWN_ENV: &[(&str, &str)] = &[
@@ -453,12 +453,13 @@ struct Row {
     cells: Vec<CellView>,
 }
 
+/// One drawn cell; its hover title is set by the script (from the matrix's characters) when
+/// the pointer reaches it, which keeps every cell a few dozen bytes.
 #[derive(Serialize)]
 struct CellView {
     id: String,
     class: &'static str,
     glyph: &'static str,
-    title: String,
 }
 
 #[derive(Serialize)]
@@ -733,17 +734,12 @@ fn step_view(
                                         id: format!("c{si}-{ti}-{pi}-{r}-{col}"),
                                         class: info.class,
                                         glyph: info.glyph,
-                                        title: format!(
-                                            "{} → {} {label}: {}",
-                                            c.from, c.to, info.text
-                                        ),
                                     }
                                 }
                                 None => CellView {
                                     id: String::new(),
                                     class: "none",
                                     glyph: "·",
-                                    title: "not probed".to_string(),
                                 },
                             })
                             .collect(),

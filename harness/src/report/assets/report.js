@@ -103,7 +103,28 @@
     return wrap;
   }
 
+  // The hover title, set when the pointer first reaches the cell (no title per cell in the page).
+  function entitle(cell) {
+    if (cell.title) {
+      return;
+    }
+    var matrix = cell.closest(".probe-matrix");
+    var step = cell.closest("section.step");
+    if (!matrix || !step) {
+      return;
+    }
+    var parts = (cell.getAttribute("data-detail") || "").split("-");
+    var pods = podsOf(step);
+    var r = Number(parts[3]);
+    var c = Number(parts[4]);
+    var code = codes[(matrix.getAttribute("data-codes") || "").charAt(r * pods.length + c)];
+    if (code) {
+      cell.title = pods[r] + " → " + pods[c] + " " + (matrix.getAttribute("data-probe") || "") + ": " + code.text;
+    }
+  }
+
   function show(cell) {
+    entitle(cell);
     var id = cell.getAttribute("data-detail") || "";
     var source = id ? document.getElementById(id) : null;
     var content = null;
@@ -185,10 +206,8 @@
             td = el("td", "cell " + code["class"], code.glyph);
             td.tabIndex = 0;
             td.setAttribute("data-detail", cellId(si, ti, pi, r, c));
-            td.title = pods[r] + " → " + pods[c] + " " + probe + ": " + code.text;
           } else {
             td = el("td", "cell none", "·");
-            td.title = "not probed";
           }
           tr.appendChild(td);
         }
@@ -208,8 +227,11 @@
 
   document.addEventListener("mouseover", function (ev) {
     var cell = cellOf(ev.target);
-    if (cell && !pinned) {
-      show(cell);
+    if (cell) {
+      entitle(cell);
+      if (!pinned) {
+        show(cell);
+      }
     }
   });
   document.addEventListener("focusin", function (ev) {
