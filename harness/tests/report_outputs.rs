@@ -3,6 +3,7 @@
 //! injected run id and start time, so every byte is stable.
 
 mod engine_support;
+mod report_html_common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -484,4 +485,42 @@ async fn reporters_and_files_agree() {
     .await
     .expect("run");
     assert_eq!(last.0.as_ref(), Some(&r));
+}
+
+/// Names, commands and details carry markup, quotes and characters XML 1.0 cannot hold at all
+/// (an ESC from a terminal colour, a NUL): junit.xml stays well-formed for a strict parser and
+/// keeps the text readable.
+#[test]
+fn junit_is_well_formed_whatever_the_texts() {
+    let mut r = report_html_common::all_outcomes();
+    r.scenarios[0]
+        .name
+        .push_str(" \u{1b}[31mred\u{1b}[0m \u{0} ]]> 'q' \"dq\"");
+    r.scenarios[0].steps[0].cells[5].detail = Some("bell\u{7} & <tag> \u{fffe}".into());
+    r.environment
+        .insert("odd\u{1}key".into(), "value\nwith\tbreaks".into());
+    let xml = junit::render(&r);
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite") && n.attribute("name") != Some("netpolc"))
+        .expect("the scenario's suite");
+    assert_eq!(
+        suite.attribute("name"),
+        Some(
+            "seed-frontend-backend <script>alert(\"scenario\")</script> \\u{1b}[31mred\\u{1b}[0m \\u{0} ]]> 'q' \"dq\""
+        )
+    );
+    let texts: String = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(texts.contains("bell\\u{7} & <tag> \\u{fffe}"), "{texts}");
+    let prop = doc
+        .descendants()
+        .find(|n| n.attribute("name") == Some("odd\\u{1}key"))
+        .expect("the property");
+    assert_eq!(prop.attribute("value"), Some("value\nwith\tbreaks"));
+    assert!(quick_junit::Report::deserialize_from_str(&xml).is_ok());
 }
