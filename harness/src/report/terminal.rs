@@ -286,11 +286,12 @@ pub fn render_probe_tables(step: &StepReport, all: bool, max_pods: usize) -> Str
                 let _ = writeln!(out, "    … and {} more", odd.len() - MAX_LISTED);
             }
         } else if all {
-            let only_unsupported = unsup == n;
-            if !only_unsupported && pods <= max_pods {
+            if unsup == n {
+                if let Some(d) = t.cells().find_map(|c| c.detail.as_deref()) {
+                    let _ = writeln!(out, "    {d}");
+                }
+            } else if pods <= max_pods {
                 out.push_str(&indent(&t.render_observed(), "    "));
-            } else if let Some(d) = t.cells().find_map(|c| c.detail.as_deref()) {
-                let _ = writeln!(out, "    {d}");
             }
         }
     }
