@@ -28,12 +28,15 @@ macro_rules! eprintln {
     };
 }
 
+mod audit;
+mod check;
 mod cleanup;
 mod diff;
 mod expect;
 mod explain;
 mod faults;
 mod run;
+mod whatif;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -82,6 +85,15 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Compare two runs cell by cell (e.g. two CNIs, two versions of one CNI).
     Diff(DiffArgs),
+    /// What an existing cluster's policies allow, per workload, and what is exposed (read-only;
+    /// `--probe` to see what the cluster really does).
+    Audit(audit::AuditArgs),
+    /// Does this cluster enforce NetworkPolicy at all? Two pods and one deny policy in a
+    /// throwaway namespace.
+    Check(check::CheckArgs),
+    /// The cells a candidate policy change would flip, with the deciding rule of each.
+    #[command(name = "what-if")]
+    WhatIf(whatif::WhatIfArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -226,6 +238,15 @@ pub fn main() -> ExitCode {
         Command::Faults => faults::run(),
         Command::Cleanup(a) => cleanup::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Audit(mut a) => {
+            dedup_probes(&mut a.ports);
+            audit::run(a)
+        }
+        Command::Check(a) => check::run(a),
+        Command::WhatIf(mut a) => {
+            dedup_probes(&mut a.probes);
+            whatif::run(a)
+        }
     };
     ExitCode::from(code)
 }
