@@ -1,7 +1,7 @@
 //! Outputs that never break: a closed stdout (`netpolc … | head -1`) changes no exit status and
 //! panics nowhere; reports are written whole or not at all, and a report that cannot be written
 //! (a full disk, a read-only directory, a path through a file) is exit 3 with the verdict still
-//! printed. The full disk is real: a tiny tmpfs mounted as the report directory (root needed;
+//! printed; junit.xml follows `--expect-verdict`. The full disk is real: a tiny tmpfs mounted as the report directory (root needed;
 //! without root these tests fail saying so, they never pass without having looked).
 
 use std::os::fd::OwnedFd;
@@ -160,6 +160,14 @@ fn commands_that_only_print_keep_their_status_on_a_closed_stdout() {
     )
     .expect("write b");
     let (a, b) = (a.display().to_string(), b.display().to_string());
+    let shop = root()
+        .join("scenarios/seed/manifests/shop.yaml")
+        .display()
+        .to_string();
+    let deny = root()
+        .join("harness/tests/fixtures/whatif/deny-all-shop.yaml")
+        .display()
+        .to_string();
     let cases: Vec<(Vec<&str>, i32)> = vec![
         (vec!["expect", &seed], 0),
         (vec!["expect", &seed, "--format", "json"], 0),
@@ -193,6 +201,10 @@ fn commands_that_only_print_keep_their_status_on_a_closed_stdout() {
             0,
         ),
         (vec!["--help"], 0),
+        (vec!["what-if", &shop, "--add", &deny], 0),
+        (vec!["what-if", &shop, "--add", &deny, "--exit-code"], 1),
+        (vec!["audit", "--input", &shop], 0),
+        (vec!["audit", "--input", &shop, "--format", "json"], 0),
         // Bad input stays bad input.
         (vec!["expect", "/nonexistent/netpolc-input.yaml"], 2),
     ];
@@ -314,6 +326,21 @@ fn a_full_disk_is_exit_3_with_the_verdict_and_no_partial_report() {
     assert_eq!(files_in(disk.path()), Vec::<String>::new(), "{}", show(&o));
     assert!(netns_of_run(&id).is_empty());
 
+    // The audit's page (10 kB for the shop manifests) is a report too: exit 3, nothing left.
+    let page = disk.path().join("audit.html");
+    let shop = root().join("scenarios/seed/manifests/shop.yaml");
+    let o = netpolc(&[
+        "audit",
+        "--input",
+        &shop.display().to_string(),
+        "--html",
+        &page.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(files_in(disk.path()), Vec::<String>::new(), "{}", show(&o));
+
     // The summary markdown is a report too.
     let id = run_id("fullmd");
     let roomy = tempfile::tempdir().expect("tempdir");
@@ -405,5 +432,74 @@ fn an_unwritable_report_dir_is_exit_3_with_the_verdict() {
         assert!(err.contains("the reports were not written"), "{err}");
         assert!(!dir.exists());
         assert!(netns_of_run(&id).is_empty());
+    }
+}
+
+/// The flannel job's JUnit, end to end through the CLI: a dataplane that ignores policies
+/// (`--cni none`) run as `--expect-verdict policies-ignored` declares exits 0 and its junit.xml,
+/// what CI publishes as a check, has no failure; the same run judged against the default
+/// `conformant` exits 1 and its junit.xml fails the verdict and the cases that show it.
+#[test]
+fn junit_of_a_run_is_judged_against_its_expect_verdict() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let failures = |rd: &Path| -> (u64, Vec<String>) {
+        let xml = std::fs::read_to_string(rd.join("junit.xml")).expect("junit.xml");
+        let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        let total = doc
+            .root_element()
+            .attribute("failures")
+            .and_then(|f| f.parse().ok())
+            .expect("failures count");
+        let failed: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .filter(|n| n.children().any(|c| c.has_tag_name("failure")))
+            .map(|n| n.attribute("name").unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(total, failed.len() as u64, "{xml}");
+        (total, failed)
+    };
+    for (tag, expect, status) in [
+        ("ignored", Some("policies-ignored"), 0),
+        ("judged", None, 1),
+    ] {
+        let id = run_id(tag);
+        let rd = dir.path().join(tag);
+        let mut args = vec![
+            "run".to_string(),
+            seed(),
+            "--cni".into(),
+            "none".into(),
+            "--run-id".into(),
+            id.clone(),
+            "--report-dir".into(),
+            rd.display().to_string(),
+        ];
+        if let Some(v) = expect {
+            args.extend(["--expect-verdict".into(), v.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = netpolc(&args);
+        assert_eq!(o.status.code(), Some(status), "{tag}: {}", show(&o));
+        let json = std::fs::read_to_string(rd.join("report.json")).expect("report.json");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(v["verdict"], "policies-ignored", "{tag}");
+        assert!(
+            v["summary"]["failed"].as_u64() > Some(0),
+            "the oracle denies some cells"
+        );
+        let (total, failed) = failures(&rd);
+        match expect {
+            Some(_) => assert_eq!(
+                total, 0,
+                "declared non-enforcement fails nothing: {failed:?}"
+            ),
+            None => {
+                assert!(failed.contains(&"verdict".to_string()), "{failed:?}");
+                assert!(total > 1, "the verdict and the cases: {failed:?}");
+            }
+        }
+        assert!(netns_of_run(&id).is_empty(), "{:?}", netns_of_run(&id));
     }
 }

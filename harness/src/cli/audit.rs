@@ -114,9 +114,9 @@ fn cni_warning(d: &DetectedCni) -> Option<String> {
 
 fn output(report: &AuditReport, args: &AuditArgs) -> u8 {
     if let Some(path) = &args.html
-        && let Err(e) = std::fs::write(path, render_html(report))
+        && let Err(e) = super::write_whole(path, &render_html(report))
     {
-        eprintln!("error: cannot write {}: {e}", path.display());
+        eprintln!("error: {e}");
         return exit::PREREQUISITE;
     }
     let written = match args.format {
@@ -226,9 +226,9 @@ async fn run_live(args: &AuditArgs) -> u8 {
     };
     super::print_warnings(&loaded.warnings);
     if let Some(path) = &args.save_dump
-        && let Err(e) = std::fs::write(path, snapshot.dump_text())
+        && let Err(e) = super::write_whole(path, &snapshot.dump_text())
     {
-        eprintln!("error: cannot write {}: {e}", path.display());
+        eprintln!("error: {e}");
         return exit::PREREQUISITE;
     }
     let Some(step) = loaded.scenarios.first().and_then(|s| s.steps.first()) else {

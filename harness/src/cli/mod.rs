@@ -361,6 +361,24 @@ pub(crate) fn emit(text: &str) -> Result<(), u8> {
     output_status(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 
+/// Writes a file a command produces (job summary, audit page, dump) atomically when it is a
+/// regular (or new) file, so a full disk never leaves half of one; a special file such as
+/// `/dev/stdout` is written in place, since it cannot be renamed over.
+pub(crate) fn write_whole(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<(), crate::report::ReportError> {
+    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        std::fs::write(path, text).map_err(|source| crate::report::ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    } else {
+        crate::report::write_atomic(path, |w| w.write_all(text.as_bytes()))
+    }
+}
+
 /// Prints warnings (ignored kinds, CIDRs with host bits) to stderr.
 pub(crate) fn print_warnings(w: &[crate::scenario::InputError]) {
     for w in w {

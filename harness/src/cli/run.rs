@@ -275,7 +275,7 @@ pub fn run(args: RunArgs) -> u8 {
     }
     if let Some(md) = &args.summary_md {
         let text = crate::report::summary::render_markdown(&report);
-        if let Err(e) = write_summary(md, &text) {
+        if let Err(e) = super::write_whole(md, &text) {
             eprintln!("error: the job summary was not written: {e}");
             return exit::PREREQUISITE;
         }
@@ -321,20 +321,6 @@ fn report_dir_problem(dir: &std::path::Path) -> Option<String> {
         }
     }
     None
-}
-
-/// The job summary goes atomically to a regular (or new) file; a special file such as
-/// `/dev/stdout` is written in place, since it cannot be renamed over.
-fn write_summary(path: &std::path::Path, text: &str) -> Result<(), crate::report::ReportError> {
-    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
-    if special {
-        std::fs::write(path, text).map_err(|source| crate::report::ReportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-    } else {
-        crate::report::write_atomic(path, |w| w.write_all(text.as_bytes()))
-    }
 }
 
 fn local_has_no_dry_run() -> Result<String, ProviderError> {
