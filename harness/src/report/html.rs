@@ -152,6 +152,9 @@ fn connectivity_text(c: Connectivity, timeout_ms: u64) -> String {
         Connectivity::Timeout => format!("timeout (no answer within {timeout_ms} ms)"),
         Connectivity::Unsupported => "unsupported (cannot be probed here)".to_string(),
         Connectivity::Error => "error (the probe itself failed)".to_string(),
+        Connectivity::Harness => {
+            "harness error (the harness ran short of its own resources)".to_string()
+        }
     }
 }
 
