@@ -32,9 +32,8 @@ fn run_id(test: &str) -> String {
 fn platform(run_id: &str, cni: LocalCni, faults: &[Fault]) -> LocalPlatform {
     require_root();
     match LocalPlatform::new(LocalOptions {
-        run_id: run_id.to_string(),
-        cni,
         faults: faults.to_vec(),
+        ..LocalOptions::new(run_id, cni)
     }) {
         Ok(p) => p,
         Err(e) => panic!("local dataplane unavailable: {e}"),

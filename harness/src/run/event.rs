@@ -74,8 +74,8 @@ pub enum Event<'a> {
 impl Event<'_> {
     /// An owned copy that outlives the engine's data (for reporters that keep events).
     pub fn to_owned_event(&self) -> Event<'static> {
-        fn own<T: Clone>(c: &Cow<'_, T>) -> Cow<'static, T> {
-            Cow::Owned(c.as_ref().clone())
+        fn own<T: Clone>(c: &T) -> Cow<'static, T> {
+            Cow::Owned(c.clone())
         }
         match self {
             Event::RunStarted {
