@@ -301,6 +301,16 @@ fn needs_retry(expected: bool, o: &Observation) -> bool {
 /// answer followed harness errors is a `pass`, and one with nothing but harness errors is `error`
 /// with the harness's reason.
 pub fn classify(expected: bool, attempts: &[Observation]) -> (Outcome, usize) {
+    classify_skipping(expected, attempts, |c| c == Connectivity::Harness)
+}
+
+/// [`classify`], with `inconclusive` naming the observations that are no answer of the
+/// dataplane (harness errors; also timeouts, once the probe timeout proved too short).
+fn classify_skipping(
+    expected: bool,
+    attempts: &[Observation],
+    inconclusive: impl Fn(Connectivity) -> bool,
+) -> (Outcome, usize) {
     let Some(last) = attempts.len().checked_sub(1) else {
         return (Outcome::Error, 0);
     };
@@ -311,7 +321,7 @@ pub fn classify(expected: bool, attempts: &[Observation]) -> (Outcome, usize) {
         return (Outcome::Unsupported, i);
     }
     let real: Vec<usize> = (0..attempts.len())
-        .filter(|&i| attempts[i].result != Connectivity::Harness)
+        .filter(|&i| !inconclusive(attempts[i].result))
         .collect();
     let Some(&last_real) = real.last() else {
         return (Outcome::Error, last);
@@ -324,9 +334,11 @@ pub fn classify(expected: bool, attempts: &[Observation]) -> (Outcome, usize) {
         };
     }
     // A contradicting observation outweighs later probe errors.
-    if let Some(i) = attempts
+    if let Some(i) = real
         .iter()
-        .rposition(|o| o.result.allowed() == Some(!expected))
+        .rev()
+        .copied()
+        .find(|&i| attempts[i].result.allowed() == Some(!expected))
     {
         return (Outcome::Fail, i);
     }
@@ -339,7 +351,15 @@ pub fn cell_report(cell: &PlannedCell, attempts: &[Observation]) -> CellReport {
 }
 
 fn report_cell(r: &ProbeRequest, expected: bool, attempts: &[Observation]) -> CellReport {
-    let (outcome, i) = classify(expected, attempts);
+    report_cell_judged(r, expected, attempts, classify(expected, attempts))
+}
+
+fn report_cell_judged(
+    r: &ProbeRequest,
+    expected: bool,
+    attempts: &[Observation],
+    (outcome, i): (Outcome, usize),
+) -> CellReport {
     let deciding = attempts.get(i);
     CellReport {
         from: r.from.clone(),
@@ -470,22 +490,75 @@ fn mismatches(expected: &[bool], obs: &[Observation]) -> usize {
         .count()
 }
 
+/// Connected calibration probes a session needs before it judges its probe timeout.
+const CALIBRATION_MIN: usize = 8;
+
 /// What a session learnt about its probe timeout.
+///
+/// Two kinds of evidence, both robust to the odd lost SYN (which the kernel resends after a
+/// second, so one connection in a sample can take a second on any dataplane):
+/// - the calibration sample: once at least [`CALIBRATION_MIN`] allowed connections were measured,
+///   the timeout is too short if their *median* takes half the timeout or more;
+/// - retries: allowed cells that timed out are retried with the calibration timeout; if at least
+///   three, and at least a tenth of the step's allowed cells, connect only after the probe
+///   timeout, the timeout is too short (a handful is packet loss, many are the timeout).
 #[derive(Debug, Default)]
 struct Calibrator {
-    /// A calibration sample with at least one connection was measured.
-    measured: bool,
-    /// The slowest allowed connection seen that took at least the probe timeout.
-    too_slow_ms: Option<u64>,
+    samples: Vec<u64>,
+    /// Why the timeout is too short, once known: the latency that shows it, and how.
+    too_short: Option<(u64, String)>,
+    /// The run warning was given.
+    warned: bool,
 }
 
 impl Calibrator {
-    fn inadequate(&self) -> bool {
-        self.too_slow_ms.is_some()
+    fn measured(&self) -> bool {
+        self.samples.len() >= CALIBRATION_MIN
     }
 
-    fn slow(&mut self, ms: u64) {
-        self.too_slow_ms = Some(self.too_slow_ms.map_or(ms, |m| m.max(ms)));
+    fn inadequate(&self) -> bool {
+        self.too_short.is_some()
+    }
+
+    fn median(&self) -> Option<u64> {
+        let mut v = self.samples.clone();
+        v.sort_unstable();
+        percentile(&v, 50)
+    }
+
+    /// Adds connected calibration latencies; returns whether the timeout still looks adequate.
+    fn sample(&mut self, latencies: &[u64], timeout_ms: u64) -> bool {
+        self.samples.extend_from_slice(latencies);
+        if self.too_short.is_none()
+            && self.measured()
+            && let Some(m) = self.median()
+            && m.saturating_mul(2) >= timeout_ms
+        {
+            self.too_short = Some((
+                m,
+                format!(
+                    "the median of {} connections the oracle allows took {m} ms",
+                    self.samples.len()
+                ),
+            ));
+        }
+        self.too_short.is_none()
+    }
+
+    /// `slow`: latencies of allowed cells that connected, on a retry, only after the probe
+    /// timeout; `allowed`: the step's allowed cells.
+    fn retried(&mut self, slow: &[u64], allowed: usize) {
+        if self.too_short.is_none() && slow.len() >= 3 && slow.len() * 10 >= allowed {
+            let max = slow.iter().copied().max().unwrap_or(0);
+            self.too_short = Some((
+                max,
+                format!(
+                    "{} of {allowed} allowed cells connected only after the probe timeout, \
+                     taking up to {max} ms",
+                    slow.len()
+                ),
+            ));
+        }
     }
 }
 
@@ -693,8 +766,8 @@ fn run_warnings(
     }
     if reprobes > 0 {
         out.push(format!(
-            "the harness re-probed {reprobes} cell(s) after failures of its own (descriptors, \
-             ports, threads); none of them counts as a dataplane failure or flake"
+            "the harness re-probed cells {reprobes} time(s) after failures of its own \
+             (descriptors, ports, threads); none of them counts as a dataplane failure or flake"
         ));
     }
     out
@@ -890,7 +963,8 @@ async fn run_step<S: Session>(
         }
         // A session calibrates on its first pass over cells the oracle allows, until one
         // calibration probe has connected.
-        let calib: Vec<usize> = if ctx.timed && !calibrator.measured && opts.calibration_cells > 0 {
+        let calib: Vec<usize> = if ctx.timed && !calibrator.measured() && opts.calibration_cells > 0
+        {
             calibration_cells(&requests, &expected, opts.calibration_cells)
         } else {
             Vec::new()
@@ -921,20 +995,14 @@ async fn run_step<S: Session>(
                 .map(|o| o.elapsed_ms)
                 .collect();
             lat.sort_unstable();
-            if !lat.is_empty() {
-                calibrator.measured = true;
-            }
-            let max = lat.last().copied();
-            if let Some(m) = max.filter(|&m| m >= timeout_ms) {
-                calibrator.slow(m);
-            }
+            let adequate = calibrator.sample(&lat, timeout_ms);
             calibration = Some(Calibration {
                 probes: c.obs.len() as u32,
                 connected: lat.len() as u32,
                 timeout_ms: ms(opts.calibration_timeout()),
                 p50_ms: percentile(&lat, 50),
-                max_ms: max,
-                adequate: max.is_none_or(|m| m < timeout_ms),
+                max_ms: lat.last().copied(),
+                adequate,
             });
         }
         reprobes += probed.reprobes;
@@ -1026,10 +1094,20 @@ async fn run_step<S: Session>(
         );
         let (a, b) = (a?, b?);
         reprobes += a.reprobes + b.reprobes;
-        for o in &b.obs {
-            if o.result == Connectivity::Connected && o.elapsed_ms >= timeout_ms {
-                calibrator.slow(o.elapsed_ms);
-            }
+        let late: Vec<u64> = b
+            .obs
+            .iter()
+            .filter(|o| o.result == Connectivity::Connected && o.elapsed_ms >= timeout_ms)
+            .map(|o| o.elapsed_ms)
+            .collect();
+        calibrator.retried(&late, expected.iter().filter(|&&e| e).count());
+        let blocked_as_required = plain.iter().zip(&a.obs).any(|(&i, o)| {
+            !expected[i]
+                && (o.result == Connectivity::Refused
+                    || (o.result == Connectivity::Timeout && !calibrator.inadequate()))
+        });
+        if blocked_as_required {
+            ctx.watch.saw_enforcement(Instant::now());
         }
         for (idx, mut p) in [(plain, a), (slow, b)] {
             for (k, (i, o)) in idx.into_iter().zip(p.obs).enumerate() {
@@ -1041,24 +1119,30 @@ async fn run_step<S: Session>(
         }
     }
 
-    let inadequate = calibrator.too_slow_ms;
+    let inadequate = calibrator.too_short.clone();
     let cells: Vec<CellReport> = requests
         .iter()
         .zip(&expected)
         .zip(&history)
         .map(|((r, &e), h)| {
-            let mut rep = report_cell(r, e, h);
-            // With a timeout shorter than allowed connections take, a timeout proves nothing.
-            if let Some(slow) = inadequate
+            // With a timeout shorter than allowed connections take, a timeout proves nothing:
+            // such attempts are skipped like harness errors.
+            let judged = if inadequate.is_some() {
+                classify_skipping(e, h, |c| {
+                    matches!(c, Connectivity::Harness | Connectivity::Timeout)
+                })
+            } else {
+                classify(e, h)
+            };
+            let mut rep = report_cell_judged(r, e, h, judged);
+            if let Some((_, why)) = &inadequate
+                && rep.outcome == Outcome::Error
                 && rep.connectivity == Connectivity::Timeout
-                && rep.outcome != Outcome::Unsupported
             {
-                rep.outcome = Outcome::Error;
                 rep.observed = None;
                 rep.detail = Some(format!(
                     "inconclusive: the {timeout_ms} ms probe timeout cannot tell a blocked \
-                     connection from a slow one here (connections the oracle allows took up to \
-                     {slow} ms)"
+                     connection from a slow one here ({why})"
                 ));
             }
             // The oracle's reasons, for the cells a reader will ask about (kept off passing
@@ -1089,29 +1173,33 @@ async fn run_step<S: Session>(
             },
         );
     }
-    if let Some(slow) = inadequate
-        && calibration.as_ref().is_none_or(|c| c.adequate)
-    {
-        // Found on a retry rather than by the calibration sample: say so on this step too.
-        calibration = Some(Calibration {
-            probes: 0,
-            connected: 0,
-            timeout_ms: ms(opts.calibration_timeout()),
-            p50_ms: None,
-            max_ms: Some(slow),
-            adequate: false,
-        });
-    }
-    if calibration.as_ref().is_some_and(|c| !c.adequate) {
-        let slow = inadequate.unwrap_or(0);
-        ctx.warn(format!(
-            "{} › {}: the probe timeout of {timeout_ms} ms cannot tell blocked from slow: \
-             connections the oracle allows took up to {slow} ms, so this scenario's timeouts \
-             are not taken as blocking (those cells are errors); use --probe-timeout-ms {} or more",
-            at.scenario.name,
-            at.step.name,
-            suggested_timeout(slow)
-        ));
+    if let Some((slow, why)) = &inadequate {
+        // Every step judged with the inadequate timeout says so, also when the evidence came
+        // from a retry or from an earlier step.
+        match &mut calibration {
+            Some(c) => c.adequate = false,
+            None => {
+                calibration = Some(Calibration {
+                    probes: 0,
+                    connected: 0,
+                    timeout_ms: ms(opts.calibration_timeout()),
+                    p50_ms: None,
+                    max_ms: Some(*slow),
+                    adequate: false,
+                });
+            }
+        }
+        if !calibrator.warned {
+            calibrator.warned = true;
+            ctx.warn(format!(
+                "{} › {}: the probe timeout of {timeout_ms} ms cannot tell blocked from slow: \
+                 {why}, so this scenario's timeouts are not taken as blocking from here on \
+                 (those cells are errors); use --probe-timeout-ms {} or more",
+                at.scenario.name,
+                at.step.name,
+                suggested_timeout(*slow)
+            ));
+        }
     }
     let right_on_retry = cells.iter().filter(|c| c.outcome == Outcome::Flaky).count() as u64;
     Ok(StepReport {
@@ -1182,6 +1270,49 @@ mod tests {
             (Outcome::Unsupported, 0)
         );
         assert_eq!(classify(true, &[]), (Outcome::Error, 0));
+    }
+
+    #[test]
+    fn harness_errors_are_no_attempt_of_the_dataplane() {
+        use Connectivity::*;
+        assert_eq!(
+            classify(true, &[obs(Harness), obs(Connected)]),
+            (Outcome::Pass, 1)
+        );
+        assert_eq!(
+            classify(true, &[obs(Harness), obs(Harness)]),
+            (Outcome::Error, 1)
+        );
+        assert_eq!(
+            classify(true, &[obs(Timeout), obs(Harness), obs(Connected)]),
+            (Outcome::Flaky, 2)
+        );
+        assert_eq!(
+            classify(false, &[obs(Harness), obs(Connected), obs(Harness)]),
+            (Outcome::Fail, 1)
+        );
+        assert!(needs_retry(true, &obs(Harness)));
+        // With an inadequate timeout, timeouts are skipped too.
+        let skip = |c| matches!(c, Harness | Timeout);
+        assert_eq!(
+            classify_skipping(false, &[obs(Timeout), obs(Timeout)], skip),
+            (Outcome::Error, 1)
+        );
+        assert_eq!(
+            classify_skipping(true, &[obs(Timeout), obs(Connected)], skip),
+            (Outcome::Pass, 1)
+        );
+        assert_eq!(
+            classify_skipping(false, &[obs(Refused)], skip),
+            (Outcome::Pass, 0)
+        );
+    }
+
+    #[test]
+    fn suggested_timeouts_are_round_and_roomy() {
+        assert_eq!(suggested_timeout(20), 100);
+        assert_eq!(suggested_timeout(1050), 4200);
+        assert_eq!(suggested_timeout(333), 1400);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::policy::{DirectionDecision, Oracle};
+use crate::policy::{Direction, DirectionDecision, Oracle};
 
 use super::PlannedCell;
 
@@ -86,13 +86,13 @@ pub fn decision_path(oracle: &Oracle<'_>, cell: &PlannedCell) -> String {
             "{} {} egress[{}] ingress[{}]",
             r.probe,
             if d.allowed { "allowed" } else { "denied" },
-            side(&d.egress),
-            side(&d.ingress)
+            side(oracle, &d.egress, cell),
+            side(oracle, &d.ingress, cell)
         ),
     }
 }
 
-fn side(s: &DirectionDecision) -> String {
+fn side(oracle: &Oracle<'_>, s: &DirectionDecision, cell: &PlannedCell) -> String {
     if s.selecting.is_empty() {
         return "not isolated".into();
     }
@@ -113,8 +113,50 @@ fn side(s: &DirectionDecision) -> String {
         format!("allowed by {}", rules.join(", "))
     } else {
         let by: Vec<String> = s.selecting.iter().map(|p| p.to_string()).collect();
-        format!("isolated by {}", by.join(", "))
+        let misses = near_misses(oracle, s, cell);
+        format!("isolated by {}; {}", by.join(", "), misses.join(", "))
     }
+}
+
+/// For a denying side, how each rule of the selecting policies missed: its peers, its ports, or
+/// both. A dataplane that mishandles the part that missed leaks exactly the cells of that path.
+fn near_misses(oracle: &Oracle<'_>, s: &DirectionDecision, cell: &PlannedCell) -> Vec<String> {
+    let model = oracle.model();
+    let r = &cell.request;
+    let (Some(src), Some(dst)) = (model.pod(&r.from), model.pod(&r.to)) else {
+        return Vec::new();
+    };
+    let peer_pod = match s.direction {
+        Direction::Egress => dst,
+        Direction::Ingress => src,
+    };
+    let mut out = Vec::new();
+    for key in &s.selecting {
+        let Some(pol) = oracle.policies().iter().find(|p| &p.key == key) else {
+            continue;
+        };
+        for (k, rule) in pol.rules(s.direction).unwrap_or(&[]).iter().enumerate() {
+            let port_ok = rule.ports.as_ref().is_none_or(|ports| {
+                ports.iter().any(|pm| {
+                    pm.matches(r.probe.protocol, r.probe.port, |n, pr| {
+                        dst.named_port(n, pr)
+                    })
+                })
+            });
+            let peer_ok = rule.peers.as_ref().is_none_or(|peers| {
+                peers
+                    .iter()
+                    .any(|p| crate::policy::oracle::peer_matches(model, p, peer_pod))
+            });
+            let how = match (peer_ok, port_ok) {
+                (true, false) => "port missed",
+                (false, true) => "peer missed",
+                _ => "both missed",
+            };
+            out.push(format!("{key} rule {k} {how}"));
+        }
+    }
+    out
 }
 
 /// Draws a step's sample: every decision path, every source and every destination pod at least
