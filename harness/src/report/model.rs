@@ -163,17 +163,22 @@ pub enum StepWait {
 /// harness knows whether its probe timeout can tell a blocked connection from a slow one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calibration {
-    /// Calibration probes made.
+    /// Calibration-sample probes made alongside the step's first pass (0: none on this step).
     pub probes: u32,
     /// Of those, the ones that connected (only they measure latency).
     pub connected: u32,
-    /// The calibration probes' timeout.
+    /// The timeout of calibration probes and of retries of allowed cells that timed out.
     pub timeout_ms: u64,
-    /// Median and slowest connect latency of the connected ones.
+    /// Median and slowest connect latency of the sample's connections, under the pass's load.
     pub p50_ms: Option<u64>,
     pub max_ms: Option<u64>,
-    /// Every measured connection took less than the probe timeout. When false, no timeout of this
-    /// session is taken as evidence of blocking: such cells are `error`, never pass or fail.
+    /// Allowed cells that timed out on the last pass and connected when retried with
+    /// `timeout_ms`.
+    #[serde(default)]
+    pub late: u32,
+    /// Whether timeouts were taken as evidence of blocking. False once many allowed cells of a
+    /// step connected only with the longer timeout: then no timeout of the session counts, and
+    /// such cells are `error`, never pass or fail.
     pub adequate: bool,
 }
 

@@ -12,13 +12,14 @@
 //!   threads) are re-probed within the pass after short pauses, never judged: they are not the
 //!   dataplane's answer, so they never make a cell `flaky` or `fail`. Only if they persist is the
 //!   cell `error`, with the harness's reason.
-//! - **Calibrate**: on platforms whose observations time each probe alone
-//!   ([`Platform::times_each_probe`]), a session's first pass over cells the oracle allows also
-//!   probes a few of them with a longer timeout, and retries of allowed cells that timed out use
-//!   that longer timeout too. An allowed connection slower than the probe timeout proves the
-//!   timeout cannot tell blocked from slow: the session's timeouts are then not evidence of
-//!   anything and their cells are `error` (verdict `error`, with a warning naming the latency
-//!   measured), instead of failures blamed on features.
+//! - **Calibrate**: retries of allowed cells that timed out use a longer timeout
+//!   ([`RunOptions::calibration_timeout`]). When many of them then connect, the dataplane was
+//!   letting them through and only the probe timeout cut them off: the timeout cannot tell
+//!   blocked from slow, so the session's timeouts stop counting as evidence and their cells are
+//!   `error` (verdict `error`, with a warning suggesting a timeout), instead of failures blamed on
+//!   features. Where observations time each probe alone ([`Platform::times_each_probe`]), a
+//!   session's first passes also probe a sample of allowed cells with the longer timeout and
+//!   report their connect latency.
 //! - **Collect**: cells still wrong after the passes are retried alone (`attempts` in total); a cell
 //!   right on a retry is `flaky`, never a silent pass, and a step whose matrix never matched on a
 //!   full pass says so (`converged: false`, `right_on_retry`). `unsupported` observations are
@@ -490,22 +491,26 @@ fn mismatches(expected: &[bool], obs: &[Observation]) -> usize {
         .count()
 }
 
-/// Connected calibration probes a session needs before it judges its probe timeout.
+/// Connected calibration probes a session wants before it stops sampling.
 const CALIBRATION_MIN: usize = 8;
 
 /// What a session learnt about its probe timeout.
 ///
-/// Two kinds of evidence, both robust to the odd lost SYN (which the kernel resends after a
-/// second, so one connection in a sample can take a second on any dataplane):
-/// - the calibration sample: once at least [`CALIBRATION_MIN`] allowed connections were measured,
-///   the timeout is too short if their *median* takes half the timeout or more;
-/// - retries: allowed cells that timed out are retried with the calibration timeout; if at least
-///   three, and at least a tenth of the step's allowed cells, connect only after the probe
-///   timeout, the timeout is too short (a handful is packet loss, many are the timeout).
+/// - The calibration sample (platforms that time each probe) measures the connect latency of
+///   allowed cells under the load of a real pass, for the report. It does not judge by itself:
+///   the first pass of a run is also its busiest moment (every session setting up at once), and
+///   a lost SYN costs any dataplane a second, so one slow sample proves nothing.
+/// - The judgement comes from retries, on every platform: allowed cells that timed out on a
+///   step's last pass are retried with the longer calibration timeout. If at least three of them,
+///   and at least a tenth of the step's allowed cells, then connect, the dataplane was letting
+///   them through all along and only the probe timeout cut them off: from then on a timeout in
+///   this session is no evidence of blocking. (A step that converged never gets here: one full
+///   pass told blocked from allowed with this timeout.)
 #[derive(Debug, Default)]
 struct Calibrator {
     samples: Vec<u64>,
-    /// Why the timeout is too short, once known: the latency that shows it, and how.
+    /// Why the timeout is too short, once known: the latency to suggest a timeout from, and the
+    /// evidence in words.
     too_short: Option<(u64, String)>,
     /// The run warning was given.
     warned: bool,
@@ -520,42 +525,21 @@ impl Calibrator {
         self.too_short.is_some()
     }
 
-    fn median(&self) -> Option<u64> {
-        let mut v = self.samples.clone();
-        v.sort_unstable();
-        percentile(&v, 50)
-    }
-
-    /// Adds connected calibration latencies; returns whether the timeout still looks adequate.
-    fn sample(&mut self, latencies: &[u64], timeout_ms: u64) -> bool {
+    fn sample(&mut self, latencies: &[u64]) {
         self.samples.extend_from_slice(latencies);
-        if self.too_short.is_none()
-            && self.measured()
-            && let Some(m) = self.median()
-            && m.saturating_mul(2) >= timeout_ms
-        {
-            self.too_short = Some((
-                m,
-                format!(
-                    "the median of {} connections the oracle allows took {m} ms",
-                    self.samples.len()
-                ),
-            ));
-        }
-        self.too_short.is_none()
     }
 
-    /// `slow`: latencies of allowed cells that connected, on a retry, only after the probe
-    /// timeout; `allowed`: the step's allowed cells.
-    fn retried(&mut self, slow: &[u64], allowed: usize) {
-        if self.too_short.is_none() && slow.len() >= 3 && slow.len() * 10 >= allowed {
-            let max = slow.iter().copied().max().unwrap_or(0);
+    /// `late`: latencies of allowed cells that timed out on the last pass and connected when
+    /// retried with the calibration timeout; `allowed`: the step's allowed cells.
+    fn retried(&mut self, late: &[u64], allowed: usize, timeout_ms: u64, long_ms: u64) {
+        if self.too_short.is_none() && late.len() >= 3 && late.len() * 10 >= allowed {
+            let max = late.iter().copied().max().unwrap_or(0);
             self.too_short = Some((
-                max,
+                max.max(timeout_ms),
                 format!(
-                    "{} of {allowed} allowed cells connected only after the probe timeout, \
-                     taking up to {max} ms",
-                    slow.len()
+                    "{} of {allowed} allowed cells timed out on the last pass and connected when \
+                     retried with a {long_ms} ms timeout (taking up to {max} ms)",
+                    late.len()
                 ),
             ));
         }
@@ -995,14 +979,15 @@ async fn run_step<S: Session>(
                 .map(|o| o.elapsed_ms)
                 .collect();
             lat.sort_unstable();
-            let adequate = calibrator.sample(&lat, timeout_ms);
+            calibrator.sample(&lat);
             calibration = Some(Calibration {
                 probes: c.obs.len() as u32,
                 connected: lat.len() as u32,
                 timeout_ms: ms(opts.calibration_timeout()),
                 p50_ms: percentile(&lat, 50),
                 max_ms: lat.last().copied(),
-                adequate,
+                late: 0,
+                adequate: !calibrator.inadequate(),
             });
         }
         reprobes += probed.reprobes;
@@ -1061,6 +1046,7 @@ async fn run_step<S: Session>(
         })
         .collect();
 
+    let mut late_cells = 0u32;
     // Retry only the cells still wrong, each up to `attempts` in total. Allowed cells that timed
     // out get the calibration timeout where probes are timed one by one: a connection slower
     // than the probe timeout shows the timeout is too short, not the dataplane wrong.
@@ -1080,8 +1066,7 @@ async fn run_step<S: Session>(
             _ = stop.wait() => return Err(ProviderError::Interrupted),
         }
         let (slow, plain): (Vec<usize>, Vec<usize>) = wrong.into_iter().partition(|&i| {
-            ctx.timed
-                && expected[i]
+            expected[i]
                 && history[i]
                     .last()
                     .is_some_and(|o| o.result == Connectivity::Timeout)
@@ -1097,10 +1082,16 @@ async fn run_step<S: Session>(
         let late: Vec<u64> = b
             .obs
             .iter()
-            .filter(|o| o.result == Connectivity::Connected && o.elapsed_ms >= timeout_ms)
+            .filter(|o| o.result == Connectivity::Connected)
             .map(|o| o.elapsed_ms)
             .collect();
-        calibrator.retried(&late, expected.iter().filter(|&&e| e).count());
+        late_cells += late.len() as u32;
+        calibrator.retried(
+            &late,
+            expected.iter().filter(|&&e| e).count(),
+            timeout_ms,
+            ms(opts.calibration_timeout()),
+        );
         let blocked_as_required = plain.iter().zip(&a.obs).any(|(&i, o)| {
             !expected[i]
                 && (o.result == Connectivity::Refused
@@ -1173,33 +1164,33 @@ async fn run_step<S: Session>(
             },
         );
     }
-    if let Some((slow, why)) = &inadequate {
-        // Every step judged with the inadequate timeout says so, also when the evidence came
-        // from a retry or from an earlier step.
-        match &mut calibration {
-            Some(c) => c.adequate = false,
-            None => {
-                calibration = Some(Calibration {
-                    probes: 0,
-                    connected: 0,
-                    timeout_ms: ms(opts.calibration_timeout()),
-                    p50_ms: None,
-                    max_ms: Some(*slow),
-                    adequate: false,
-                });
-            }
-        }
-        if !calibrator.warned {
-            calibrator.warned = true;
-            ctx.warn(format!(
-                "{} › {}: the probe timeout of {timeout_ms} ms cannot tell blocked from slow: \
-                 {why}, so this scenario's timeouts are not taken as blocking from here on \
-                 (those cells are errors); use --probe-timeout-ms {} or more",
-                at.scenario.name,
-                at.step.name,
-                suggested_timeout(*slow)
-            ));
-        }
+    if inadequate.is_some() || late_cells > 0 {
+        // Every step judged with an inadequate timeout says so, also when the evidence came
+        // from an earlier step; so does every step whose retries connected late.
+        let c = calibration.get_or_insert_with(|| Calibration {
+            probes: 0,
+            connected: 0,
+            timeout_ms: ms(opts.calibration_timeout()),
+            p50_ms: None,
+            max_ms: None,
+            late: 0,
+            adequate: true,
+        });
+        c.late = late_cells;
+        c.adequate = inadequate.is_none();
+    }
+    if let Some((slow, why)) = &inadequate
+        && !calibrator.warned
+    {
+        calibrator.warned = true;
+        ctx.warn(format!(
+            "{} › {}: the probe timeout of {timeout_ms} ms cannot tell blocked from slow: {why}, \
+             so this scenario's timeouts are not taken as blocking from here on (those cells \
+             are errors); use --probe-timeout-ms {} or more",
+            at.scenario.name,
+            at.step.name,
+            suggested_timeout(*slow)
+        ));
     }
     let right_on_retry = cells.iter().filter(|c| c.outcome == Outcome::Flaky).count() as u64;
     Ok(StepReport {
