@@ -181,16 +181,19 @@ impl FakeSession {
                 .is_some_and(|t| at < self.created + t);
         let allowed = ignoring || truth != wrong;
         let latency = self.script.connect_latency;
-        if allowed && latency < timeout {
-            Observation {
-                elapsed_ms: latency.as_millis() as u64,
-                ..obs(Connectivity::Connected, None)
-            }
+        let (result, took) = if allowed && latency < timeout {
+            (Connectivity::Connected, latency)
         } else {
-            Observation {
-                elapsed_ms: timeout.as_millis() as u64,
-                ..obs(Connectivity::Timeout, None)
-            }
+            (Connectivity::Timeout, timeout)
+        };
+        Observation {
+            // Like a batch exec, an untimed platform reports the call's cost for every probe.
+            elapsed_ms: if self.script.times_each_probe {
+                took.as_millis() as u64
+            } else {
+                elapsed_ms
+            },
+            ..obs(result, None)
         }
     }
 }
