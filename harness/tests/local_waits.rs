@@ -83,11 +83,17 @@ fn a_slowly_converging_dataplane_is_conformant_and_its_delay_is_measured() {
         assert_eq!(s["converged"], true, "{s}");
         assert_eq!(s["wait"], "full", "{s}");
     }
-    // Steps 2-4 change what is allowed; their changes land 1.5 s after each step starts, and
-    // the first matching pass comes after that.
+    // Steps 2-4 change what is allowed; their changes land 1.5 s after each step starts. The
+    // first matching pass may start a little before (a blocked probe's SYN is resent a second
+    // later and gets through), so convergence plus one pass bounds the delay from above.
     for s in &st[1..] {
         let c = s["convergence_ms"].as_u64().expect("converged");
-        assert!((1400..4500).contains(&c), "{}: {c} ms", s["name"]);
+        let wall = s["probe_wall_ms"].as_u64().expect("wall");
+        assert!(
+            c + wall >= 1400 && c < 4500,
+            "{}: {c} ms + {wall} ms",
+            s["name"]
+        );
     }
 }
 
@@ -128,13 +134,14 @@ fn a_dataplane_that_enforces_nothing_stops_waiting_after_one_step_timeout() {
         .iter()
         .filter(|s| s["wait"] == "full" && s["converged"] == false)
         .count();
-    assert!(waited_in_full <= 16, "{waited_in_full} steps waited in full");
     assert!(
-        r["warnings"]
-            .as_array()
-            .expect("warnings")
-            .iter()
-            .any(|w| w.as_str().is_some_and(|w| w.contains("judged after one pass"))),
+        waited_in_full <= 16,
+        "{waited_in_full} steps waited in full"
+    );
+    assert!(
+        r["warnings"].as_array().expect("warnings").iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("judged after one pass"))),
         "{}",
         r["warnings"]
     );
@@ -173,7 +180,12 @@ fn new_run_options_are_checked() {
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("local provider only"));
     let o = netpolc(&["run", seed, "--sample-seed", "3"]);
-    assert_eq!(o.status.code(), Some(2), "a seed without --sample: {}", show(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a seed without --sample: {}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -214,5 +226,8 @@ fn a_sampled_run_reports_its_sample_and_counts_the_rest_apart() {
     }
     assert_eq!(r["summary"]["cells"].as_u64(), Some(probed));
     assert_eq!(r["summary"]["unsampled"].as_u64(), Some(left_out));
-    assert!(left_out > probed, "most of the upstream matrices are left out");
+    assert!(
+        left_out > probed,
+        "most of the upstream matrices are left out"
+    );
 }

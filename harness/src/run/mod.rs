@@ -546,6 +546,34 @@ impl Calibrator {
     }
 }
 
+/// Whether a pass shows the dataplane enforcing something: a cell the oracle denies was refused
+/// (an active answer), or timed out twice in a row, or a matching pass had at least two denied
+/// cells time out. A single timeout is no evidence: on a loaded machine or network a SYN of a
+/// non-enforcing dataplane gets lost now and then. `blocked_before` carries the denied cells
+/// that timed out on the previous pass.
+fn enforcement_shown(
+    expected: &[bool],
+    obs: &[Observation],
+    blocked_before: &mut [bool],
+    matched: bool,
+    timeouts_inconclusive: bool,
+) -> bool {
+    let mut shown = false;
+    let mut timed_out = 0usize;
+    for (i, (&e, o)) in expected.iter().zip(obs).enumerate() {
+        let blocked = !e && o.result == Connectivity::Timeout && !timeouts_inconclusive;
+        if !e && o.result == Connectivity::Refused {
+            shown = true;
+        }
+        if blocked {
+            timed_out += 1;
+            shown |= blocked_before[i];
+        }
+        blocked_before[i] = blocked;
+    }
+    shown || (matched && timed_out >= 2)
+}
+
 /// Up to `n` cells the oracle allows, spread over the plan (TCP first: the cheapest to time).
 fn calibration_cells(requests: &[ProbeRequest], expected: &[bool], n: usize) -> Vec<usize> {
     let allowed: Vec<usize> = (0..requests.len()).filter(|&i| expected[i]).collect();
@@ -937,6 +965,7 @@ async fn run_step<S: Session>(
     let timeout_ms = ms(opts.probe_timeout);
 
     let mut passes = 0u32;
+    let mut blocked_before = vec![false; requests.len()];
     let mut convergence = None;
     let mut wait = StepWait::Full;
     let mut reprobes = 0u64;
@@ -993,11 +1022,13 @@ async fn run_step<S: Session>(
         reprobes += probed.reprobes;
         passes += 1;
         let wrong = mismatches(&expected, &probed.obs);
-        let blocked_as_required = expected.iter().zip(&probed.obs).any(|(&e, o)| {
-            !e && (o.result == Connectivity::Refused
-                || (o.result == Connectivity::Timeout && !calibrator.inadequate()))
-        });
-        if blocked_as_required {
+        if enforcement_shown(
+            &expected,
+            &probed.obs,
+            &mut blocked_before,
+            wrong == 0,
+            calibrator.inadequate(),
+        ) {
             ctx.watch.saw_enforcement(Instant::now());
         }
         emit(
@@ -1092,14 +1123,6 @@ async fn run_step<S: Session>(
             timeout_ms,
             ms(opts.calibration_timeout()),
         );
-        let blocked_as_required = plain.iter().zip(&a.obs).any(|(&i, o)| {
-            !expected[i]
-                && (o.result == Connectivity::Refused
-                    || (o.result == Connectivity::Timeout && !calibrator.inadequate()))
-        });
-        if blocked_as_required {
-            ctx.watch.saw_enforcement(Instant::now());
-        }
         for (idx, mut p) in [(plain, a), (slow, b)] {
             for (k, (i, o)) in idx.into_iter().zip(p.obs).enumerate() {
                 if let Some(h) = p.harness.remove(&k) {
@@ -1297,6 +1320,59 @@ mod tests {
             classify_skipping(false, &[obs(Refused)], skip),
             (Outcome::Pass, 0)
         );
+    }
+
+    #[test]
+    fn a_lone_timeout_is_no_evidence_of_enforcement() {
+        use Connectivity::*;
+        let expected = [false, false, true];
+        let mut before = [false; 3];
+        // One denied cell times out once, the pass does not match: a lost SYN, maybe.
+        let pass = [obs(Timeout), obs(Connected), obs(Connected)];
+        assert!(!enforcement_shown(
+            &expected,
+            &pass,
+            &mut before,
+            false,
+            false
+        ));
+        // The same cell times out again on the next pass: evidence.
+        assert!(enforcement_shown(
+            &expected,
+            &pass,
+            &mut before,
+            false,
+            false
+        ));
+        // A refusal is an answer at once.
+        let mut before = [false; 3];
+        let refused = [obs(Refused), obs(Connected), obs(Connected)];
+        assert!(enforcement_shown(
+            &expected,
+            &refused,
+            &mut before,
+            false,
+            false
+        ));
+        // A matching pass with two denied cells blocked.
+        let mut before = [false; 3];
+        let matched = [obs(Timeout), obs(Timeout), obs(Connected)];
+        assert!(enforcement_shown(
+            &expected,
+            &matched,
+            &mut before,
+            true,
+            false
+        ));
+        // Timeouts proved inconclusive by calibration never count.
+        let mut before = [true; 3];
+        assert!(!enforcement_shown(
+            &expected,
+            &matched,
+            &mut before,
+            true,
+            true
+        ));
     }
 
     #[test]

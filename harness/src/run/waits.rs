@@ -9,11 +9,13 @@
 //!
 //! - the window opens when the first step expecting a denial is applied (in any scenario; with
 //!   scenarios running in parallel the window is wall-clock time, counted once);
-//! - while no cell the oracle denies has been observed blocked, and the window (by default the
-//!   step timeout) has passed, steps stop waiting: they are judged after their first pass plus
-//!   the usual retries, and say so (`wait: shortened` in the report, a run warning);
-//! - the first blocked-as-required observation anywhere restores full waits for every step from
-//!   then on.
+//! - while there is no evidence of enforcement, and the window (by default the step timeout) has
+//!   passed, steps stop waiting: they are judged after their first pass plus the usual retries,
+//!   and say so (`wait: shortened` in the report, a run warning);
+//! - evidence is a cell the oracle denies being refused, or timing out on two passes in a row, or
+//!   a pass matching the oracle with at least two denied cells timing out (a lone timeout is a
+//!   lost SYN as often as a rule); the first evidence anywhere restores full waits for every step
+//!   from then on.
 //!
 //! The first steps of a run therefore always wait their full timeout, so a dataplane gets at least
 //! one whole step timeout to show any enforcement at all.
