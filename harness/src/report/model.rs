@@ -172,13 +172,13 @@ pub struct Calibration {
     /// Median and slowest connect latency of the sample's connections, under the pass's load.
     pub p50_ms: Option<u64>,
     pub max_ms: Option<u64>,
-    /// Allowed cells that timed out on the last pass and connected when retried with
-    /// `timeout_ms`.
+    /// Allowed cells that timed out on the last pass and, retried with `timeout_ms`, connected
+    /// after at least the probe timeout (slow, not blocked).
     #[serde(default)]
     pub late: u32,
     /// Whether timeouts were taken as evidence of blocking. False once many allowed cells of a
-    /// step connected only with the longer timeout: then no timeout of the session counts, and
-    /// such cells are `error`, never pass or fail.
+    /// step were late: then no timeout of the session counts, and such cells are `error`, never
+    /// pass or fail.
     pub adequate: bool,
 }
 

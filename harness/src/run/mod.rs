@@ -12,14 +12,14 @@
 //!   threads) are re-probed within the pass after short pauses, never judged: they are not the
 //!   dataplane's answer, so they never make a cell `flaky` or `fail`. Only if they persist is the
 //!   cell `error`, with the harness's reason.
-//! - **Calibrate**: retries of allowed cells that timed out use a longer timeout
-//!   ([`RunOptions::calibration_timeout`]). When many of them then connect, the dataplane was
-//!   letting them through and only the probe timeout cut them off: the timeout cannot tell
-//!   blocked from slow, so the session's timeouts stop counting as evidence and their cells are
-//!   `error` (verdict `error`, with a warning suggesting a timeout), instead of failures blamed on
-//!   features. Where observations time each probe alone ([`Platform::times_each_probe`]), a
-//!   session's first passes also probe a sample of allowed cells with the longer timeout and
-//!   report their connect latency.
+//! - **Calibrate** (where observations time each probe alone, [`Platform::times_each_probe`]):
+//!   a session's first passes also probe a sample of allowed cells with a longer timeout
+//!   ([`RunOptions::calibration_timeout`]) and report their connect latency, and retries of
+//!   allowed cells that timed out use that longer timeout. When many of them then connect only
+//!   after at least the probe timeout, the dataplane was letting them through and the timeout cut
+//!   them off: it cannot tell blocked from slow, so the session's timeouts stop counting as
+//!   evidence and their cells are `error` (verdict `error`, with a warning suggesting a timeout),
+//!   instead of failures blamed on features.
 //! - **Collect**: cells still wrong after the passes are retried alone (`attempts` in total); a cell
 //!   right on a retry is `flaky`, never a silent pass, and a step whose matrix never matched on a
 //!   full pass says so (`converged: false`, `right_on_retry`). `unsupported` observations are
@@ -494,18 +494,19 @@ fn mismatches(expected: &[bool], obs: &[Observation]) -> usize {
 /// Connected calibration probes a session wants before it stops sampling.
 const CALIBRATION_MIN: usize = 8;
 
-/// What a session learnt about its probe timeout.
+/// What a session learnt about its probe timeout (platforms that time each probe alone).
 ///
-/// - The calibration sample (platforms that time each probe) measures the connect latency of
-///   allowed cells under the load of a real pass, for the report. It does not judge by itself:
-///   the first pass of a run is also its busiest moment (every session setting up at once), and
-///   a lost SYN costs any dataplane a second, so one slow sample proves nothing.
-/// - The judgement comes from retries, on every platform: allowed cells that timed out on a
-///   step's last pass are retried with the longer calibration timeout. If at least three of them,
-///   and at least a tenth of the step's allowed cells, then connect, the dataplane was letting
-///   them through all along and only the probe timeout cut them off: from then on a timeout in
-///   this session is no evidence of blocking. (A step that converged never gets here: one full
-///   pass told blocked from allowed with this timeout.)
+/// - The calibration sample measures the connect latency of allowed cells under the load of a
+///   real pass, for the report. It does not judge by itself: the first pass of a run is also its
+///   busiest moment (every session setting up at once), and a lost SYN costs any dataplane a
+///   second, so one slow sample proves nothing.
+/// - The judgement comes from retries: allowed cells that timed out on a step's last pass are
+///   retried with the longer calibration timeout. If at least three of them, and at least a
+///   tenth of the step's allowed cells, then connect *and take at least the probe timeout to do
+///   so*, the dataplane was letting them through all along and only the probe timeout cut them
+///   off: from then on a timeout in this session is no evidence of blocking. (A cell that now
+///   connects quickly was blocked or lost for a while: flaky, not slow. A step that converged
+///   never gets here: one full pass told blocked from allowed with this timeout.)
 #[derive(Debug, Default)]
 struct Calibrator {
     samples: Vec<u64>,
@@ -1097,7 +1098,8 @@ async fn run_step<S: Session>(
             _ = stop.wait() => return Err(ProviderError::Interrupted),
         }
         let (slow, plain): (Vec<usize>, Vec<usize>) = wrong.into_iter().partition(|&i| {
-            expected[i]
+            ctx.timed
+                && expected[i]
                 && history[i]
                     .last()
                     .is_some_and(|o| o.result == Connectivity::Timeout)
@@ -1110,10 +1112,12 @@ async fn run_step<S: Session>(
         );
         let (a, b) = (a?, b?);
         reprobes += a.reprobes + b.reprobes;
+        // Late: the connection itself took at least the probe timeout. One that timed out on the
+        // pass and now connects quickly was blocked or lost for a while (flaky), not slow.
         let late: Vec<u64> = b
             .obs
             .iter()
-            .filter(|o| o.result == Connectivity::Connected)
+            .filter(|o| o.result == Connectivity::Connected && o.elapsed_ms >= timeout_ms)
             .map(|o| o.elapsed_ms)
             .collect();
         late_cells += late.len() as u32;
