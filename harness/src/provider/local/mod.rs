@@ -259,8 +259,7 @@ impl Platform for LocalPlatform {
         n: usize,
         scenario: &Scenario,
     ) -> impl Future<Output = Result<LocalSession, ProviderError>> + Send {
-        let session =
-            LocalSession::new(
+        let session = LocalSession::new(
             self.opts.run_id.clone(),
             netns::session_prefix(&self.opts.run_id, n),
             self,
