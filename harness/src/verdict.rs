@@ -646,6 +646,7 @@ mod tests {
                 probe_wall_ms: 0,
                 passes: 1,
                 cells,
+                ..StepReport::default()
             }],
         }]
     }

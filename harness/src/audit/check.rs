@@ -341,7 +341,9 @@ mod tests {
             convergence_ms: Some(420),
             probe_wall_ms: 10,
             passes: 1,
+            converged: true,
             cells,
+            ..StepReport::default()
         };
         RunReport {
             verdict: Verdict::Conformant,
@@ -377,6 +379,8 @@ mod tests {
             attempts: 2,
             warnings: vec![],
             expected_verdict: None,
+            sample: None,
+            enforcement: Default::default(),
         }
     }
 

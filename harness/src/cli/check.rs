@@ -130,11 +130,7 @@ pub fn run(args: CheckArgs) -> u8 {
             .unwrap_or("nftables")
             .parse::<LocalCni>()
         {
-            Ok(cni) => Some(LocalOptions {
-                run_id: run_id.clone(),
-                cni,
-                faults: Vec::new(),
-            }),
+            Ok(cni) => Some(LocalOptions::new(run_id.clone(), cni)),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::BAD_INPUT;

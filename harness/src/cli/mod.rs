@@ -170,9 +170,22 @@ pub struct RunArgs {
     /// Attempts for a wrong cell (the first included) before it counts as failed.
     #[arg(long, default_value_t = 2)]
     pub attempts: u32,
-    /// How long a step may take to converge, in milliseconds (default: 3000 local, 60000 clusters).
+    /// How long a step may take to converge, in milliseconds (default: 3000 local, plus
+    /// --enforce-delay-ms; 60000 clusters). Once the dataplane has blocked nothing the oracle
+    /// denies for a whole step timeout, later steps are judged after one pass.
     #[arg(long)]
     pub step_timeout_ms: Option<u64>,
+    /// Local provider: apply each step's policy changes MS after the step starts, like a CNI
+    /// that converges slowly (the run must still judge it and measure the delay).
+    #[arg(long, value_name = "MS")]
+    pub enforce_delay_ms: Option<u64>,
+    /// Probe a stratified sample of about N cells per step instead of the whole matrix: every
+    /// source and destination pod and every oracle decision path at least once.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Seed of --sample (default: a fresh one; the report records it).
+    #[arg(long, value_name = "SEED", requires = "sample")]
+    pub sample_seed: Option<u64>,
     /// Print the plan as YAML and exit without touching anything (kind, kubeconfig).
     #[arg(long)]
     pub dry_run: bool,

@@ -106,6 +106,14 @@ pub fn run(args: RunArgs) -> u8 {
         eprintln!("error: --fault works with the local provider only");
         return exit::BAD_INPUT;
     }
+    if args.enforce_delay_ms.is_some() && args.provider != ProviderKind::Local {
+        eprintln!("error: --enforce-delay-ms works with the local provider only");
+        return exit::BAD_INPUT;
+    }
+    if args.sample == Some(0) {
+        eprintln!("error: --sample must be at least 1 cell per step");
+        return exit::BAD_INPUT;
+    }
     if args.dry_run && args.provider == ProviderKind::Local {
         eprintln!("error: --dry-run applies to the kind and kubeconfig providers");
         return exit::BAD_INPUT;
@@ -139,12 +147,28 @@ pub fn run(args: RunArgs) -> u8 {
         );
     }
     let (probe_ms, step_ms) = defaults(args.provider);
+    let delay_ms = args.enforce_delay_ms.unwrap_or(0);
+    // A slowly converging dataplane gets its delay on top of the usual step timeout, so the
+    // default judges it without extra flags.
+    let step_ms = args
+        .step_timeout_ms
+        .unwrap_or_else(|| step_ms.saturating_add(delay_ms));
+    if delay_ms > 0 && step_ms <= delay_ms {
+        eprintln!(
+            "warning: the step timeout ({step_ms} ms) is not above --enforce-delay-ms \
+             ({delay_ms} ms): steps cannot converge before they are judged"
+        );
+    }
     let opts = RunOptions {
         probes: args.probes.clone(),
         probe_timeout: Duration::from_millis(args.probe_timeout_ms.unwrap_or(probe_ms)),
-        step_timeout: Duration::from_millis(args.step_timeout_ms.unwrap_or(step_ms)),
+        step_timeout: Duration::from_millis(step_ms),
         attempts: args.attempts,
         faults: faults.iter().map(|f| f.name().to_string()).collect(),
+        sample: args.sample.map(|cells| run::SampleOptions {
+            cells,
+            seed: args.sample_seed.unwrap_or_else(|| fresh_seed(now)),
+        }),
         ..RunOptions::new(run_id.clone(), run::rfc3339(now))
     };
     let scenarios = loaded.scenarios;
@@ -215,9 +239,9 @@ pub fn run(args: RunArgs) -> u8 {
             {
                 Ok(cni) => {
                     let lo = LocalOptions {
-                        run_id: run_id.clone(),
-                        cni,
                         faults: faults.clone(),
+                        enforce_delay: Duration::from_millis(delay_ms),
+                        ..LocalOptions::new(run_id.clone(), cni)
                     };
                     drive(
                         async move { LocalPlatform::new(lo) },
@@ -347,6 +371,19 @@ fn report_dir_problem(dir: &std::path::Path) -> Option<String> {
         }
     }
     None
+}
+
+/// A sample seed for runs that name none: the clock and the process id (recorded in the report,
+/// so the sample can be drawn again with `--sample-seed`).
+fn fresh_seed(now: SystemTime) -> u64 {
+    let d = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut rng = run::sample::SplitMix::new(
+        (d.as_nanos() as u64) ^ u64::from(std::process::id()).rotate_left(32),
+    );
+    // Keep seeds in JSON's exact integer range so every reader round-trips them.
+    rng.next_u64() >> 11
 }
 
 fn local_has_no_dry_run() -> Result<String, ProviderError> {

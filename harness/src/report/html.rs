@@ -184,6 +184,9 @@ fn connectivity_text(c: Connectivity, timeout_ms: u64) -> String {
         Connectivity::Timeout => format!("timeout (no answer within {timeout_ms} ms)"),
         Connectivity::Unsupported => "unsupported (cannot be probed here)".to_string(),
         Connectivity::Error => "error (the probe itself failed)".to_string(),
+        Connectivity::Harness => {
+            "harness error (the harness ran short of its own resources)".to_string()
+        }
     }
 }
 
@@ -337,7 +340,7 @@ fn code_info(code: char) -> Option<&'static Code> {
 }
 
 /// One character per cell for how the deciding attempt ended: `c`onnected, `r`efused,
-/// `t`imeout, `u`nsupported, `e`rror (`-`: not probed).
+/// `t`imeout, `u`nsupported, `e`rror, `h`arness error (`-`: not probed).
 fn connectivity_code(c: Connectivity) -> char {
     match c {
         Connectivity::Connected => 'c',
@@ -345,6 +348,7 @@ fn connectivity_code(c: Connectivity) -> char {
         Connectivity::Timeout => 't',
         Connectivity::Unsupported => 'u',
         Connectivity::Error => 'e',
+        Connectivity::Harness => 'h',
     }
 }
 
@@ -529,6 +533,7 @@ fn legend_json(timeout_ms: u64) -> String {
         Connectivity::Timeout,
         Connectivity::Unsupported,
         Connectivity::Error,
+        Connectivity::Harness,
     ]
     .into_iter()
     .map(|c| (connectivity_code(c), connectivity_text(c, timeout_ms)))
