@@ -5,9 +5,14 @@
 //! complete state after its changes — model and compiled policies — so the oracle and every
 //! provider see the same thing, and providers derive what to change from consecutive steps.
 
+mod docs;
 mod error;
 mod format;
+mod input;
+mod jsonpos;
+pub mod limits;
 mod load;
+mod objects;
 mod yamlpos;
 
 use std::collections::BTreeMap;

@@ -65,12 +65,12 @@ pub fn line_of(doc: &str, path: &str) -> Option<usize> {
     found
 }
 
-enum Segment {
+pub(super) enum Segment {
     Key(String),
     Index(usize),
 }
 
-fn segments(path: &str) -> Vec<Segment> {
+pub(super) fn segments(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
     for part in path.split('.') {
         let (name, rest) = match part.find('[') {
