@@ -18,6 +18,21 @@ use crate::model::{PodRef, Probe};
 use crate::report::Verdict;
 use crate::scenario::InputErrors;
 
+/// Ranges of the run's timing options: outside them a run cannot give a sound verdict (a
+/// probe timeout of 0 or 1 ms reports every cell blocked, a huge one never ends), so they are
+/// bad input (exit 2). Documented in the README.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// `--probe-timeout-ms`: from 50 ms (a connection inside one host takes well under that)
+    /// to two minutes.
+    pub const PROBE_TIMEOUT_MS: RangeInclusive<u64> = 50..=120_000;
+    /// `--step-timeout-ms`: from 100 ms to one hour.
+    pub const STEP_TIMEOUT_MS: RangeInclusive<u64> = 100..=3_600_000;
+    /// `--attempts`: at least one, at most ten.
+    pub const ATTEMPTS: RangeInclusive<i64> = 1..=10;
+}
+
 /// Exit statuses fixed by the contract.
 pub mod exit {
     pub const OK: u8 = 0;
@@ -123,14 +138,15 @@ pub struct RunArgs {
     /// Probe PORT/PROTO (repeatable); replaces each step's probes.
     #[arg(long = "probe", value_name = "PORT/PROTO")]
     pub probes: Vec<Probe>,
-    /// Per-probe timeout in milliseconds (default: 1000 local, 3000 on clusters).
-    #[arg(long)]
+    /// Per-probe timeout in milliseconds, 50-120000 (default: 1000 local, 3000 on clusters).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::PROBE_TIMEOUT_MS))]
     pub probe_timeout_ms: Option<u64>,
-    /// Attempts for a wrong cell (the first included) before it counts as failed.
-    #[arg(long, default_value_t = 2)]
+    /// Attempts for a wrong cell (the first included) before it counts as failed, 1-10.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(limits::ATTEMPTS))]
     pub attempts: u32,
-    /// How long a step may take to converge, in milliseconds (default: 3000 local, 60000 clusters).
-    #[arg(long)]
+    /// How long a step may take to converge, in milliseconds, 100-3600000 (default: 3000 local,
+    /// 60000 clusters).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::STEP_TIMEOUT_MS))]
     pub step_timeout_ms: Option<u64>,
     /// Print the plan as YAML and exit without touching anything (kind, kubeconfig).
     #[arg(long)]

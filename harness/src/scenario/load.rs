@@ -650,8 +650,71 @@ fn model_objects(spec: &ModelSpec, ctx: &DocCtx, objs: &mut Objects, errors: &mu
     }
 }
 
+/// Where the scenario format has an object, a list or a mapping must be written. serde would
+/// also read a struct from a list (`model: []` as an empty model, `[80, TCP]` as a port), which
+/// hides mistakes, so such shapes are refused before deserializing.
+fn format_shape_errors(v: &Value) -> Vec<FieldError> {
+    fn map(v: Option<&Value>, path: String, out: &mut Vec<FieldError>) -> bool {
+        match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(_)) => true,
+            Some(_) => {
+                out.push(FieldError::new(path, "must be a mapping"));
+                false
+            }
+        }
+    }
+    fn each<'a>(v: Option<&'a Value>, path: &str) -> Vec<(String, &'a Value)> {
+        match v {
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (format!("{path}[{i}]"), item))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    let mut out = Vec::new();
+    if map(v.get("model"), "model".into(), &mut out) {
+        let m = &v["model"];
+        map(m.get("upstream"), "model.upstream".into(), &mut out);
+        for list in ["namespaces", "pods", "deployments"] {
+            for (p, item) in each(m.get(list), &format!("model.{list}")) {
+                if map(Some(item), p.clone(), &mut out) {
+                    for (pp, port) in each(item.get("ports"), &format!("{p}.ports")) {
+                        if !port.is_string() {
+                            map(Some(port), pp, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (sp, step) in each(v.get("steps"), "steps") {
+        if !map(Some(step), sp.clone(), &mut out) {
+            continue;
+        }
+        for list in ["labelPods", "labelNamespaces", "expect"] {
+            for (p, item) in each(step.get(list), &format!("{sp}.{list}")) {
+                if map(Some(item), p.clone(), &mut out) && list == "expect" {
+                    for (cp, cell) in each(item.get("cells"), &format!("{p}.cells")) {
+                        map(Some(cell), cp, &mut out);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
     let ctx = doc.ctx(file);
+    let shape = format_shape_errors(&doc.value);
+    if !shape.is_empty() {
+        return Err(InputErrors(
+            shape.iter().map(|e| ctx.field("", e)).collect(),
+        ));
+    }
     let sf: ScenarioFile =
         objects::typed(&doc.value).map_err(|e| InputErrors(vec![ctx.field("", &e)]))?;
     let mut errors = Vec::new();
