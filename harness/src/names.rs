@@ -281,6 +281,11 @@ pub fn object(kind: &str, s: &str) -> Result<(), Invalid> {
     check(what, s, reasons)
 }
 
+/// A container name: a DNS-1123 label, as the API validates `spec.containers[].name`.
+pub fn container(s: &str) -> Result<(), Invalid> {
+    check("container name", s, dns1123_label_errors(s))
+}
+
 /// A container port name (IANA_SVC_NAME).
 pub fn port_name(s: &str) -> Result<(), Invalid> {
     check("port name", s, port_name_errors(s))

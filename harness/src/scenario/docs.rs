@@ -172,6 +172,10 @@ fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
+/// Most events aliases may replay in one document: anchors are a convenience of hand-written
+/// files (kubectl never prints them), so this is small, and an alias bomb stops early.
+const MAX_ALIAS_EVENTS: usize = 100_000;
+
 fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         strict_booleans: true,
@@ -181,6 +185,10 @@ fn yaml_options() -> serde_saphyr::Options {
             max_events: 4 * MAX_YAML_NODES,
             max_depth: MAX_DEPTH,
             max_total_scalar_bytes: MAX_FILE_BYTES as usize,
+            max_recorded_anchor_events: MAX_ALIAS_EVENTS,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_EVENTS,
         },
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -27,7 +27,7 @@ use crate::model::{
     ContainerPort, Labels, Model, NAMESPACE_NAME_LABEL, Namespace, Pod, PodRef, Protocol, Workload,
 };
 use crate::names;
-use crate::policy::{CompiledPolicy, FieldError, PolicyRef};
+use crate::policy::{CompiledPolicy, FieldError, PolicyRef, Selector};
 
 use super::docs::{DocCtx, join_path};
 use super::limits::{MAX_PODS, MAX_REPLICAS};
@@ -352,6 +352,8 @@ struct PodSpecView {
 #[serde(rename_all = "camelCase")]
 struct ContainerView {
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
     image: Option<String>,
     #[serde(default)]
     ports: Option<Vec<Value>>,
@@ -436,6 +438,9 @@ fn first_image(
     errs: &mut Vec<FieldError>,
 ) -> Option<String> {
     for (i, c) in containers.iter().enumerate() {
+        if let Some(name) = &c.name {
+            check(names::container(name), &format!("{path}[{i}].name"), errs);
+        }
         if let Some(img) = &c.image {
             check(names::image(img), &format!("{path}[{i}].image"), errs);
         }
@@ -632,6 +637,28 @@ fn shape(kind: &str, v: &Value, errs: &mut Vec<FieldError>) -> bool {
     }
 }
 
+/// A workload's pod selector, validated like any selector: a label map for a
+/// ReplicationController, a `LabelSelector` for the others. `None` when absent.
+fn workload_selector(
+    kind: &str,
+    v: &Value,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<Selector> {
+    if kind == "ReplicationController" {
+        let map: Option<BTreeMap<String, String>> = view_at(v, path, errs);
+        let map = map?;
+        labels_of(Some(&map), path, errs);
+        let sel = LabelSelector {
+            match_labels: Some(map),
+            ..Default::default()
+        };
+        return Some(Selector::compile(&sel, path, errs));
+    }
+    let sel: Option<LabelSelector> = view_at(v, path, errs);
+    sel.map(|s| Selector::compile(&s, path, errs))
+}
+
 /// Reads a workload (one of [`WORKLOAD_KINDS`]).
 pub(super) fn read_workload(
     kind: &'static str,
@@ -678,6 +705,12 @@ pub(super) fn read_workload(
         }
     };
     let template: TemplateView = view_at(v, template_path, &mut errs);
+    let selector_path = if kind == "CronJob" {
+        "spec.jobTemplate.spec.selector"
+    } else {
+        "spec.selector"
+    };
+    let selector = workload_selector(kind, v, selector_path, &mut errs);
     let spec = template.spec.unwrap_or_default();
     let containers_path = format!("{template_path}.spec.containers");
     let ports = container_ports(&spec.containers, &containers_path, &mut errs);
@@ -687,6 +720,16 @@ pub(super) fn read_workload(
         &format!("{template_path}.metadata.labels"),
         &mut errs,
     );
+    // As the API requires, the selector must select the pods the template makes.
+    if let Some(sel) = selector
+        && errs.is_empty()
+        && !sel.matches(&labels)
+    {
+        errs.push(FieldError::new(
+            format!("{template_path}.metadata.labels"),
+            format!("`selector` does not match the template's labels (selector: {sel})"),
+        ));
+    }
     // The pods it stands for must have valid names too (`<name>-<replicas-1>` is the longest).
     if errs.is_empty()
         && replicas > 0
