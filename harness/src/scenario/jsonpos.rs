@@ -30,6 +30,43 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
     Some(found)
 }
 
+/// The elements of the array at `path`: for each, its byte range in `text` and its 1-based line.
+/// `None` when `path` is not an array. The counterpart of `yamlpos::elements`.
+pub fn elements(text: &str, path: &str) -> Option<Vec<(usize, usize, usize)>> {
+    let mut w = Walker {
+        b: text.as_bytes(),
+        i: 0,
+        line: 1,
+    };
+    w.ws();
+    for seg in segments(path) {
+        match seg {
+            Segment::Key(k) => w.enter_key(&k)?,
+            Segment::Index(n) => w.enter_index(n)?,
+        }
+    }
+    if w.peek() != Some(b'[') {
+        return None;
+    }
+    w.bump();
+    let mut out = Vec::new();
+    loop {
+        w.ws();
+        if w.peek()? == b']' {
+            return Some(out);
+        }
+        let (start, line) = (w.i, w.line);
+        w.skip()?;
+        out.push((start, w.i, line));
+        w.ws();
+        match w.peek()? {
+            b',' => w.bump(),
+            b']' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
 struct Walker<'a> {
     b: &'a [u8],
     i: usize,
@@ -167,7 +204,7 @@ impl Walker<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::line_of;
+    use super::{elements, line_of};
 
     const DOC: &str = r#"{
     "apiVersion": "v1",
@@ -195,6 +232,20 @@ mod tests {
     ],
     "kind": "List"
 }"#;
+
+    #[test]
+    fn lists_the_elements_of_an_array() {
+        let items = elements(DOC, "items").expect("items");
+        assert_eq!(items.iter().map(|e| e.2).collect::<Vec<_>>(), [4, 21]);
+        assert!(DOC[items[1].0..items[1].1].starts_with('{'));
+        assert!(DOC[items[1].0..items[1].1].ends_with('}'));
+        assert_eq!(
+            line_of(&DOC[items[0].0..items[0].1], "metadata.name"),
+            Some(3)
+        );
+        assert_eq!(elements(DOC, "kind"), None);
+        assert_eq!(elements("[]", ""), Some(vec![]));
+    }
 
     #[test]
     fn finds_nested_fields_and_falls_back_to_the_deepest_found() {
