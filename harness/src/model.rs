@@ -205,7 +205,9 @@ pub struct ContainerPort {
 }
 
 /// Where a pod came from, so real providers can realise it the same way (a bare Pod or one replica
-/// of a Deployment).
+/// of a Deployment). Pods synthesised for any controller read from manifests (StatefulSet,
+/// DaemonSet, ReplicaSet, ReplicationController, Job, CronJob) are `Deployment` replicas too:
+/// for probing, N identical pods behind one controller are all that matters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Workload {

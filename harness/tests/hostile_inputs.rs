@@ -1110,3 +1110,34 @@ fn the_four_injection_fields_of_issue_9_are_refused_before_any_namespace_exists(
         traps.assert_untouched(f);
     }
 }
+
+#[test]
+fn explain_refuses_invalid_pod_references() {
+    let seed = harness_dir().join("../scenarios/seed/frontend-backend.yaml");
+    let seed = seed.to_str().expect("utf8");
+    for (flag, bad) in [
+        ("--from", "shop\n;touch x/client"),
+        ("--from", "Shop/client"),
+        ("--to", "shop/$(id)"),
+        ("--to", "shop/backend-0/extra"),
+        ("--to", "shop/"),
+    ] {
+        let (from, to) = if flag == "--from" {
+            (bad, "shop/backend-0")
+        } else {
+            ("shop/client", bad)
+        };
+        let out = netpolc_in(
+            harness_dir(),
+            &[
+                "explain", seed, "--from", from, "--to", to, "--probe", "80/TCP",
+            ],
+        );
+        let stderr = assert_refused(&out, &format!("explain {flag} {bad:?}"));
+        assert!(stderr.contains(flag), "{flag} {bad:?}: {stderr}");
+        assert!(
+            !stderr.contains("\n;touch"),
+            "the value is not printed raw: {stderr}"
+        );
+    }
+}

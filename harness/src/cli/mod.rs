@@ -93,9 +93,9 @@ pub struct ExpectArgs {
 pub struct ExplainArgs {
     /// One scenario or manifest file.
     pub path: PathBuf,
-    #[arg(long, value_name = "NS/POD")]
+    #[arg(long, value_name = "NS/POD", value_parser = quoted::<PodRef>())]
     pub from: PodRef,
-    #[arg(long, value_name = "NS/POD")]
+    #[arg(long, value_name = "NS/POD", value_parser = quoted::<PodRef>())]
     pub to: PodRef,
     #[arg(long, value_name = "PORT/PROTO")]
     pub probe: Probe,
@@ -216,6 +216,43 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a),
     };
     ExitCode::from(code)
+}
+
+/// Parses an argument like clap's own `FromStr` parser would, but the refused value is shown
+/// escaped: clap echoes it raw, and a newline in `--from` would forge lines on the terminal.
+#[derive(Clone)]
+struct Quoted<T>(std::marker::PhantomData<fn() -> T>);
+
+fn quoted<T>() -> Quoted<T> {
+    Quoted(std::marker::PhantomData)
+}
+
+impl<T> clap::builder::TypedValueParser for Quoted<T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(|a| a.to_string()).unwrap_or_default();
+        let refuse = |why: String| {
+            let mut cmd = cmd.clone();
+            cmd.error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value {value:?} for '{name}': {why}"),
+            )
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| refuse("not UTF-8".to_string()))?;
+        s.parse().map_err(|e: T::Err| refuse(e.to_string()))
+    }
 }
 
 /// A repeated `--probe` names one probe: keep its first occurrence, so no table or cell appears

@@ -1,7 +1,9 @@
 //! Scenarios: a model and a sequence of steps that change policies and labels.
 //!
 //! Inputs are scenario files (`apiVersion: netpolc/v1`, `kind: Scenario`, documented in
-//! `scenarios/README.md`) or plain Kubernetes manifests (a one-step scenario). Each [`Step`] holds the
+//! `scenarios/README.md`), plain Kubernetes manifests or cluster dumps (`kubectl get … -o yaml`
+//! or `-o json`; each a one-step scenario). Every name is validated by [`crate::names`]; the
+//! bounds on inputs are in [`limits`]. Each [`Step`] holds the
 //! complete state after its changes — model and compiled policies — so the oracle and every
 //! provider see the same thing, and providers derive what to change from consecutive steps.
 

@@ -1071,3 +1071,86 @@ pub(super) fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> (State, Wa
     );
     (State { model, policies }, warnings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_written_objects_are_recognised_by_status_or_server_metadata() {
+        let hand = serde_json::json!({"kind": "Pod", "metadata": {"name": "a", "creationTimestamp": null}});
+        assert!(!from_server(&hand));
+        for served in [
+            serde_json::json!({"metadata": {"name": "a"}, "status": {}}),
+            serde_json::json!({"metadata": {"name": "a", "uid": "u"}}),
+            serde_json::json!({"metadata": {"name": "a", "resourceVersion": "1"}}),
+            serde_json::json!({"metadata": {"name": "a", "managedFields": []}}),
+        ] {
+            assert!(from_server(&served), "{served}");
+        }
+        // `status: null` is what a hand-written template often carries; it says nothing.
+        assert!(!from_server(
+            &serde_json::json!({"metadata": {}, "status": null})
+        ));
+    }
+
+    #[test]
+    fn missing_replicasets_and_jobs_are_inferred_from_their_names() {
+        let index: HashMap<WorkloadKey, usize> = HashMap::from([
+            (key("shop", "Deployment", "web"), 0),
+            (key("ops", "CronJob", "backup"), 1),
+        ]);
+        let owner = |kind: &str, name: &str| Owner {
+            kind: kind.into(),
+            name: name.into(),
+            uid: "u".into(),
+        };
+        let hashed = Labels::from([("pod-template-hash".to_string(), "5d9c7b".to_string())]);
+        let none = Labels::new();
+        assert_eq!(
+            inferred_owner("shop", &owner("ReplicaSet", "web-5d9c7b"), &hashed, &index),
+            Some(0)
+        );
+        // Without the pod's hash label, or with another hash, nothing is guessed.
+        assert_eq!(
+            inferred_owner("shop", &owner("ReplicaSet", "web-5d9c7b"), &none, &index),
+            None
+        );
+        assert_eq!(
+            inferred_owner("shop", &owner("ReplicaSet", "web-aaaaaa"), &hashed, &index),
+            None
+        );
+        // Owners live in the dependent's namespace.
+        assert_eq!(
+            inferred_owner("ops", &owner("ReplicaSet", "web-5d9c7b"), &hashed, &index),
+            None
+        );
+        assert_eq!(
+            inferred_owner("ops", &owner("Job", "backup-29397600"), &none, &index),
+            Some(1)
+        );
+        assert_eq!(
+            inferred_owner("ops", &owner("Job", "backup-manual"), &none, &index),
+            None
+        );
+        assert_eq!(
+            inferred_owner("ops", &owner("Job", "backup-"), &none, &index),
+            None
+        );
+    }
+
+    #[test]
+    fn warnings_are_capped_per_kind_and_file() {
+        let mut w = Warnings::default();
+        for i in 0..8 {
+            w.push("kind Service", InputError::file("a.yaml", format!("w{i}")));
+        }
+        w.push("kind Service", InputError::file("b.yaml", "other file"));
+        let out = w.into_vec();
+        assert_eq!(out.len(), 5 + 1 + 1, "{out:?}");
+        assert!(
+            out.iter()
+                .any(|e| e.message == "… and 3 more warnings like these (kind Service)")
+        );
+    }
+}
