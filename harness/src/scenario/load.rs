@@ -613,7 +613,6 @@ fn model_objects(spec: &ModelSpec, ctx: &DocCtx, objs: &mut Objects, errors: &mu
             kind: "Deployment",
             namespace: d.namespace.clone(),
             name: d.name.clone(),
-            uid: None,
             owners: Vec::new(),
             replicas: d.replicas,
             labels,

@@ -29,6 +29,7 @@ use crate::truthtable::TruthTable;
 pub use error::{InputError, InputErrors};
 pub use format::{ExpectationSpec, SCENARIO_API_VERSION};
 pub use load::{Loaded, load_paths, load_str};
+pub use objects::left_out_reason;
 pub use yamlpos::line_of;
 
 /// The first address handed to pods that do not state one (`status.podIP`): pods get

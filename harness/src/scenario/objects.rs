@@ -88,12 +88,14 @@ impl Origin {
     }
 }
 
-/// An `ownerReferences` entry: owners live in the dependent's namespace.
+/// An `ownerReferences` entry: owners live in the dependent's namespace. Matched by kind and
+/// name, not `uid`: a live cluster's garbage collector removes dependents whose owner's uid is
+/// gone, so in a real dump the two agree anyway, while hand-edited or recorded dumps often carry
+/// made-up uids, and a mismatch would synthesise the workload's pods beside its real ones.
 #[derive(Clone, Debug)]
 pub(super) struct Owner {
     pub kind: String,
     pub name: String,
-    pub uid: String,
 }
 
 /// A pod as read, before resolution.
@@ -114,7 +116,6 @@ pub(super) struct WorkloadObj {
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
-    pub uid: Option<String>,
     pub owners: Vec<Owner>,
     pub replicas: u32,
     pub labels: Labels,
@@ -309,7 +310,6 @@ fn owners(meta: &ObjectMeta) -> Vec<Owner> {
         .map(|o| Owner {
             kind: o.kind.clone(),
             name: o.name.clone(),
-            uid: o.uid.clone(),
         })
         .collect()
 }
@@ -546,20 +546,7 @@ pub(super) fn read_pod(v: &Value, ctx: &DocCtx, base: &str, objs: &mut Objects) 
     if !errs.is_empty() {
         return errs;
     }
-    let left_out = if spec.host_network == Some(true) {
-        Some(
-            "it uses the node's network (hostNetwork: true), which NetworkPolicy does not \
-             govern like pod traffic"
-                .to_string(),
-        )
-    } else {
-        match status.phase.as_deref() {
-            Some(phase @ ("Succeeded" | "Failed")) => Some(format!(
-                "it is not running (phase {phase}) and has no address"
-            )),
-            _ => None,
-        }
-    };
+    let left_out = left_out_reason(spec.host_network == Some(true), status.phase.as_deref());
     let origin = Origin::new(ctx, base, &join_path(base, "metadata.name"));
     let ip = ip.map(|(ip, field)| {
         let field = join_path(base, &field);
@@ -583,6 +570,26 @@ pub(super) fn read_pod(v: &Value, ctx: &DocCtx, base: &str, objs: &mut Objects) 
         from_server: server,
     });
     errs
+}
+
+/// Why a pod is not part of the NetworkPolicy model, if it is not: it shares the node's address
+/// (`hostNetwork`; several such pods share one, and NetworkPolicy does not govern them like pod
+/// traffic) or it has finished (its address is released and may have gone to another pod). One
+/// rule for dumps and for `audit`'s live snapshot, so both leave out the same pods.
+pub fn left_out_reason(host_network: bool, phase: Option<&str>) -> Option<String> {
+    if host_network {
+        return Some(
+            "host network (hostNetwork: true): its address is the node's, and NetworkPolicy \
+             does not govern it like pod traffic"
+                .to_string(),
+        );
+    }
+    match phase {
+        Some(phase @ ("Succeeded" | "Failed")) => Some(format!(
+            "finished ({phase}): it runs nothing, and its address may belong to another pod by now"
+        )),
+        _ => None,
+    }
 }
 
 /// The workload kinds read like a Deployment, with their apiVersion.
@@ -747,7 +754,6 @@ pub(super) fn read_workload(
         kind,
         namespace,
         name,
-        uid: meta.uid.clone(),
         owners: owners(&meta),
         replicas,
         labels,
@@ -822,7 +828,6 @@ fn cover(
             let found = index
                 .get(&key(namespace, &o.kind, &o.name))
                 .copied()
-                .filter(|&i| workloads[i].uid.as_ref().is_none_or(|u| *u == o.uid))
                 .or_else(|| inferred_owner(namespace, o, labels, index));
             if let Some(i) = found
                 && !covered[i]
@@ -1103,7 +1108,6 @@ mod tests {
         let owner = |kind: &str, name: &str| Owner {
             kind: kind.into(),
             name: name.into(),
-            uid: "u".into(),
         };
         let hashed = Labels::from([("pod-template-hash".to_string(), "5d9c7b".to_string())]);
         let none = Labels::new();
