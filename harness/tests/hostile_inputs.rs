@@ -749,7 +749,28 @@ fn wrong_shapes_are_refused_with_their_field() {
         (
             "model: {pods: [{name: a, ports: [[80, TCP]]}]}\n",
             "model.pods[0].ports[0]",
-            "must be a mapping",
+            "must be \"PORT/PROTO\"",
+        ),
+        (
+            "model: {pods: [{name: a, ports: [80]}]}\n",
+            "model.pods[0].ports[0]",
+            "must be \"PORT/PROTO\"",
+        ),
+        // Each form of a port says what is wrong with it (serde's untagged enums would not).
+        (
+            "model: {pods: [{name: a, ports: [\"80/TPC\"]}]}\n",
+            "model.pods[0].ports[0]",
+            "unknown protocol \"TPC\"",
+        ),
+        (
+            "model: {pods: [{name: a, ports: [\"0/TCP\"]}]}\n",
+            "model.pods[0].ports[0]",
+            "port \"0\" is not a number from 1 to 65535",
+        ),
+        (
+            "model: {deployments: [{name: a, ports: [{port: 80, protcol: TCP}]}]}\n",
+            "model.deployments[0].ports[0].protcol",
+            "unknown field `protcol`",
         ),
         (
             "model: {upstream: []}\n",

@@ -681,8 +681,12 @@ fn format_shape_errors(v: &Value) -> Vec<FieldError> {
             for (p, item) in each(m.get(list), &format!("model.{list}")) {
                 if map(Some(item), p.clone(), &mut out) {
                     for (pp, port) in each(item.get("ports"), &format!("{p}.ports")) {
-                        if !port.is_string() {
-                            map(Some(port), pp, &mut out);
+                        if !port.is_string() && !port.is_object() {
+                            out.push(FieldError::new(
+                                pp,
+                                "must be \"PORT/PROTO\" (e.g. \"80/TCP\") or a mapping \
+                                 {port, protocol, name}",
+                            ));
                         }
                     }
                 }
