@@ -546,7 +546,7 @@ fn every_name_bearing_field_of_every_shipped_file_refuses_every_mutation() {
         let out = netpolc_in(&dir, &args);
         assert_refused(&out, &format!("run, mutations of {context}"));
         assert!(
-            leftovers(&format!("netpolc-{id}")).is_empty(),
+            leftovers(&format!("netpolc-{id}--")).is_empty(),
             "run {id} left network namespaces"
         );
         traps.assert_untouched(&context);
@@ -602,8 +602,14 @@ impl Case {
         ra.extend(args);
         assert_refused(&netpolc_in(self.path(), &ra), &format!("run {args:?}"));
         assert!(
-            leftovers(&format!("netpolc-{id}")).is_empty(),
+            leftovers(&format!("netpolc-{id}--")).is_empty(),
             "run {args:?} left network namespaces"
+        );
+        assert!(
+            !Path::new("/run/netpolc")
+                .join(format!("{id}.lease"))
+                .exists(),
+            "run {args:?} left its lease file"
         );
         stderr
     }
@@ -969,7 +975,7 @@ fn probe_and_step_timeouts_and_attempts_outside_their_ranges_are_refused() {
             stderr.contains(flag) && stderr.contains("is not in"),
             "{flag} {value}: {stderr}"
         );
-        assert!(leftovers(&format!("netpolc-{id}")).is_empty());
+        assert!(leftovers(&format!("netpolc-{id}--")).is_empty());
     }
 }
 

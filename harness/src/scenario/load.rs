@@ -47,6 +47,19 @@ struct FileLoad {
 /// Loads every path: files as given, directories recursively (`*.yaml`/`*.yml`, sorted), each
 /// file once. Scenario names must be unique over all of them.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, InputErrors> {
+    load_paths_with(paths, Pods::Required)
+}
+
+/// Whether a manifest file without any pod is bad input. It is wherever a matrix is computed
+/// from the file; `what-if --add` takes only policies from its files, which hold none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pods {
+    Required,
+    Optional,
+}
+
+/// [`load_paths`], with the no-pod rule chosen by the caller.
+pub fn load_paths_with(paths: &[PathBuf], pods: Pods) -> Result<Loaded, InputErrors> {
     let mut errors = Vec::new();
     let files = input::collect(paths, &mut errors);
     let mut out = Loaded::default();
@@ -54,7 +67,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, InputErrors> {
     for f in files {
         let loaded = input::read(&f)
             .map_err(InputErrors::from)
-            .and_then(|text| load_file(&text, &f));
+            .and_then(|text| load_file(&text, &f, pods));
         match loaded {
             Ok(fl) => {
                 for s in &fl.loaded.scenarios {
@@ -86,14 +99,14 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, InputErrors> {
 
 /// Loads one file's text; `source` names it in errors and reports.
 pub fn load_str(text: &str, source: impl AsRef<Path>) -> Result<Loaded, InputErrors> {
-    load_file(text, source.as_ref()).map(|f| f.loaded)
+    load_file(text, source.as_ref(), Pods::Required).map(|f| f.loaded)
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-fn load_file(text: &str, file: &Path) -> Result<FileLoad, InputErrors> {
+fn load_file(text: &str, file: &Path, pods: Pods) -> Result<FileLoad, InputErrors> {
     let docs = docs::parse(text, file)?;
     let is_scenario = |d: &Doc| {
         str_field(&d.value, "apiVersion").is_some_and(|v| v.starts_with("netpolc"))
@@ -122,7 +135,7 @@ fn load_file(text: &str, file: &Path) -> Result<FileLoad, InputErrors> {
         )
         .into());
     }
-    load_manifest_scenario(&docs, file)
+    load_manifest_scenario(&docs, file, pods)
 }
 
 /// Kinds read from manifests and dumps, with the apiVersion each must have. Workloads (read like
@@ -294,7 +307,7 @@ fn check_stem_name(file: &Path, name: &str, errors: &mut Vec<InputError>) {
 const NO_POD: &str = "yields no pod: an input without pods is bad input (its matrix would be \
                       empty, so any verdict would be vacuous)";
 
-fn load_manifest_scenario(docs: &[Doc], file: &Path) -> Result<FileLoad, InputErrors> {
+fn load_manifest_scenario(docs: &[Doc], file: &Path, pods: Pods) -> Result<FileLoad, InputErrors> {
     let mut objs = Objects::default();
     let mut errors = Vec::new();
     for d in docs {
@@ -303,7 +316,7 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path) -> Result<FileLoad, InputEr
     let name = file_stem(file);
     check_stem_name(file, &name, &mut errors);
     let (state, warnings) = objects::resolve(objs, &mut errors);
-    if errors.is_empty() && state.model.pods.is_empty() {
+    if errors.is_empty() && pods == Pods::Required && state.model.pods.is_empty() {
         errors.push(InputError::file(
             file,
             format!(
