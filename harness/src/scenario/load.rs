@@ -99,7 +99,16 @@ pub fn load_paths_with(paths: &[PathBuf], pods: Pods) -> Result<Loaded, InputErr
 
 /// Loads one file's text; `source` names it in errors and reports.
 pub fn load_str(text: &str, source: impl AsRef<Path>) -> Result<Loaded, InputErrors> {
-    load_file(text, source.as_ref(), Pods::Required).map(|f| f.loaded)
+    load_str_with(text, source, Pods::Required)
+}
+
+/// [`load_str`], with the no-pod rule chosen by the caller.
+pub fn load_str_with(
+    text: &str,
+    source: impl AsRef<Path>,
+    pods: Pods,
+) -> Result<Loaded, InputErrors> {
+    load_file(text, source.as_ref(), pods).map(|f| f.loaded)
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

@@ -28,7 +28,7 @@ use crate::truthtable::TruthTable;
 
 pub use error::{InputError, InputErrors};
 pub use format::{ExpectationSpec, SCENARIO_API_VERSION};
-pub use load::{Loaded, Pods, load_paths, load_paths_with, load_str};
+pub use load::{Loaded, Pods, load_paths, load_paths_with, load_str, load_str_with};
 pub use objects::left_out_reason;
 pub use yamlpos::line_of;
 
