@@ -49,6 +49,21 @@ use crate::model::{PodRef, Probe};
 use crate::report::Verdict;
 use crate::scenario::InputErrors;
 
+/// Ranges of the run's timing options: outside them a run cannot give a sound verdict (a
+/// probe timeout of 0 or 1 ms reports every cell blocked, a huge one never ends), so they are
+/// bad input (exit 2). Documented in the README.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// `--probe-timeout-ms`: from 50 ms (a connection inside one host takes well under that)
+    /// to two minutes.
+    pub const PROBE_TIMEOUT_MS: RangeInclusive<u64> = 50..=120_000;
+    /// `--step-timeout-ms`: from 100 ms to one hour.
+    pub const STEP_TIMEOUT_MS: RangeInclusive<u64> = 100..=3_600_000;
+    /// `--attempts`: at least one, at most ten.
+    pub const ATTEMPTS: RangeInclusive<i64> = 1..=10;
+}
+
 /// Exit statuses fixed by the contract.
 pub mod exit {
     pub const OK: u8 = 0;
@@ -119,9 +134,9 @@ pub struct ExpectArgs {
 pub struct ExplainArgs {
     /// One scenario or manifest file.
     pub path: PathBuf,
-    #[arg(long, value_name = "NS/POD")]
+    #[arg(long, value_name = "NS/POD", value_parser = quoted::<PodRef>())]
     pub from: PodRef,
-    #[arg(long, value_name = "NS/POD")]
+    #[arg(long, value_name = "NS/POD", value_parser = quoted::<PodRef>())]
     pub to: PodRef,
     #[arg(long, value_name = "PORT/PROTO")]
     pub probe: Probe,
@@ -164,16 +179,16 @@ pub struct RunArgs {
     /// Probe PORT/PROTO (repeatable); replaces each step's probes.
     #[arg(long = "probe", value_name = "PORT/PROTO")]
     pub probes: Vec<Probe>,
-    /// Per-probe timeout in milliseconds (default: 1000 local, 3000 on clusters).
-    #[arg(long)]
+    /// Per-probe timeout in milliseconds, 50-120000 (default: 1000 local, 3000 on clusters).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::PROBE_TIMEOUT_MS))]
     pub probe_timeout_ms: Option<u64>,
-    /// Attempts for a wrong cell (the first included) before it counts as failed.
-    #[arg(long, default_value_t = 2)]
+    /// Attempts for a wrong cell (the first included) before it counts as failed, 1-10.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(limits::ATTEMPTS))]
     pub attempts: u32,
-    /// How long a step may take to converge, in milliseconds (default: 3000 local, plus
-    /// --enforce-delay-ms; 60000 clusters). Once the dataplane has blocked nothing the oracle
+    /// How long a step may take to converge, in milliseconds, 100-3600000 (default: 3000 local,
+    /// plus --enforce-delay-ms; 60000 clusters). Once the dataplane has blocked nothing the oracle
     /// denies for a whole step timeout, later steps are judged after one pass.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::STEP_TIMEOUT_MS))]
     pub step_timeout_ms: Option<u64>,
     /// Local provider: apply each step's policy changes MS after the step starts, like a CNI
     /// that converges slowly (the run must still judge it and measure the delay).
@@ -279,6 +294,43 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// Parses an argument like clap's own `FromStr` parser would, but the refused value is shown
+/// escaped: clap echoes it raw, and a newline in `--from` would forge lines on the terminal.
+#[derive(Clone)]
+struct Quoted<T>(std::marker::PhantomData<fn() -> T>);
+
+fn quoted<T>() -> Quoted<T> {
+    Quoted(std::marker::PhantomData)
+}
+
+impl<T> clap::builder::TypedValueParser for Quoted<T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(|a| a.to_string()).unwrap_or_default();
+        let refuse = |why: String| {
+            let mut cmd = cmd.clone();
+            cmd.error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value {value:?} for '{name}': {why}"),
+            )
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| refuse("not UTF-8".to_string()))?;
+        s.parse().map_err(|e: T::Err| refuse(e.to_string()))
+    }
 }
 
 /// A repeated `--probe` names one probe: keep its first occurrence, so no table or cell appears
