@@ -86,6 +86,7 @@ async fn measure(name: &str, yaml: &str, goal: f64) {
         run_id,
         cni: LocalCni::Nftables,
         faults: vec![],
+        service_nat: false,
     })
     .unwrap_or_else(|e| panic!("local dataplane unavailable: {e}"));
     let step = &sc.steps[0];

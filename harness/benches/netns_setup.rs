@@ -87,6 +87,7 @@ async fn measure(n: usize, cni: LocalCni) {
         run_id: run_id.clone(),
         cni,
         faults: vec![],
+        service_nat: false,
     })
     .unwrap_or_else(|e| panic!("local dataplane unavailable: {e}"));
     let step = &sc.steps[0];
@@ -117,6 +118,8 @@ async fn measure(n: usize, cni: LocalCni) {
                     80,
                     netpol_conformance::model::Protocol::Tcp,
                 ),
+                via: netpol_conformance::service::ProbeMode::PodIp,
+                service: None,
             }
         })
         .collect();

@@ -35,6 +35,7 @@ fn platform(run_id: &str, cni: LocalCni, faults: &[Fault]) -> LocalPlatform {
         run_id: run_id.to_string(),
         cni,
         faults: faults.to_vec(),
+        service_nat: false,
     }) {
         Ok(p) => p,
         Err(e) => panic!("local dataplane unavailable: {e}"),
@@ -242,6 +243,8 @@ async fn a_port_no_step_lists_is_served_on_demand() {
         to: PodRef::new(to.0, to.1),
         to_ip: pod(to.0, to.1),
         probe: Probe::new(9999, Protocol::Udp),
+        via: netpol_conformance::service::ProbeMode::PodIp,
+        service: None,
     };
     let obs = session
         .probe(

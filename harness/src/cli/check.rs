@@ -139,6 +139,7 @@ pub fn run(args: CheckArgs) -> u8 {
                 run_id: run_id.clone(),
                 cni,
                 faults: Vec::new(),
+                service_nat: false,
             }),
             Err(e) => {
                 eprintln!("error: {e}");

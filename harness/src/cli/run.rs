@@ -121,6 +121,7 @@ pub fn run(args: RunArgs) -> u8 {
         step_timeout: Duration::from_millis(args.step_timeout_ms.unwrap_or(step_ms)),
         attempts: args.attempts,
         faults: faults.iter().map(|f| f.name().to_string()).collect(),
+        probe_modes: probe_modes(&args.probe_modes),
         ..RunOptions::new(run_id.clone(), run::rfc3339(now))
     };
     let scenarios = loaded.scenarios;
@@ -188,6 +189,7 @@ pub fn run(args: RunArgs) -> u8 {
                         run_id: run_id.clone(),
                         cni,
                         faults: faults.clone(),
+                        service_nat: opts.probe_modes.iter().any(|m| m.is_service()),
                     };
                     drive(
                         async move { LocalPlatform::new(lo) },
@@ -272,6 +274,20 @@ pub fn run(args: RunArgs) -> u8 {
         }
         exit::VERDICT_MISMATCH
     }
+}
+
+/// `--probe-mode`s in the order given, each once; none given: pod-ip.
+fn probe_modes(given: &[crate::service::ProbeMode]) -> Vec<crate::service::ProbeMode> {
+    let mut out = Vec::new();
+    for m in given {
+        if !out.contains(m) {
+            out.push(*m);
+        }
+    }
+    if out.is_empty() {
+        out.push(crate::service::ProbeMode::PodIp);
+    }
+    out
 }
 
 fn local_has_no_dry_run() -> Result<String, ProviderError> {

@@ -203,8 +203,9 @@ fn outcome_text(c: &CellReport) -> String {
     }
 }
 
+/// `80/TCP`, or `80/TCP via service-ip` for a cell probed through a Service.
 fn probe_label(c: &CellReport) -> String {
-    format!("{}/{}", c.port, c.protocol)
+    crate::report::terminal::probe_label(Probe::new(c.port, c.protocol), c.via)
 }
 
 #[derive(Serialize)]
@@ -438,21 +439,23 @@ fn step_view(si: usize, ti: usize, st: &StepReport, timeout_ms: u64) -> StepView
         .map(|(d, _)| d.clone())
         .collect();
 
-    // One matrix per probe; every pod seen in the step's cells on both axes.
+    // One matrix per probe and probe mode (`via`, named in the heading unless pod-ip); every
+    // pod seen in the step's cells on both axes.
     let pods: BTreeSet<&PodRef> = st.cells.iter().flat_map(|c| [&c.from, &c.to]).collect();
-    let mut by_probe: BTreeMap<Probe, CellsByPair<'_>> = BTreeMap::new();
+    let mut by_probe: BTreeMap<(crate::service::ProbeMode, Probe), CellsByPair<'_>> =
+        BTreeMap::new();
     for &ci in &order {
         let c = &st.cells[ci];
         by_probe
-            .entry(Probe::new(c.port, c.protocol))
+            .entry((c.via, Probe::new(c.port, c.protocol)))
             .or_default()
             .entry((&c.from, &c.to))
             .or_insert(ci);
     }
     let matrices = by_probe
         .into_iter()
-        .map(|(probe, cells)| Matrix {
-            probe: probe.to_string(),
+        .map(|((via, probe), cells)| Matrix {
+            probe: crate::report::terminal::probe_label(probe, via),
             cols: pods.iter().map(|p| p.to_string()).collect(),
             rows: pods
                 .iter()

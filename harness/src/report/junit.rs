@@ -1,7 +1,8 @@
 //! JUnit XML (quick-junit): a `testsuite` per scenario, a `testcase` per step × probe.
 //!
 //! Names are stable across runs so CI can track them: the suite is the scenario's name, the case's
-//! classname is the scenario's name and its name `<step> <port>/<protocol>`. A case fails when any
+//! classname is the scenario's name and its name `<step> <port>/<protocol>` (with ` via <mode>`
+//! appended for cells probed through a Service, `--probe-mode`). A case fails when any
 //! of its cells differs from the oracle (the body holds the expected, observed and comparison truth
 //! tables and the differing cells), errors when a cell could not be probed, is skipped when every
 //! cell is unsupported, and passes otherwise; flaky cells pass with their failed attempts recorded
@@ -137,7 +138,7 @@ fn test_case(scenario: &str, step: &StepReport, t: &ProbeTable<'_>) -> TestCase 
         }
         st
     };
-    let mut tc = TestCase::new(format!("{} {}", step.name, t.probe), status);
+    let mut tc = TestCase::new(format!("{} {}", step.name, t.label()), status);
     tc.set_classname(scenario);
     let mut out = step_out(step);
     if !unsup.is_empty() && unsup.len() < cells.len() {

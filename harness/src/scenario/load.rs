@@ -248,6 +248,7 @@ struct Objects {
     namespaces: Vec<(Namespace, Origin)>,
     pods: Vec<(Pod, Option<IpAddr>, Origin)>,
     policies: Vec<(CompiledPolicy, Origin)>,
+    services: Vec<(crate::service::Service, Origin)>,
     warnings: Vec<InputError>,
 }
 
@@ -328,11 +329,12 @@ fn strict<T: DeserializeOwned + serde::Serialize>(v: &Value) -> Result<T, Vec<Fi
     }
 }
 
-const KINDS: [(&str, &str); 4] = [
+const KINDS: [(&str, &str); 5] = [
     ("Namespace", "v1"),
     ("Pod", "v1"),
     ("Deployment", "apps/v1"),
     ("NetworkPolicy", "networking.k8s.io/v1"),
+    ("Service", "v1"),
 ];
 
 /// Reads one manifest document (or an object nested in a scenario at `base`) into `objs`.
@@ -358,7 +360,7 @@ fn read_object(
     };
     let Some(&(_, want_api)) = KINDS.iter().find(|(k, _)| *k == kind) else {
         objs.warnings.push(origin.error(format!(
-            "kind {kind:?} is ignored (only Namespace, Pod, Deployment and NetworkPolicy are used)"
+            "kind {kind:?} is ignored (only Namespace, Pod, Deployment, Service and NetworkPolicy are used)"
         )));
         return;
     };
@@ -488,6 +490,23 @@ fn read_object(
                 }
                 Err(e) => fail(e, errors),
             },
+            Err(e) => fail(e, errors),
+        },
+        "Service" => match strict::<k8s_openapi::api::core::v1::Service>(v) {
+            Ok(svc) => {
+                let mut errs = Vec::new();
+                let read = super::service_input::from_k8s(&svc, &mut errs);
+                if !errs.is_empty() {
+                    fail(errs, errors);
+                } else {
+                    match read {
+                        super::service_input::Read::Service(s) => objs.services.push((s, origin)),
+                        super::service_input::Read::Ignored(why) => {
+                            objs.warnings.push(origin.error(why))
+                        }
+                    }
+                }
+            }
             Err(e) => fail(e, errors),
         },
         _ => {}
@@ -651,6 +670,30 @@ fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> State {
             .entry(pod.namespace.clone())
             .or_insert_with(|| Namespace::new(pod.namespace.clone(), Labels::new()));
         model.pods.insert(r, pod);
+    }
+    let mut seen_services = BTreeSet::new();
+    for (s, origin) in objs.services {
+        model
+            .namespaces
+            .entry(s.namespace.clone())
+            .or_insert_with(|| Namespace::new(s.namespace.clone(), Labels::new()));
+        if !seen_services.insert((s.namespace.clone(), s.name.clone())) {
+            errors.push(origin.name_error(format!(
+                "Service {}/{} is declared twice",
+                s.namespace, s.name
+            )));
+            continue;
+        }
+        if !s.cluster_ip.is_unspecified()
+            && let Some(other) = model.services.iter().find(|o| o.cluster_ip == s.cluster_ip)
+        {
+            errors.push(origin.error(format!(
+                "Services {}/{} and {}/{} have the same clusterIP {}",
+                other.namespace, other.name, s.namespace, s.name, s.cluster_ip
+            )));
+            continue;
+        }
+        model.services.push(s);
     }
     let mut policies = BTreeMap::new();
     for (p, origin) in objs.policies {
@@ -909,6 +952,19 @@ fn model_objects(spec: &ModelSpec, ctx: &DocCtx, objs: &mut Objects, errors: &mu
                 None,
                 origin(base.clone()),
             ));
+        }
+    }
+    for (i, s) in spec.services.iter().enumerate() {
+        let base = format!("model.services[{i}]");
+        let mut errs = Vec::new();
+        let read = s.read(&mut errs);
+        if !errs.is_empty() {
+            errors.extend(errs.iter().map(|e| ctx.field(&base, e)));
+            continue;
+        }
+        match read {
+            super::service_input::Read::Service(svc) => objs.services.push((svc, origin(base))),
+            super::service_input::Read::Ignored(why) => objs.warnings.push(origin(base).error(why)),
         }
     }
     for (i, m) in spec.manifests.iter().enumerate() {

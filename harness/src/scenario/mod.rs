@@ -8,6 +8,7 @@
 mod error;
 mod format;
 mod load;
+mod service_input;
 mod yamlpos;
 
 use std::collections::BTreeMap;

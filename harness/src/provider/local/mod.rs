@@ -31,6 +31,7 @@ use crate::cni::nftables;
 use crate::model::{PodRef, Probe, Protocol};
 use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::scenario::{Scenario, Step};
+use crate::service::{self, ProbeMode};
 
 use super::{Platform, PlatformInfo, ProviderError, Session};
 
@@ -70,6 +71,10 @@ pub struct LocalOptions {
     pub run_id: String,
     pub cni: LocalCni,
     pub faults: Vec<Fault>,
+    /// Install kube-proxy-like service NAT in every pod namespace (see
+    /// [`crate::cni::service_nat`]): needed by `--probe-mode service-ip`, and needs `nft` on
+    /// either CNI.
+    pub service_nat: bool,
 }
 
 /// Sessions run at once: each is a handful of processes at setup and then sockets only, so
@@ -105,13 +110,13 @@ impl LocalPlatform {
         check_root()?;
         // Recorded when present: reproduction commands use it, the provider itself does not.
         let ip = tool_version("ip", &["-V"], "apt-get install -y iproute2").ok();
-        let nft = match opts.cni {
-            LocalCni::Nftables => Some(tool_version(
+        let nft = match (opts.cni, opts.service_nat) {
+            (LocalCni::Nftables, _) | (LocalCni::None, true) => Some(tool_version(
                 "nft",
                 &["--version"],
                 "apt-get install -y nftables",
             )?),
-            LocalCni::None => None,
+            (LocalCni::None, false) => None,
         };
         raise_nofile_limit();
         let mut environment = BTreeMap::new();
@@ -235,6 +240,7 @@ impl Platform for LocalPlatform {
     ) -> impl Future<Output = Result<LocalSession, ProviderError>> + Send {
         let session = LocalSession::new(
             netns::session_prefix(&self.opts.run_id, n),
+            self.opts.service_nat,
             self.opts.cni,
             self.faults.clone(),
             self.sctp.clone(),
@@ -289,6 +295,9 @@ pub struct LocalSession {
     first: Option<Step>,
     /// The ruleset and conntrack zone installed per pod, so unchanged pods are not touched.
     installed: BTreeMap<PodRef, (nftables::PodRuleset, u16)>,
+    /// Whether to install service NAT, and the entries installed per pod.
+    service_nat: bool,
+    installed_nat: BTreeMap<PodRef, Vec<service::NatEntry>>,
     servers: Arc<tokio::sync::Mutex<Servers>>,
     /// Whether the node namespace and its bridge exist.
     created: bool,
@@ -300,6 +309,7 @@ pub struct LocalSession {
 impl LocalSession {
     fn new(
         prefix: String,
+        service_nat: bool,
         cni: LocalCni,
         faults: FaultSet,
         sctp: Result<(), String>,
@@ -336,6 +346,8 @@ impl LocalSession {
             pods: BTreeMap::new(),
             first: None,
             installed: BTreeMap::new(),
+            service_nat,
+            installed_nat: BTreeMap::new(),
             servers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             created: false,
             owned: Vec::new(),
@@ -508,6 +520,34 @@ impl LocalSession {
         Ok(())
     }
 
+    /// Installs the service NAT of `step` in every pod whose entries changed: the input's
+    /// Services and the per-pod ones for every probe port of the scenario (a superset of any
+    /// step's, at the same ClusterIPs the plan uses; see [`service::probe_services`]).
+    async fn install_service_nat(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let probes: Vec<Probe> = self.scenario_probes.iter().copied().collect();
+        let services = service::probe_services(&step.model, &step.model.services, &probes);
+        let entries = service::nat_entries(&step.model, &services);
+        let json = crate::cni::service_nat::table(&entries).replace_json();
+        let mut changed = Vec::new();
+        for (r, p) in &self.pods {
+            if self.installed_nat.get(r) != Some(&entries) {
+                changed.push((r.clone(), p.link.netns.clone()));
+            }
+        }
+        let jobs: Vec<_> = changed
+            .iter()
+            .map(|(_, ns)| {
+                let (ns, json) = (ns.clone(), json.clone());
+                async move { netns::nft_apply(&ns, json).await }
+            })
+            .collect();
+        all_limited(jobs).await?;
+        for (r, _) in changed {
+            self.installed_nat.insert(r, entries.clone());
+        }
+        Ok(())
+    }
+
     async fn remove_all(&mut self) -> Result<(), ProviderError> {
         {
             let mut guard = self.servers.lock().await;
@@ -525,6 +565,7 @@ impl LocalSession {
         self.created = false;
         self.pods.clear();
         self.installed.clear();
+        self.installed_nat.clear();
         Ok(())
     }
 }
@@ -574,6 +615,9 @@ impl Session for LocalSession {
     async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
         validate_addresses(step)?;
         self.ensure_pods(step).await?;
+        if self.service_nat {
+            self.install_service_nat(step).await?;
+        }
         if self.cni == LocalCni::Nftables {
             self.install_rules(step).await?;
         } else if self.first.is_none() {
@@ -648,6 +692,11 @@ impl Session for LocalSession {
     }
 }
 
+/// Why `--probe-mode service-name` cells are unsupported here: resolving a Service's DNS name
+/// needs a cluster DNS server, which the local dataplane does not run (pods have no resolver).
+pub const SERVICE_NAME_UNSUPPORTED: &str = "service-name probes need cluster DNS, which the local \
+     dataplane does not provide (use --probe-mode service-ip to cross the same service NAT)";
+
 /// One source pod's namespace (`None`: not in this session) and its requests with their indices.
 type SourceBatch = (Option<String>, Vec<(usize, ProbeRequest)>);
 
@@ -673,13 +722,27 @@ async fn probe_source(
             })
             .collect();
     };
-    let addr = |r: &ProbeRequest| SocketAddr::new(r.to_ip, r.probe.port);
+    // Through a Service: its ClusterIP and service port; the pod's NAT rules translate them.
+    let addr = |r: &ProbeRequest| match (&r.via, &r.service) {
+        (ProbeMode::ServiceIp, Some(t)) => SocketAddr::new(IpAddr::V4(t.cluster_ip), t.port),
+        _ => SocketAddr::new(r.to_ip, r.probe.port),
+    };
     let command = |r: &ProbeRequest| sockets::command(&ns, addr(r), r.probe.protocol, timeout);
     // Requests that can be decided without a packet.
     let mut out = Vec::with_capacity(reqs.len());
     let mut live = Vec::with_capacity(reqs.len());
     for (i, r) in reqs {
-        if r.probe.protocol == Protocol::Sctp
+        let unsupported = |why: String| Observation {
+            result: Connectivity::Unsupported,
+            detail: Some(why),
+            elapsed_ms: 0,
+            command: String::new(),
+        };
+        if r.via == ProbeMode::ServiceName {
+            out.push((i, unsupported(SERVICE_NAME_UNSUPPORTED.into())));
+        } else if let Some(why) = r.missing_service() {
+            out.push((i, unsupported(why)));
+        } else if r.probe.protocol == Protocol::Sctp
             && let Err(why) = &sctp
         {
             out.push((
