@@ -145,3 +145,66 @@ fn service_faults_say_service_in_their_sentence() {
         assert!(sentence.contains("service"), "{l}");
     }
 }
+
+/// A report with one cell probed both ways, built from JSON (old reports without `via` read as
+/// pod-ip).
+fn two_way_report() -> netpol_conformance::report::model::RunReport {
+    let cell = |via: Option<&str>, observed: bool| {
+        let mut c = serde_json::json!({
+            "from": "x/a", "to": "x/b", "port": 80, "protocol": "TCP",
+            "expected": true, "observed": observed,
+            "outcome": if observed { "pass" } else { "fail" },
+            "attempts": 1, "connectivity": if observed { "connected" } else { "timeout" },
+        });
+        if let Some(v) = via {
+            c["via"] = serde_json::json!(v);
+        }
+        c
+    };
+    serde_json::from_value(serde_json::json!({
+        "verdict": "non-conformant", "provider": "local", "cni": "nftables",
+        "probe_timeout_ms": 1000,
+        "summary": {"cells": 2, "passed": 1, "failed": 1, "flaky": 0, "unsupported": 0, "errors": 0},
+        "scenarios": [{"name": "sc", "source": "sc.yaml", "steps": [{
+            "name": "st", "convergence_ms": null, "probe_wall_ms": 1,
+            "cells": [cell(None, true), cell(Some("service-ip"), false)]}]}]
+    }))
+    .expect("report")
+}
+
+#[test]
+fn reports_keep_modes_apart() {
+    use netpol_conformance::report::terminal::probe_tables;
+    let r = two_way_report();
+    let step = &r.scenarios[0].steps[0];
+    assert_eq!(
+        step.cells[0].via,
+        ProbeMode::PodIp,
+        "old reports read as pod-ip"
+    );
+    let tables = probe_tables(step);
+    let labels: Vec<String> = tables.iter().map(|t| t.label()).collect();
+    assert_eq!(labels, ["80/TCP", "80/TCP via service-ip"]);
+    assert_eq!(tables[1].count(netpol_conformance::probe::Outcome::Fail), 1);
+    let junit = netpol_conformance::report::junit::render(&r).expect("junit");
+    assert!(junit.contains("name=\"st 80/TCP\""), "{junit}");
+    assert!(
+        junit.contains("name=\"st 80/TCP via service-ip\""),
+        "{junit}"
+    );
+    let html = netpol_conformance::report::html::render(&r);
+    // minijinja escapes `/` as `&#x2f;`.
+    assert!(
+        html.contains("80&#x2f;TCP via service-ip"),
+        "heading names the mode"
+    );
+    // diff compares like with like: the pod-ip cell of one run against the pod-ip cell of the
+    // other, never against the service-ip one.
+    let mut b = r.clone();
+    b.scenarios[0].steps[0].cells.truncate(1);
+    let d = netpol_conformance::report::diff::diff("a", &r, "b", &b);
+    assert_eq!(d.cells_compared, 2);
+    assert_eq!(d.differing, 1);
+    assert_eq!(d.differences[0].via, ProbeMode::ServiceIp);
+    assert!(d.differences[0].b.is_none());
+}
