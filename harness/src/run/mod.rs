@@ -206,11 +206,11 @@ pub fn plan_step(step: &Step, probes: &[Probe]) -> Vec<PlannedCell> {
 /// ones synthesised for the step's probes.
 pub fn plan_step_via(step: &Step, probes: &[Probe], modes: &[ProbeMode]) -> Vec<PlannedCell> {
     let oracle = step.oracle();
-    let services = modes
-        .iter()
-        .any(|m| m.is_service())
-        .then(|| service::probe_services(&step.model, &step.model.services, probes))
-        .unwrap_or_default();
+    let services = if modes.iter().any(|m| m.is_service()) {
+        service::probe_services(&step.model, &step.model.services, probes)
+    } else {
+        Vec::new()
+    };
     let tables: Vec<(Probe, crate::truthtable::TruthTable<bool>)> =
         probes.iter().map(|&p| (p, oracle.matrix(p))).collect();
     let mut out = Vec::new();
