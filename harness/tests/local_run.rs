@@ -313,7 +313,9 @@ fn shipped_scenarios_are_conformant_through_services() {
                     }
                     ("service-ip", Some("SCTP")) => assert_eq!(c["outcome"], "unsupported"),
                     ("service-ip", _) => {
-                        assert_eq!(c["outcome"], "pass", "{c}");
+                        // As via pod-ip: the deciding observation agrees (a cell right only on
+                        // its retry is reported flaky, never hidden).
+                        assert_eq!(c["observed"], c["expected"], "{c}");
                         assert!(
                             c["command"].as_str().unwrap_or("").contains("/10.96."),
                             "probes dial a ClusterIP: {c}"
