@@ -113,6 +113,8 @@ async fn measure(n: usize, cni: LocalCni) {
                     80,
                     netpol_conformance::model::Protocol::Tcp,
                 ),
+                via: netpol_conformance::service::ProbeMode::PodIp,
+                service: None,
             }
         })
         .collect();

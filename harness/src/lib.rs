@@ -56,6 +56,7 @@ pub mod provider;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod service;
 pub mod shell;
 pub mod truthtable;
 pub mod verdict;

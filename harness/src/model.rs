@@ -277,6 +277,10 @@ impl Namespace {
 pub struct Model {
     pub namespaces: BTreeMap<String, Namespace>,
     pub pods: BTreeMap<PodRef, Pod>,
+    /// The input's ClusterIP Services (`kind: Service`, `model.services`); the per-pod ones
+    /// probing needs are added by [`crate::service::probe_services`], never stored here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<crate::service::Service>,
 }
 
 impl Model {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{PodRef, Probe};
+use crate::service::{ProbeMode, ServiceTarget};
 
 /// How one connection attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,13 +65,41 @@ pub struct Observation {
     pub command: String,
 }
 
-/// A cell to probe: source pod, destination pod and address, port and protocol.
+/// A cell to probe: source pod, destination pod and address, port and protocol, and what the
+/// probe connects to (`via`; with a Service, `service` says which and the port dialled — `None`
+/// when no Service backs exactly this pod and port, and the provider reports it unsupported).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProbeRequest {
     pub from: PodRef,
     pub to: PodRef,
     pub to_ip: IpAddr,
     pub probe: Probe,
+    pub via: ProbeMode,
+    pub service: Option<ServiceTarget>,
+}
+
+impl ProbeRequest {
+    /// A probe of the pod's own address (`via: pod-ip`).
+    pub fn pod_ip(from: PodRef, to: PodRef, to_ip: IpAddr, probe: Probe) -> Self {
+        ProbeRequest {
+            from,
+            to,
+            to_ip,
+            probe,
+            via: ProbeMode::PodIp,
+            service: None,
+        }
+    }
+
+    /// Why a Service-mode request cannot be probed at all (no Service backs the cell).
+    pub fn missing_service(&self) -> Option<String> {
+        (self.via.is_service() && self.service.is_none()).then(|| {
+            format!(
+                "no Service selects exactly {} with a port targeting {}",
+                self.to, self.probe
+            )
+        })
+    }
 }
 
 /// The collector's classification of a cell (contract: pass · fail · flaky · unsupported · error).

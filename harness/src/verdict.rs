@@ -469,6 +469,7 @@ mod tests {
             to: t,
             port: p.port,
             protocol: p.protocol,
+            via: Default::default(),
             expected,
             observed: Some(observed),
             outcome: if expected == observed {

@@ -315,6 +315,7 @@ mod tests {
             to: to.clone(),
             port: 80,
             protocol: Protocol::Tcp,
+            via: Default::default(),
             expected,
             observed: conn.allowed(),
             outcome: if conn.allowed() == Some(expected) {

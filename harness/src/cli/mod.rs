@@ -179,6 +179,11 @@ pub struct RunArgs {
     /// Probe PORT/PROTO (repeatable); replaces each step's probes.
     #[arg(long = "probe", value_name = "PORT/PROTO")]
     pub probes: Vec<Probe>,
+    /// What probes connect to: pod-ip (default), service-ip (a per-pod Service's ClusterIP, as
+    /// upstream's e2e probes) or service-name (its DNS name). Repeatable: each cell is probed
+    /// once per mode and reported with its `via`.
+    #[arg(long = "probe-mode", value_name = "MODE")]
+    pub probe_modes: Vec<crate::service::ProbeMode>,
     /// Per-probe timeout in milliseconds, 50-120000 (default: 1000 local, 3000 on clusters).
     #[arg(long, value_parser = clap::value_parser!(u64).range(limits::PROBE_TIMEOUT_MS))]
     pub probe_timeout_ms: Option<u64>,

@@ -169,6 +169,7 @@ pub fn run(args: RunArgs) -> u8 {
             cells,
             seed: args.sample_seed.unwrap_or_else(|| fresh_seed(now)),
         }),
+        probe_modes: probe_modes(&args.probe_modes),
         ..RunOptions::new(run_id.clone(), run::rfc3339(now))
     };
     let scenarios = loaded.scenarios;
@@ -241,6 +242,7 @@ pub fn run(args: RunArgs) -> u8 {
                     let lo = LocalOptions {
                         faults: faults.clone(),
                         enforce_delay: Duration::from_millis(delay_ms),
+                        service_nat: opts.probe_modes.iter().any(|m| m.is_service()),
                         ..LocalOptions::new(run_id.clone(), cni)
                     };
                     drive(
@@ -384,6 +386,20 @@ fn fresh_seed(now: SystemTime) -> u64 {
     );
     // Keep seeds in JSON's exact integer range so every reader round-trips them.
     rng.next_u64() >> 11
+}
+
+/// `--probe-mode`s in the order given, each once; none given: pod-ip.
+fn probe_modes(given: &[crate::service::ProbeMode]) -> Vec<crate::service::ProbeMode> {
+    let mut out = Vec::new();
+    for m in given {
+        if !out.contains(m) {
+            out.push(*m);
+        }
+    }
+    if out.is_empty() {
+        out.push(crate::service::ProbeMode::PodIp);
+    }
+    out
 }
 
 fn local_has_no_dry_run() -> Result<String, ProviderError> {

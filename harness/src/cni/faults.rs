@@ -22,10 +22,13 @@ pub enum Fault {
     UdpUnenforced,
     StaleUpdates,
     Stateless,
+    ServicePreDnat,
+    ServiceBypass,
+    ServiceRepliesDropped,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 13] = [
         Fault::Intersection,
         Fault::IgnoreEgress,
         Fault::IgnoreNamedPorts,
@@ -36,6 +39,9 @@ impl Fault {
         Fault::UdpUnenforced,
         Fault::StaleUpdates,
         Fault::Stateless,
+        Fault::ServicePreDnat,
+        Fault::ServiceBypass,
+        Fault::ServiceRepliesDropped,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +56,9 @@ impl Fault {
             Fault::UdpUnenforced => "udp-unenforced",
             Fault::StaleUpdates => "stale-updates",
             Fault::Stateless => "stateless",
+            Fault::ServicePreDnat => "service-pre-dnat",
+            Fault::ServiceBypass => "service-bypass",
+            Fault::ServiceRepliesDropped => "service-replies-dropped",
         }
     }
 
@@ -80,7 +89,24 @@ impl Fault {
             Fault::Stateless => {
                 "Replies are not admitted by connection tracking: return traffic must itself be allowed by policy."
             }
+            Fault::ServicePreDnat => {
+                "Egress policy is matched against the service ClusterIP before DNAT instead of the backing pod: allowed service traffic is dropped."
+            }
+            Fault::ServiceBypass => {
+                "Connections through a service ClusterIP skip egress policy: a pod denied egress still reaches pods through their Service."
+            }
+            Fault::ServiceRepliesDropped => {
+                "Replies of connections made through a service ClusterIP (DNAT'ed) are dropped at the client: nothing is reachable via a Service."
+            }
         }
+    }
+
+    /// Whether the fault lives on the service path only (invisible to `--probe-mode pod-ip`).
+    pub fn is_service(self) -> bool {
+        matches!(
+            self,
+            Fault::ServicePreDnat | Fault::ServiceBypass | Fault::ServiceRepliesDropped
+        )
     }
 }
 

@@ -5,3 +5,4 @@ pub mod catalogue;
 pub mod faults;
 pub mod nft;
 pub mod nftables;
+pub mod service_nat;

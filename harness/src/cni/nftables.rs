@@ -269,6 +269,14 @@ pub struct Shape {
     pub udp_unenforced: bool,
     /// No `ct state established,related accept` (fault `stateless`).
     pub stateless: bool,
+    /// The egress chain runs before service DNAT, so it sees ClusterIPs (fault
+    /// `service-pre-dnat`).
+    pub service_pre_dnat: bool,
+    /// DNAT'ed connections are accepted before the egress rules (fault `service-bypass`).
+    pub service_bypass: bool,
+    /// Replies of DNAT'ed connections are dropped at the client (fault
+    /// `service-replies-dropped`).
+    pub service_replies_dropped: bool,
 }
 
 impl Shape {
@@ -277,6 +285,9 @@ impl Shape {
             intersection: faults.has(Fault::Intersection),
             udp_unenforced: faults.has(Fault::UdpUnenforced),
             stateless: faults.has(Fault::Stateless),
+            service_pre_dnat: faults.has(Fault::ServicePreDnat),
+            service_bypass: faults.has(Fault::ServiceBypass),
+            service_replies_dropped: faults.has(Fault::ServiceRepliesDropped),
         }
     }
 }
@@ -360,6 +371,25 @@ impl PodRuleset {
             nft::Rule::new(stmts)
         };
         let mut rules = Vec::new();
+        let dnat = || {
+            Stmt::Match(Match::new(
+                Key::CtStatus,
+                vec![Val::CtStatus(nft::CtStatusFlag::Dnat)],
+            ))
+        };
+        if self.shape.service_replies_dropped && dir == Direction::Ingress {
+            // Replies of service connections come back DNAT'ed and established: dropped here.
+            rules.push(with(
+                vec![
+                    dnat(),
+                    Stmt::Match(Match::new(
+                        Key::CtState,
+                        vec![Val::Ct(nft::CtState::Established)],
+                    )),
+                ],
+                Verdict::Drop,
+            ));
+        }
         if !self.shape.stateless {
             rules.push(with(
                 vec![Stmt::Match(Match::new(
@@ -371,6 +401,9 @@ impl PodRuleset {
                 ))],
                 Verdict::Accept,
             ));
+        }
+        if self.shape.service_bypass && dir == Direction::Egress {
+            rules.push(with(vec![dnat()], Verdict::Accept));
         }
         if self.shape.udp_unenforced {
             rules.push(with(
@@ -413,9 +446,16 @@ impl PodRuleset {
                 rules.push(with(Vec::new(), Verdict::Drop));
             }
         }
+        // Policy acts after service DNAT (dstnat, -100) on the output hook, as on a node after
+        // kube-proxy; the pre-DNAT fault hooks egress earlier, where ClusterIPs are still seen.
+        let priority = if dir == Direction::Egress && self.shape.service_pre_dnat {
+            nft::priority::MANGLE
+        } else {
+            nft::priority::FILTER
+        };
         out.push(nft::Chain {
             name: name.into(),
-            base: Some(base(hook, nft::priority::FILTER)),
+            base: Some(base(hook, priority)),
             rules,
         });
     }
@@ -791,6 +831,7 @@ steps:
             intersection: true,
             udp_unenforced: true,
             stateless: true,
+            ..Shape::default()
         };
         let rules = compile(&step.model, &step.policies, shape);
         insta::assert_snapshot!("x_a_all_shapes", golden(&rules, "x/a", 1));
@@ -835,6 +876,7 @@ steps:
                 intersection: bits & 1 != 0,
                 udp_unenforced: bits & 2 != 0,
                 stateless: bits & 4 != 0,
+                ..Shape::default()
             };
             for (r, rs) in compile(&step.model, &step.policies, shape) {
                 let table = rs.table(3);
@@ -851,6 +893,7 @@ steps:
                                 protocol: p.protocol,
                                 dport: p.port,
                                 ct: nft::CtState::New,
+                                ct_dnat: false,
                             };
                             assert_eq!(
                                 table.verdict(hook, &pkt),

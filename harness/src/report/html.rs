@@ -209,8 +209,9 @@ fn outcome_text(c: &CellReport) -> String {
     }
 }
 
+/// `80/TCP`, or `80/TCP via service-ip` for a cell probed through a Service.
 fn probe_label(c: &CellReport) -> String {
-    format!("{}/{}", c.port, c.protocol)
+    crate::report::terminal::probe_label(Probe::new(c.port, c.protocol), c.via)
 }
 
 /// One character per matrix cell: how the page's script knows a cell without an element per
@@ -684,10 +685,12 @@ fn step_view(
     let index: BTreeMap<&PodRef, usize> = pods.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let n = pods.len();
     // Per probe (in port/protocol order): the cell shown at each position.
-    let mut by_probe: BTreeMap<Probe, Vec<Option<usize>>> = BTreeMap::new();
+    // One matrix per probe and probe mode (`via`, named in the heading unless pod-ip).
+    let mut by_probe: BTreeMap<(crate::service::ProbeMode, Probe), Vec<Option<usize>>> =
+        BTreeMap::new();
     for (ci, c) in st.cells.iter().enumerate() {
         let slots = by_probe
-            .entry(Probe::new(c.port, c.protocol))
+            .entry((c.via, Probe::new(c.port, c.protocol)))
             .or_insert_with(|| vec![None; n * n]);
         let pos = index[&c.from] * n + index[&c.to];
         let replace =
@@ -698,7 +701,7 @@ fn step_view(
     }
     // Detail ids by matrix position; cells hidden behind a worse one get their own.
     let mut id_of: BTreeMap<usize, String> = BTreeMap::new();
-    let probes: Vec<Probe> = by_probe.keys().copied().collect();
+    let probes: Vec<(crate::service::ProbeMode, Probe)> = by_probe.keys().copied().collect();
     for (pi, slots) in by_probe.values().enumerate() {
         for (pos, ci) in slots.iter().enumerate() {
             if let Some(ci) = ci {
@@ -716,13 +719,13 @@ fn step_view(
     let matrices = by_probe
         .iter()
         .enumerate()
-        .map(|(pi, (probe, slots))| {
+        .map(|(pi, ((via, probe), slots))| {
             let cells = slots.iter().flatten().count();
             let lazy = n * n > LAZY_MATRIX_CELLS || n * n > budget.eager_cells;
             if !lazy {
                 budget.eager_cells -= n * n;
             }
-            let label = probe.to_string();
+            let label = crate::report::terminal::probe_label(*probe, *via);
             let rows = if lazy {
                 Vec::new()
             } else {
@@ -785,12 +788,12 @@ fn step_view(
     let mut problem_cells: Vec<usize> = (0..st.cells.len())
         .filter(|&ci| is_problem(st.cells[ci].outcome))
         .collect();
-    let probe_rank: BTreeMap<Probe, usize> =
+    let probe_rank: BTreeMap<(crate::service::ProbeMode, Probe), usize> =
         probes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     problem_cells.sort_by_key(|&ci| {
         let c = &st.cells[ci];
         (
-            probe_rank[&Probe::new(c.port, c.protocol)],
+            probe_rank[&(c.via, Probe::new(c.port, c.protocol))],
             index[&c.from],
             index[&c.to],
             ci,

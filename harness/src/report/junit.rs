@@ -2,7 +2,8 @@
 //! `netpolc` whose one `verdict` case holds the run's verdict against the expected one.
 //!
 //! Names are stable across runs so CI can track them: the suite is the scenario's name, the case's
-//! classname is the scenario's name and its name `<step> <port>/<protocol>`. A case fails when any
+//! classname is the scenario's name and its name `<step> <port>/<protocol>` (with ` via <mode>`
+//! appended for cells probed through a Service, `--probe-mode`). A case fails when any
 //! of its cells differs from the oracle (the body holds the expected, observed and comparison truth
 //! tables and the differing cells), errors when a cell could not be probed, is skipped when every
 //! cell is unsupported, and passes otherwise; flaky cells pass with their failed attempts recorded
@@ -261,7 +262,7 @@ fn write_case(
     c: &Case<'_>,
     expected: Verdict,
 ) -> io::Result<()> {
-    let name = format!("{} {}", step.name, t.probe);
+    let name = format!("{} {}", step.name, t.label());
     open(
         out,
         "        ",

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{PodRef, Protocol};
 use crate::probe::{Connectivity, Outcome};
+use crate::service::ProbeMode;
 
 /// conformant · non-conformant · policies-ignored · error
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,6 +77,10 @@ pub struct CellReport {
     pub to: PodRef,
     pub port: u16,
     pub protocol: Protocol,
+    /// What the probe connected to (contract: every cell carries it; reports written before
+    /// probe modes existed read as `pod-ip`).
+    #[serde(default)]
+    pub via: ProbeMode,
     pub expected: bool,
     /// `None` when nothing could be observed (unsupported, error).
     pub observed: Option<bool>,

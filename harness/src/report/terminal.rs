@@ -21,6 +21,7 @@ use crate::model::{PodRef, Probe};
 use crate::probe::Outcome;
 use crate::report::model::{CellReport, RunReport, StepReport, Verdict};
 use crate::run::{Event, Reporter};
+use crate::service::ProbeMode;
 use crate::truthtable::TruthTable;
 
 /// How much to print.
@@ -53,13 +54,21 @@ pub const NORMAL_TABLE_PODS: usize = 40;
 /// Differing cells listed per probe before the list is cut short.
 const MAX_LISTED: usize = 20;
 
-/// One probe's cells of a step, on a square table over the step's pods.
+/// One probe's cells of a step probed one way (`via`), on a square table over the step's pods.
 pub struct ProbeTable<'a> {
     pub probe: Probe,
+    pub via: ProbeMode,
     pub table: TruthTable<Option<&'a CellReport>>,
 }
 
 impl ProbeTable<'_> {
+    /// The table's name in headings and JUnit test names: `80/TCP` probed at pod addresses (the
+    /// default, so names of runs without `--probe-mode` stay what CI already tracks), else
+    /// `80/TCP via service-ip`.
+    pub fn label(&self) -> String {
+        probe_label(self.probe, self.via)
+    }
+
     pub fn cells(&self) -> impl Iterator<Item = &CellReport> {
         self.table.iter().filter_map(|(_, _, c)| *c)
     }
@@ -120,7 +129,17 @@ pub fn outcome_mark(o: Outcome) -> &'static str {
     }
 }
 
-/// Groups a step's cells by probe (in first-appearance order) onto tables over the step's pods.
+/// See [`ProbeTable::label`].
+pub fn probe_label(probe: Probe, via: ProbeMode) -> String {
+    if via == ProbeMode::PodIp {
+        probe.to_string()
+    } else {
+        format!("{probe} via {via}")
+    }
+}
+
+/// Groups a step's cells by probe and mode (in first-appearance order) onto tables over the
+/// step's pods.
 pub fn probe_tables(step: &StepReport) -> Vec<ProbeTable<'_>> {
     let mut pods: Vec<PodRef> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -132,24 +151,23 @@ pub fn probe_tables(step: &StepReport) -> Vec<ProbeTable<'_>> {
         }
     }
     pods.sort();
-    let mut order: Vec<Probe> = Vec::new();
-    let mut by_probe: BTreeMap<Probe, BTreeMap<(&PodRef, &PodRef), &CellReport>> = BTreeMap::new();
+    let mut order: Vec<(ProbeMode, Probe)> = Vec::new();
+    type Cells<'c> = BTreeMap<(&'c PodRef, &'c PodRef), &'c CellReport>;
+    let mut by_probe: BTreeMap<(ProbeMode, Probe), Cells<'_>> = BTreeMap::new();
     for c in &step.cells {
-        let probe = Probe::new(c.port, c.protocol);
-        if !by_probe.contains_key(&probe) {
-            order.push(probe);
+        let key = (c.via, Probe::new(c.port, c.protocol));
+        if !by_probe.contains_key(&key) {
+            order.push(key);
         }
-        by_probe
-            .entry(probe)
-            .or_default()
-            .insert((&c.from, &c.to), c);
+        by_probe.entry(key).or_default().insert((&c.from, &c.to), c);
     }
     order
         .into_iter()
-        .map(|probe| {
-            let cells = &by_probe[&probe];
+        .map(|(via, probe)| {
+            let cells = &by_probe[&(via, probe)];
             ProbeTable {
                 probe,
+                via,
                 table: TruthTable::from_fn(pods.clone(), |i, j| {
                     cells.get(&(&pods[i], &pods[j])).copied()
                 }),
@@ -164,7 +182,12 @@ fn word(b: bool) -> &'static str {
 
 /// One line describing a non-passing cell.
 pub fn describe_cell(c: &CellReport) -> String {
-    let mut s = format!("{} -> {} {}/{}: ", c.from, c.to, c.port, c.protocol);
+    let mut s = format!(
+        "{} -> {} {}: ",
+        c.from,
+        c.to,
+        probe_label(Probe::new(c.port, c.protocol), c.via)
+    );
     match c.outcome {
         Outcome::Fail => {
             let _ = write!(
@@ -255,7 +278,7 @@ pub fn render_probe_tables(step: &StepReport, all: bool, max_pods: usize) -> Str
         if parts.is_empty() {
             parts.push("as expected".into());
         }
-        let _ = writeln!(out, "  {} ({n} cells): {}", t.probe, parts.join(", "));
+        let _ = writeln!(out, "  {} ({n} cells): {}", t.label(), parts.join(", "));
         if t.notable() {
             if pods <= max_pods {
                 out.push_str("    expected:\n");
@@ -354,7 +377,7 @@ pub fn render_summary(report: &RunReport, opts: TerminalOptions) -> String {
         );
     }
     // Unsupported probes, listed once each with the provider's reason.
-    let mut unsupported: BTreeMap<Probe, (usize, Option<&str>)> = BTreeMap::new();
+    let mut unsupported: BTreeMap<(ProbeMode, Probe), (usize, Option<&str>)> = BTreeMap::new();
     for c in report
         .scenarios
         .iter()
@@ -363,17 +386,18 @@ pub fn render_summary(report: &RunReport, opts: TerminalOptions) -> String {
         .filter(|c| c.outcome == Outcome::Unsupported)
     {
         let e = unsupported
-            .entry(Probe::new(c.port, c.protocol))
+            .entry((c.via, Probe::new(c.port, c.protocol)))
             .or_insert((0, None));
         e.0 += 1;
         if e.1.is_none() {
             e.1 = c.detail.as_deref();
         }
     }
-    for (probe, (n, why)) in &unsupported {
+    for ((via, probe), (n, why)) in &unsupported {
         let _ = writeln!(
             out,
-            "unsupported: {probe} ({n} cells){}",
+            "unsupported: {} ({n} cells){}",
+            probe_label(*probe, *via),
             why.map(|w| format!(": {w}")).unwrap_or_default()
         );
     }

@@ -55,6 +55,7 @@ use crate::report::model::{
     StepSample, StepWait,
 };
 use crate::scenario::{Scenario, Step};
+use crate::service::{self, ProbeMode};
 use crate::verdict;
 
 /// Everything a run needs besides the platform and the scenarios.
@@ -92,6 +93,9 @@ pub struct RunOptions {
     /// Cells the oracle allows that a session probes with the calibration timeout alongside its
     /// first pass, to measure connect latency (0: no calibration sample; retries still check).
     pub calibration_cells: usize,
+    /// What probes connect to (`--probe-mode`, at least one): every cell is probed once per
+    /// mode, in this order, and reported with its `via`.
+    pub probe_modes: Vec<ProbeMode>,
 }
 
 impl RunOptions {
@@ -112,6 +116,7 @@ impl RunOptions {
             sample: None,
             enforcement_window: None,
             calibration_cells: 16,
+            probe_modes: vec![ProbeMode::PodIp],
         }
     }
 
@@ -263,25 +268,49 @@ pub struct PlannedCell {
 }
 
 /// Every cell of a step, probe by probe, then row by row (from), then column by column (to) in
-/// `namespace/name` order: the order of every report.
+/// `namespace/name` order: the order of every report. Probes the pods' own addresses.
 pub fn plan_step(step: &Step, probes: &[Probe]) -> Vec<PlannedCell> {
+    plan_step_via(step, probes, &[ProbeMode::PodIp])
+}
+
+/// [`plan_step`] once per probe mode, mode after mode. A cell via a Service keeps the oracle's
+/// answer for the backing pod and target port (NetworkPolicy acts after DNAT, and a pod reaching
+/// itself through its own Service is answered like its loopback: see [`crate::service`]); the
+/// request names the Service and port to dial, found among the step's Services and the per-pod
+/// ones synthesised for the step's probes.
+pub fn plan_step_via(step: &Step, probes: &[Probe], modes: &[ProbeMode]) -> Vec<PlannedCell> {
     let oracle = step.oracle();
+    let services = if modes.iter().any(|m| m.is_service()) {
+        service::probe_services(&step.model, &step.model.services, probes)
+    } else {
+        Vec::new()
+    };
+    let tables: Vec<(Probe, crate::truthtable::TruthTable<bool>)> =
+        probes.iter().map(|&p| (p, oracle.matrix(p))).collect();
     let mut out = Vec::new();
-    for &probe in probes {
-        let table = oracle.matrix(probe);
-        for (from, to, &expected) in table.iter() {
-            let Some(dst) = step.model.pod(to) else {
-                continue;
-            };
-            out.push(PlannedCell {
-                request: ProbeRequest {
-                    from: from.clone(),
-                    to: to.clone(),
-                    to_ip: dst.ip,
-                    probe,
-                },
-                expected,
-            });
+    for &via in modes {
+        for (probe, table) in &tables {
+            let probe = *probe;
+            for (from, to, &expected) in table.iter() {
+                let Some(dst) = step.model.pod(to) else {
+                    continue;
+                };
+                let service = via
+                    .is_service()
+                    .then(|| service::target_for(&step.model, &services, to, probe))
+                    .flatten();
+                out.push(PlannedCell {
+                    request: ProbeRequest {
+                        from: from.clone(),
+                        to: to.clone(),
+                        to_ip: dst.ip,
+                        probe,
+                        via,
+                        service,
+                    },
+                    expected,
+                });
+            }
         }
     }
     out
@@ -367,6 +396,7 @@ fn report_cell_judged(
         to: r.to.clone(),
         port: r.probe.port,
         protocol: r.probe.protocol,
+        via: r.via,
         expected,
         observed: deciding.and_then(|o| o.result.allowed()),
         outcome,
@@ -614,7 +644,9 @@ pub async fn execute<P: Platform>(
         .iter()
         .flat_map(|s| &s.steps)
         .map(|st| {
-            let full = st.model.pods.len().pow(2) * step_probes(&opts.probes, st).len();
+            let full = st.model.pods.len().pow(2)
+                * step_probes(&opts.probes, st).len()
+                * opts.probe_modes.len().max(1);
             opts.sample.map_or(full, |s| full.min(s.cells))
         })
         .sum();
@@ -900,7 +932,12 @@ struct StepPlan {
 }
 
 fn step_plan(at: &StepRef<'_>, probes: &[Probe], opts: &RunOptions) -> StepPlan {
-    let full = plan_step(at.step, probes);
+    let modes: &[ProbeMode] = if opts.probe_modes.is_empty() {
+        &[ProbeMode::PodIp]
+    } else {
+        &opts.probe_modes
+    };
+    let full = plan_step_via(at.step, probes, modes);
     let (cells, sample) = match opts.sample {
         None => (full, None),
         Some(s) => {
@@ -1395,6 +1432,52 @@ mod tests {
         assert!(needs_retry(true, &obs(Connectivity::Error)));
         assert!(!needs_retry(true, &obs(Connectivity::Unsupported)));
         assert!(!needs_retry(true, &obs(Connectivity::Connected)));
+    }
+
+    #[test]
+    fn each_mode_plans_every_cell_with_the_same_expectation() {
+        let yaml = "apiVersion: netpolc/v1\nkind: Scenario\nmodel:\n  upstream: {namespaces: [x], \
+                    protocols: [TCP], ports: [80]}\n  services:\n    - {namespace: x, name: web, \
+                    selector: {pod: b}, ports: [{port: 8080, targetPort: serve-80-tcp}]}\n\
+                    probes: [80/TCP]\nsteps:\n  - name: s\n    apply:\n      - apiVersion: \
+                    networking.k8s.io/v1\n        kind: NetworkPolicy\n        metadata: \
+                    {namespace: x, name: deny}\n        spec: {podSelector: {matchLabels: {pod: a}}}\n";
+        let loaded = crate::scenario::load_str(yaml, "t.yaml").expect("loads");
+        let step = &loaded.scenarios[0].steps[0];
+        let probes = step.probes.clone();
+        let plan = plan_step_via(step, &probes, &[ProbeMode::PodIp, ProbeMode::ServiceIp]);
+        assert_eq!(plan.len(), 18);
+        let (pod, svc) = plan.split_at(9);
+        assert!(
+            pod.iter()
+                .all(|c| c.request.via == ProbeMode::PodIp && c.request.service.is_none())
+        );
+        for (p, s) in pod.iter().zip(svc) {
+            assert_eq!(s.request.via, ProbeMode::ServiceIp);
+            assert_eq!(
+                (&p.request.from, &p.request.to),
+                (&s.request.from, &s.request.to)
+            );
+            assert_eq!(p.expected, s.expected, "NetworkPolicy acts after DNAT");
+            let t = s.request.service.as_ref().expect("every pod has a Service");
+            if s.request.to.name == "b" {
+                // The input's Service selects exactly x/b and targets its port by name.
+                assert_eq!((t.name.as_str(), t.port), ("web", 8080));
+            } else {
+                assert_eq!(t.name, format!("s-x-{}", s.request.to.name));
+                assert_eq!(t.port, 80);
+            }
+        }
+        // x/a is isolated with no rules: denied from everyone, through its Service too, and to
+        // itself (hairpin answered like loopback).
+        let to_a: Vec<bool> = svc
+            .iter()
+            .filter(|c| c.request.to.name == "a")
+            .map(|c| c.expected)
+            .collect();
+        assert_eq!(to_a, vec![false, false, false]);
+        // The pod-ip plan is unchanged by the modes.
+        assert_eq!(plan_step(step, &probes), pod.to_vec());
     }
 
     #[test]

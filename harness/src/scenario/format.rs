@@ -41,6 +41,9 @@ pub struct ModelSpec {
     pub pods: Vec<PodSpec>,
     #[serde(default)]
     pub deployments: Vec<DeploymentSpec>,
+    /// ClusterIP Services (probed through with `--probe-mode service-ip`).
+    #[serde(default)]
+    pub services: Vec<super::service_input::ServiceSpec>,
     /// Manifest files (relative to the scenario file) whose Namespaces, Pods, Deployments and
     /// NetworkPolicies form part of the initial state.
     #[serde(default)]

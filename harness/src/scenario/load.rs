@@ -153,6 +153,7 @@ const KINDS: &[(&str, &str)] = &[
     ("Namespace", "v1"),
     ("Pod", "v1"),
     ("NetworkPolicy", "networking.k8s.io/v1"),
+    ("Service", "v1"),
 ];
 
 fn api_version_of(kind: &str) -> Option<&'static str> {
@@ -234,6 +235,7 @@ fn read_object(
         "Namespace" => objects::read_namespace(v, ctx, base, objs),
         "Pod" => objects::read_pod(v, ctx, base, objs),
         "NetworkPolicy" => objects::read_network_policy(v, ctx, base, objs),
+        "Service" => objects::read_service(v, ctx, base, objs),
         _ => match WORKLOAD_KINDS.iter().find(|(k, _)| *k == kind) {
             Some((k, _)) => objects::read_workload(k, v, ctx, base, objs),
             None => Vec::new(),
@@ -644,6 +646,22 @@ fn model_objects(spec: &ModelSpec, ctx: &DocCtx, objs: &mut Objects, errors: &mu
             from_server: false,
             origin: Origin::new(ctx, &base, &join_path(&base, "name")),
         });
+    }
+    for (i, s) in spec.services.iter().enumerate() {
+        let base = format!("model.services[{i}]");
+        let mut errs = Vec::new();
+        let read = s.read(&mut errs);
+        if !errs.is_empty() {
+            errors.extend(errs.iter().map(|e| ctx.field(&base, e)));
+            continue;
+        }
+        let origin = Origin::new(ctx, &base, &join_path(&base, "name"));
+        match read {
+            super::service_input::Read::Service(svc) => objs.services.push((svc, origin)),
+            super::service_input::Read::Ignored(why) => {
+                objs.warnings.push("service", origin.error(why))
+            }
+        }
     }
     for (i, m) in spec.manifests.iter().enumerate() {
         let path = ctx.file.parent().unwrap_or(Path::new(".")).join(m);

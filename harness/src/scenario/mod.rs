@@ -15,6 +15,7 @@ mod jsonpos;
 pub mod limits;
 mod load;
 mod objects;
+mod service_input;
 mod yamlpos;
 
 use std::collections::BTreeMap;

@@ -181,6 +181,7 @@ pub(super) struct Objects {
     pub pods: Vec<PodObj>,
     pub workloads: Vec<WorkloadObj>,
     pub policies: Vec<(CompiledPolicy, Origin)>,
+    pub services: Vec<(crate::service::Service, Origin)>,
     pub warnings: Warnings,
 }
 
@@ -479,6 +480,39 @@ fn pod_ip(status: &PodStatusView, errs: &mut Vec<FieldError>) -> Option<(IpAddr,
 }
 
 /// Reads a `Namespace`.
+/// A `kind: Service` (v1): ClusterIP Services are probed through (`--probe-mode`); headless,
+/// `ExternalName` and selector-less ones are read with a warning and not probed.
+pub(super) fn read_service(
+    v: &Value,
+    ctx: &DocCtx,
+    base: &str,
+    objs: &mut Objects,
+) -> Vec<FieldError> {
+    let svc: k8s_openapi::api::core::v1::Service = if from_server(v) {
+        match typed(v) {
+            Ok(s) => s,
+            Err(e) => return vec![e],
+        }
+    } else {
+        match strict(v) {
+            Ok(s) => s,
+            Err(e) => return e,
+        }
+    };
+    let mut errs = Vec::new();
+    let read = super::service_input::from_k8s(&svc, &mut errs);
+    if errs.is_empty() {
+        let origin = Origin::new(ctx, base, &join_path(base, "metadata.name"));
+        match read {
+            super::service_input::Read::Service(s) => objs.services.push((s, origin)),
+            super::service_input::Read::Ignored(why) => {
+                objs.warnings.push("service", origin.error(why))
+            }
+        }
+    }
+    errs
+}
+
 pub(super) fn read_namespace(
     v: &Value,
     ctx: &DocCtx,
@@ -875,6 +909,7 @@ pub(super) fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> (State, Wa
         pods: read_pods,
         workloads,
         policies: read_policies,
+        services: read_services,
         mut warnings,
     } = objs;
     let mut model = Model::default();
@@ -1056,6 +1091,30 @@ pub(super) fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> (State, Wa
             .entry(pod.namespace.clone())
             .or_insert_with(|| Namespace::new(pod.namespace.clone(), Labels::new()));
         model.pods.insert(r, pod);
+    }
+    let mut seen_services = BTreeSet::new();
+    for (s, origin) in read_services {
+        model
+            .namespaces
+            .entry(s.namespace.clone())
+            .or_insert_with(|| Namespace::new(s.namespace.clone(), Labels::new()));
+        if !seen_services.insert((s.namespace.clone(), s.name.clone())) {
+            errors.push(origin.name_error(format!(
+                "Service {}/{} is declared twice",
+                s.namespace, s.name
+            )));
+            continue;
+        }
+        if !s.cluster_ip.is_unspecified()
+            && let Some(other) = model.services.iter().find(|o| o.cluster_ip == s.cluster_ip)
+        {
+            errors.push(origin.error(format!(
+                "Services {}/{} and {}/{} have the same clusterIP {}",
+                other.namespace, other.name, s.namespace, s.name, s.cluster_ip
+            )));
+            continue;
+        }
+        model.services.push(s);
     }
     let mut policies = BTreeMap::new();
     for (p, origin) in read_policies {

@@ -12,7 +12,9 @@ use serde_json::json;
 pub const FAIL_EXPLANATION_MARK: &str = "selected for ingress by: x/allow-from-frontend";
 
 /// A pod name carrying markup: rendered as text, it must never become an element.
-pub const HOSTILE_POD: &str = "evil<img src=x onerror=alert(1)>";
+/// Markup in a step name: names of pods and namespaces cannot carry it (the model refuses them as
+/// the API server does), free-text names can.
+pub const HOSTILE_STEP: &str = "deny-all-ingress-in-x <img src=x onerror=alert(1)>";
 
 #[allow(clippy::too_many_arguments)]
 pub fn cell(
@@ -111,7 +113,7 @@ pub fn all_outcomes() -> RunReport {
     error.detail = Some("could not enter network namespace: No such file or directory".into());
     let mut hostile = cell(
         "x/backend",
-        &format!("y/{HOSTILE_POD}"),
+        "y/evil",
         80,
         Tcp,
         false,
@@ -200,7 +202,7 @@ pub fn all_outcomes() -> RunReport {
         ],
     );
     let deny = step(
-        "deny-all-ingress-in-x",
+        HOSTILE_STEP,
         None,
         2100,
         2,

@@ -22,6 +22,12 @@ use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::provider::ProviderError;
 use crate::scenario::{Scenario, Step};
 
+/// Why `--probe-mode service-ip|service-name` cells are unsupported on real clusters for now:
+/// the per-pod Services, their endpoints and agnhost probes of ClusterIPs and DNS names are not
+/// realised yet (only the local dataplane has service NAT).
+pub const SERVICES_NOT_REALISED: &str = "probing through Services is not implemented on the kind \
+     and kubeconfig providers yet (no per-pod Services are created); only --probe-mode pod-ip is";
+
 /// Field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "netpolc";
 
@@ -296,6 +302,13 @@ impl ClusterSession {
                 elapsed_ms: 0,
                 command: String::new(),
             };
+            if req.via.is_service() {
+                out[i] = Some(early(
+                    Connectivity::Unsupported,
+                    SERVICES_NOT_REALISED.into(),
+                ));
+                continue;
+            }
             if let Some(gap) = self
                 .cfg
                 .gaps

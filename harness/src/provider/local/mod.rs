@@ -41,6 +41,7 @@ use crate::cni::nftables;
 use crate::model::{PodRef, Probe, Protocol};
 use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::scenario::{Scenario, Step};
+use crate::service::{self, ProbeMode};
 
 use super::{Platform, PlatformInfo, ProviderError, Session};
 
@@ -86,6 +87,10 @@ pub struct LocalOptions {
     pub faults: Vec<Fault>,
     /// Install each step's rules this long after the step starts (`--enforce-delay-ms`).
     pub enforce_delay: Duration,
+    /// Install kube-proxy-like service NAT in every pod namespace (see
+    /// [`crate::cni::service_nat`]): needed by `--probe-mode service-ip`, and needs `nft` on
+    /// either CNI.
+    pub service_nat: bool,
 }
 
 impl LocalOptions {
@@ -95,6 +100,7 @@ impl LocalOptions {
             cni,
             faults: Vec::new(),
             enforce_delay: Duration::ZERO,
+            service_nat: false,
         }
     }
 }
@@ -128,13 +134,13 @@ impl LocalPlatform {
         check_root()?;
         // Recorded when present: reproduction commands use it, the provider itself does not.
         let ip = tool_version("ip", &["-V"], "apt-get install -y iproute2").ok();
-        let nft = match opts.cni {
-            LocalCni::Nftables => Some(tool_version(
+        let nft = match (opts.cni, opts.service_nat) {
+            (LocalCni::Nftables, _) | (LocalCni::None, true) => Some(tool_version(
                 "nft",
                 &["--version"],
                 "apt-get install -y nftables",
             )?),
-            LocalCni::None => None,
+            (LocalCni::None, false) => None,
         };
         let budget = budget::Budget::for_this_process();
         let mut environment = BTreeMap::new();
@@ -572,6 +578,9 @@ pub struct LocalSession {
     installed: BTreeMap<PodRef, (nftables::PodRuleset, u16)>,
     /// A step's rules waiting for `enforce_delay` to pass.
     pending: Option<Pending>,
+    /// Whether to install service NAT, and the entries installed per pod.
+    service_nat: bool,
+    installed_nat: BTreeMap<PodRef, Vec<service::NatEntry>>,
     servers: Arc<tokio::sync::Mutex<Servers>>,
     /// Whether the node namespace and its bridge exist.
     created: bool,
@@ -637,6 +646,8 @@ impl LocalSession {
             first: None,
             installed: BTreeMap::new(),
             pending: None,
+            service_nat: platform.opts.service_nat,
+            installed_nat: BTreeMap::new(),
             servers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             created: false,
             owned: Vec::new(),
@@ -914,6 +925,34 @@ impl LocalSession {
         }
     }
 
+    /// Installs the service NAT of `step` in every pod whose entries changed: the input's
+    /// Services and the per-pod ones for every probe port of the scenario (a superset of any
+    /// step's, at the same ClusterIPs the plan uses; see [`service::probe_services`]).
+    async fn install_service_nat(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let probes: Vec<Probe> = self.scenario_probes.iter().copied().collect();
+        let services = service::probe_services(&step.model, &step.model.services, &probes);
+        let entries = service::nat_entries(&step.model, &services);
+        let json = crate::cni::service_nat::table(&entries).replace_json();
+        let mut changed = Vec::new();
+        for (r, p) in &self.pods {
+            if self.installed_nat.get(r) != Some(&entries) {
+                changed.push((r.clone(), p.link.netns.clone()));
+            }
+        }
+        let jobs: Vec<_> = changed
+            .iter()
+            .map(|(_, ns)| {
+                let (ns, json) = (ns.clone(), json.clone());
+                async move { netns::nft_apply(&ns, json).await }
+            })
+            .collect();
+        all_limited(jobs).await?;
+        for (r, _) in changed {
+            self.installed_nat.insert(r, entries.clone());
+        }
+        Ok(())
+    }
+
     async fn remove_all(&mut self) -> Result<(), ProviderError> {
         if let Some(p) = self.pending.take() {
             p.task.abort();
@@ -935,6 +974,7 @@ impl LocalSession {
         self.created = false;
         self.pods.clear();
         self.installed.clear();
+        self.installed_nat.clear();
         Ok(())
     }
 }
@@ -1004,6 +1044,9 @@ impl Session for LocalSession {
         validate_addresses(step)?;
         self.settle_pending().await?;
         self.ensure_pods(step).await?;
+        if self.service_nat {
+            self.install_service_nat(step).await?;
+        }
         if self.cni == LocalCni::Nftables {
             if self.enforce_delay.is_zero() {
                 self.install_rules(step).await?;
@@ -1095,6 +1138,11 @@ impl Session for LocalSession {
     }
 }
 
+/// Why `--probe-mode service-name` cells are unsupported here: resolving a Service's DNS name
+/// needs a cluster DNS server, which the local dataplane does not run (pods have no resolver).
+pub const SERVICE_NAME_UNSUPPORTED: &str = "service-name probes need cluster DNS, which the local \
+     dataplane does not provide (use --probe-mode service-ip to cross the same service NAT)";
+
 /// One source pod's namespace (`None`: not in this session) and its requests with their indices.
 type SourceBatch = (Option<String>, Vec<(usize, ProbeRequest)>);
 
@@ -1129,14 +1177,28 @@ async fn probe_source(
             })
             .collect();
     };
-    let addr = |r: &ProbeRequest| SocketAddr::new(r.to_ip, r.probe.port);
+    // Through a Service: its ClusterIP and service port; the pod's NAT rules translate them.
+    let addr = |r: &ProbeRequest| match (&r.via, &r.service) {
+        (ProbeMode::ServiceIp, Some(t)) => SocketAddr::new(IpAddr::V4(t.cluster_ip), t.port),
+        _ => SocketAddr::new(r.to_ip, r.probe.port),
+    };
     let command = |r: &ProbeRequest| sockets::command(&ns, addr(r), r.probe.protocol, timeout);
     // Requests that can be decided without a packet.
     let mut out = Vec::with_capacity(reqs.len());
     let mut live = Vec::with_capacity(reqs.len());
     for (i, r) in reqs {
         let key = (r.to.clone(), r.probe);
-        if r.probe.protocol == Protocol::Sctp
+        let unsupported = |why: String| Observation {
+            result: Connectivity::Unsupported,
+            detail: Some(why),
+            elapsed_ms: 0,
+            command: String::new(),
+        };
+        if r.via == ProbeMode::ServiceName {
+            out.push((i, unsupported(SERVICE_NAME_UNSUPPORTED.into())));
+        } else if let Some(why) = r.missing_service() {
+            out.push((i, unsupported(why)));
+        } else if r.probe.protocol == Protocol::Sctp
             && let Err(why) = known.sctp
         {
             out.push((
