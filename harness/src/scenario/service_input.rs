@@ -124,7 +124,12 @@ pub fn from_k8s(s: &K8sService, errs: &mut Vec<FieldError>) -> Read {
     if let Err(e) = crate::names::namespace(&namespace) {
         errs.push(FieldError::new("metadata.namespace", e.to_string()));
     }
-    for (i, p) in s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()).enumerate() {
+    for (i, p) in s
+        .spec
+        .iter()
+        .flat_map(|sp| sp.ports.iter().flatten())
+        .enumerate()
+    {
         // Service port names are DNS-1123 labels (the API's rule for ServicePort.name).
         if let Some(n) = &p.name
             && !crate::names::is_dns1123_label(n)
