@@ -138,6 +138,11 @@ pub(crate) fn allowed_word(b: bool) -> &'static str {
     if b { "allowed" } else { "blocked" }
 }
 
+/// The oracle's answer in words (`None`: the API leaves it to the implementation).
+pub(crate) fn expected_word(e: Option<bool>) -> &'static str {
+    e.map_or("implementation-defined", allowed_word)
+}
+
 pub(crate) fn observed_word(o: Option<bool>) -> &'static str {
     match o {
         Some(b) => allowed_word(b),
@@ -174,7 +179,7 @@ pub(crate) fn glyph(c: &CellReport) -> String {
 }
 
 fn cell_class(c: &CellReport) -> String {
-    let state = c.observed.unwrap_or(c.expected);
+    let state = c.observed.or(c.expected).unwrap_or(false);
     let base = outcome_str(c.outcome);
     match c.outcome {
         Outcome::Pass | Outcome::Fail | Outcome::Flaky => {
@@ -190,7 +195,7 @@ fn outcome_text(c: &CellReport) -> String {
         Outcome::Fail => format!(
             "fail: {} but the oracle expects it {}",
             observed_word(c.observed),
-            allowed_word(c.expected)
+            expected_word(c.expected)
         ),
         Outcome::Flaky => format!(
             "flaky: wrong at first, right after {} attempts (counted as passed with reruns)",
@@ -506,7 +511,7 @@ fn detail(id: String, c: &CellReport, timeout_ms: u64) -> Detail {
         outcome: outcome_str(c.outcome),
         headline: format!("{} → {} on {}", c.from, c.to, probe_label(c)),
         outcome_text: outcome_text(c),
-        expected: allowed_word(c.expected),
+        expected: expected_word(c.expected),
         observed: observed_word(c.observed),
         connectivity: connectivity_text(c.connectivity, timeout_ms),
         attempts: c.attempts,

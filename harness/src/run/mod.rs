@@ -185,19 +185,33 @@ pub fn step_probes(overrides: &[Probe], step: &Step) -> Vec<Probe> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedCell {
     pub request: ProbeRequest,
-    pub expected: bool,
+    /// `None`: the API leaves the answer to the implementation; the cell is probed and recorded
+    /// but not judged (outcome `unsupported`).
+    pub expected: Option<bool>,
+    /// Why `expected` is `None` (which policies of one tier and priority disagree).
+    pub note: Option<String>,
+    /// A cluster-wide policy selects an end of this cell: only a platform realising them can be
+    /// judged on it ([`Platform::cluster_policy_gap`]).
+    pub cluster: bool,
 }
 
 /// Every cell of a step, probe by probe, then row by row (from), then column by column (to) in
 /// `namespace/name` order: the order of every report.
 pub fn plan_step(step: &Step, probes: &[Probe]) -> Vec<PlannedCell> {
     let oracle = step.oracle();
+    let via = crate::policy::Addressing::PodIp;
     let mut out = Vec::new();
     for &probe in probes {
-        let table = oracle.matrix(probe);
+        let table = oracle.expected_matrix_via(probe, via);
         for (from, to, &expected) in table.iter() {
             let Some(dst) = step.model.pod(to) else {
                 continue;
+            };
+            let note = match expected {
+                Some(_) => None,
+                None => oracle
+                    .decide_via(from, to, probe, via)
+                    .map(|d| undefined_note(&d)),
             };
             out.push(PlannedCell {
                 request: ProbeRequest {
@@ -207,10 +221,40 @@ pub fn plan_step(step: &Step, probes: &[Probe]) -> Vec<PlannedCell> {
                     probe,
                 },
                 expected,
+                note,
+                cluster: !step.cluster_policies.is_empty()
+                    && oracle.cluster_policies_apply(from, to, via),
             });
         }
     }
     out
+}
+
+/// The reason an implementation-defined cell is not judged, naming the disagreeing policies.
+fn undefined_note(d: &crate::policy::Decision) -> String {
+    let mut parts = Vec::new();
+    for side in [&d.egress, &d.ingress] {
+        for c in side.tiers.iter().flat_map(|t| &t.conflicts) {
+            let who: Vec<String> = c
+                .policies
+                .iter()
+                .map(|(p, a)| format!("{p} ({})", a.word(p.kind)))
+                .collect();
+            parts.push(format!(
+                "{} at the {} tier{}: {}",
+                side.direction.key(),
+                c.tier,
+                c.priority
+                    .map_or_else(String::new, |p| format!(" priority {p}")),
+                who.join(", ")
+            ));
+        }
+    }
+    format!(
+        "not judged: the API leaves this cell to the implementation (same priority, different \
+         actions: {})",
+        parts.join("; ")
+    )
 }
 
 /// Whether an observation calls for another attempt: it contradicts the oracle, or it failed.
@@ -252,7 +296,11 @@ pub fn classify(expected: bool, attempts: &[Observation]) -> (Outcome, usize) {
 
 /// Builds a cell's report from its attempts.
 pub fn cell_report(cell: &PlannedCell, attempts: &[Observation]) -> CellReport {
-    let (outcome, i) = classify(cell.expected, attempts);
+    let (outcome, i) = match cell.expected {
+        Some(e) => classify(e, attempts),
+        // Recorded as observed, never judged.
+        None => (Outcome::Unsupported, attempts.len().saturating_sub(1)),
+    };
     let deciding = attempts.get(i);
     let r = &cell.request;
     CellReport {
@@ -265,9 +313,11 @@ pub fn cell_report(cell: &PlannedCell, attempts: &[Observation]) -> CellReport {
         outcome,
         attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
         connectivity: deciding.map_or(Connectivity::Error, |o| o.result),
-        detail: deciding
-            .and_then(|o| o.detail.clone())
-            .or_else(|| deciding.is_none().then(|| "never probed".to_string())),
+        detail: match (&cell.note, deciding.and_then(|o| o.detail.clone())) {
+            (Some(n), Some(d)) => Some(format!("{n}; {d}")),
+            (Some(n), None) => Some(n.clone()),
+            (None, d) => d.or_else(|| deciding.is_none().then(|| "never probed".to_string())),
+        },
         explanation: None,
         command: deciding.map(|o| o.command.clone()).unwrap_or_default(),
         features: Vec::new(),
@@ -323,7 +373,9 @@ fn mismatches(plan: &[PlannedCell], obs: &[Observation]) -> usize {
     plan.iter()
         .zip(obs)
         .filter(|(c, o)| {
-            o.result != Connectivity::Unsupported && o.result.allowed() != Some(c.expected)
+            c.expected.is_some()
+                && o.result != Connectivity::Unsupported
+                && o.result.allowed() != c.expected
         })
         .count()
 }
@@ -450,7 +502,17 @@ async fn run_scenario<P: Platform>(
     // Not raced against the stop signal: an abandoned open could leave half-created resources
     // its session would not know to remove.
     let mut session = platform.open(index, scenario).await?;
-    let result = run_steps(&mut session, index, scenario, opts, sink, stop).await;
+    let gap = platform.cluster_policy_gap();
+    let result = run_steps(
+        &mut session,
+        index,
+        scenario,
+        opts,
+        gap.as_deref(),
+        sink,
+        stop,
+    )
+    .await;
     let teardown = session.teardown().await;
     let report = result?;
     teardown?;
@@ -468,7 +530,7 @@ async fn run_scenario<P: Platform>(
 fn enforced_something(step: &StepReport) -> bool {
     step.cells
         .iter()
-        .any(|c| !c.expected && c.observed == Some(false))
+        .any(|c| c.expected == Some(false) && c.observed == Some(false))
 }
 
 async fn run_steps<S: Session>(
@@ -476,6 +538,7 @@ async fn run_steps<S: Session>(
     index: usize,
     scenario: &Scenario,
     opts: &RunOptions,
+    gap: Option<&str>,
     sink: &Sink<'_>,
     stop: &Stop,
 ) -> Result<ScenarioReport, ProviderError> {
@@ -501,6 +564,7 @@ async fn run_steps<S: Session>(
             &oracles[k],
             &enforced,
             opts,
+            gap,
             sink,
             stop,
         )
@@ -533,11 +597,16 @@ async fn run_step<S: Session>(
     oracle: &Oracle<'_>,
     earlier: &[&Oracle<'_>],
     opts: &RunOptions,
+    gap: Option<&str>,
     sink: &Sink<'_>,
     stop: &Stop,
 ) -> Result<StepReport, ProviderError> {
     let probes = step_probes(&opts.probes, step);
-    let plan = plan_step(step, &probes);
+    let full_plan = plan_step(step, &probes);
+    // Cells a cluster-wide policy decides are not probed where the platform cannot realise those
+    // policies: they are reported unsupported with the platform's reason, never judged.
+    let held = |c: &PlannedCell| gap.is_some() && c.cluster;
+    let plan: Vec<PlannedCell> = full_plan.iter().filter(|c| !held(c)).cloned().collect();
     let requests: Vec<ProbeRequest> = plan.iter().map(|c| c.request.clone()).collect();
     emit(
         sink,
@@ -547,7 +616,7 @@ async fn run_step<S: Session>(
             step: k,
             step_name: step.name.clone(),
             probes: probes.clone(),
-            cells: plan.len(),
+            cells: full_plan.len(),
         },
     );
     session.apply(step).await?;
@@ -599,7 +668,7 @@ async fn run_step<S: Session>(
             .filter(|&i| {
                 history[i]
                     .last()
-                    .is_some_and(|o| needs_retry(plan[i].expected, o))
+                    .is_some_and(|o| plan[i].expected.is_some_and(|e| needs_retry(e, o)))
             })
             .collect();
         if wrong.is_empty() {
@@ -619,9 +688,30 @@ async fn run_step<S: Session>(
         }
     }
 
-    let cells: Vec<CellReport> = plan
+    // Back in plan order, the held cells with the platform's reason as their only observation.
+    let mut probed = plan.iter().zip(&history);
+    let not_realised = || {
+        vec![Observation {
+            result: Connectivity::Unsupported,
+            detail: gap.map(String::from),
+            elapsed_ms: 0,
+            command: String::new(),
+        }]
+    };
+    let merged: Vec<(&PlannedCell, std::borrow::Cow<'_, [Observation]>)> = full_plan
         .iter()
-        .zip(&history)
+        .filter_map(|c| {
+            if held(c) {
+                Some((c, std::borrow::Cow::Owned(not_realised())))
+            } else {
+                probed
+                    .next()
+                    .map(|(c, h)| (c, std::borrow::Cow::Borrowed(h.as_slice())))
+            }
+        })
+        .collect();
+    let cells: Vec<CellReport> = merged
+        .iter()
         .map(|(c, h)| {
             let mut rep = cell_report(c, h);
             // The oracle's reasons, for the cells a reader will ask about (kept off passing

@@ -19,7 +19,9 @@ use crate::model::{
 };
 use crate::policy::compile::{is_dns_label, is_dns_subdomain, is_port_name};
 use crate::policy::selector::{check_label_key, check_label_value};
-use crate::policy::{CompiledPolicy, FieldError, PolicyRef};
+use crate::policy::{
+    ClusterKind, ClusterPolicy, ClusterPolicyRef, CompiledPolicy, FieldError, PolicyRef,
+};
 use crate::truthtable::TruthTable;
 
 use super::format::{
@@ -248,6 +250,7 @@ struct Objects {
     namespaces: Vec<(Namespace, Origin)>,
     pods: Vec<(Pod, Option<IpAddr>, Origin)>,
     policies: Vec<(CompiledPolicy, Origin)>,
+    cluster: Vec<(ClusterPolicy, Origin)>,
     warnings: Vec<InputError>,
 }
 
@@ -316,7 +319,9 @@ fn unknown_fields(original: &Value, typed: &Value, path: &str, out: &mut Vec<Fie
 }
 
 /// Deserializes a known API object strictly: bad types and unknown fields are errors.
-fn strict<T: DeserializeOwned + serde::Serialize>(v: &Value) -> Result<T, Vec<FieldError>> {
+pub(super) fn strict<T: DeserializeOwned + serde::Serialize>(
+    v: &Value,
+) -> Result<T, Vec<FieldError>> {
     let obj: T = typed(v).map_err(|e| vec![e])?;
     let back = serde_json::to_value(&obj).map_err(|e| vec![FieldError::new("", e.to_string())])?;
     let mut unknown = Vec::new();
@@ -356,9 +361,21 @@ fn read_object(
         errors.push(ctx.field(base, &FieldError::new("kind", "is required")));
         return;
     };
+    if let Some(ck) = ClusterKind::from_kind(kind) {
+        match super::cluster::read(v, ck) {
+            Ok(cp) => {
+                let warnings = cp.warnings.iter().map(|w| ctx.field(base, w));
+                objs.warnings.extend(warnings);
+                objs.cluster.push((cp, origin));
+            }
+            Err(e) => errors.extend(e.iter().map(|e| ctx.field(base, e))),
+        }
+        return;
+    }
     let Some(&(_, want_api)) = KINDS.iter().find(|(k, _)| *k == kind) else {
         objs.warnings.push(origin.error(format!(
-            "kind {kind:?} is ignored (only Namespace, Pod, Deployment and NetworkPolicy are used)"
+            "kind {kind:?} is ignored (only Namespace, Pod, Deployment, NetworkPolicy and the \
+             cluster-wide policy kinds are used)"
         )));
         return;
     };
@@ -614,6 +631,7 @@ fn pod_ip(p: &K8sPod, errs: &mut Vec<FieldError>) -> Option<IpAddr> {
 struct State {
     model: Model,
     policies: BTreeMap<PolicyRef, CompiledPolicy>,
+    cluster: BTreeMap<ClusterPolicyRef, ClusterPolicy>,
 }
 
 /// Resolves objects into a model: adds undeclared namespaces, allocates addresses, rejects
@@ -663,7 +681,18 @@ fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> State {
         }
         policies.insert(p.key.clone(), p);
     }
-    State { model, policies }
+    let mut cluster = BTreeMap::new();
+    for (p, origin) in objs.cluster {
+        if cluster.contains_key(&p.key) {
+            errors.push(origin.name_error(format!("{} is declared twice", p.key)));
+        }
+        cluster.insert(p.key.clone(), p);
+    }
+    State {
+        model,
+        policies,
+        cluster,
+    }
 }
 
 fn file_stem(file: &Path) -> String {
@@ -700,17 +729,30 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path) -> Result<Loaded, InputErro
         .policies
         .keys()
         .map(|k| Change::ApplyPolicy { policy: k.clone() })
+        .chain(
+            state
+                .cluster
+                .keys()
+                .map(|k| Change::ApplyClusterPolicy { policy: k.clone() }),
+        )
         .collect();
     let probes = state.model.declared_probes();
     let step = Step {
         name: "initial".into(),
         description: None,
         policies: state.policies.into_values().collect(),
+        cluster_policies: state.cluster.into_values().collect(),
         model: state.model,
         changes,
         probes,
         expectations: Vec::new(),
     };
+    let mut warnings = warnings;
+    warnings.extend(
+        super::cluster::warnings(&step)
+            .into_iter()
+            .map(|w| InputError::file(file, w)),
+    );
     Ok(Loaded {
         scenarios: vec![Scenario {
             name: file_stem(file),
@@ -976,8 +1018,20 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
     let mut objs = Objects::default();
     model_objects(&sf.model, &ctx, &mut objs, &mut errors);
     let mut warnings = std::mem::take(&mut objs.warnings);
-    let initial_policies: Vec<PolicyRef> =
-        objs.policies.iter().map(|(p, _)| p.key.clone()).collect();
+    let initial_policies: Vec<Change> = objs
+        .policies
+        .iter()
+        .map(|(p, _)| Change::ApplyPolicy {
+            policy: p.key.clone(),
+        })
+        .chain(
+            objs.cluster
+                .iter()
+                .map(|(p, _)| Change::ApplyClusterPolicy {
+                    policy: p.key.clone(),
+                }),
+        )
+        .collect();
     let mut state = resolve(objs, &mut errors);
     if !errors.is_empty() {
         return Err(InputErrors(errors));
@@ -1008,25 +1062,34 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
             ));
         }
         let mut changes: Vec<Change> = if si == 0 {
-            initial_policies
-                .iter()
-                .map(|p| Change::ApplyPolicy { policy: p.clone() })
-                .collect()
+            initial_policies.clone()
         } else {
             Vec::new()
         };
         for (ai, v) in spec.apply.iter().enumerate() {
             let abase = format!("{base}.apply[{ai}]");
             let mut objs = Objects::default();
-            if str_field(v, "kind") != Some("NetworkPolicy") {
+            let kind = str_field(v, "kind");
+            let policy_kind = |k: &str| k == "NetworkPolicy" || ClusterKind::from_kind(k).is_some();
+            if !kind.is_some_and(policy_kind) {
                 errors.push(ctx.field(
                     &abase,
-                    &FieldError::new("kind", "steps apply NetworkPolicy objects only"),
+                    &FieldError::new(
+                        "kind",
+                        "steps apply NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy or \
+                         BaselineAdminNetworkPolicy objects only",
+                    ),
                 ));
                 continue;
             }
             read_object(v, &ctx, &abase, &mut objs, &mut errors);
             warnings.extend(objs.warnings);
+            for (p, _) in objs.cluster {
+                changes.push(Change::ApplyClusterPolicy {
+                    policy: p.key.clone(),
+                });
+                state.cluster.insert(p.key.clone(), p);
+            }
             for (p, _) in objs.policies {
                 state
                     .model
@@ -1040,15 +1103,26 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
             }
         }
         for (di, d) in spec.delete.iter().enumerate() {
-            let key = match d.split_once('/') {
-                Some((ns, name)) => PolicyRef {
-                    namespace: ns.into(),
-                    name: name.into(),
-                },
-                None => PolicyRef {
-                    namespace: "default".into(),
-                    name: d.clone(),
-                },
+            let key = match super::cluster::delete_target(d) {
+                Ok(super::cluster::DeleteTarget::NetworkPolicy(key)) => key,
+                Ok(super::cluster::DeleteTarget::Cluster(key)) => {
+                    if state.cluster.remove(&key).is_none() {
+                        errors.push(ctx.field(
+                            &base,
+                            &FieldError::new(
+                                format!("delete[{di}]"),
+                                format!("no {key} exists at this step"),
+                            ),
+                        ));
+                    } else {
+                        changes.push(Change::DeleteClusterPolicy { policy: key });
+                    }
+                    continue;
+                }
+                Err(msg) => {
+                    errors.push(ctx.field(&base, &FieldError::new(format!("delete[{di}]"), msg)));
+                    continue;
+                }
             };
             if state.policies.remove(&key).is_none() {
                 errors.push(ctx.field(
@@ -1148,15 +1222,26 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<Loaded, InputErrors> {
                 Err(fe) => errors.push(ctx.field(&ebase, &fe)),
             }
         }
-        steps.push(Step {
+        let step = Step {
             name: spec.name.clone(),
             description: spec.description.clone(),
             model: state.model.clone(),
             policies: state.policies.values().cloned().collect(),
+            cluster_policies: state.cluster.values().cloned().collect(),
             changes,
             probes,
             expectations,
-        });
+        };
+        let name_at = FieldError::new("name", "");
+        warnings.extend(
+            super::cluster::warnings(&step)
+                .into_iter()
+                .map(|w| InputError {
+                    message: w,
+                    ..ctx.field(&base, &name_at)
+                }),
+        );
+        steps.push(step);
     }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
@@ -1210,7 +1295,7 @@ fn resolve_expectation(
             ));
         }
     };
-    let base = e.default.unwrap_or(AllowWord::Allow) == AllowWord::Allow;
+    let base = Some(e.default.unwrap_or(AllowWord::Allow) == AllowWord::Allow);
     let mut table = TruthTable::new(model.pod_refs(), base);
     if let Some(t) = &e.table {
         if !e.cells.is_empty() {
@@ -1250,12 +1335,16 @@ fn resolve_expectation(
             }
             for (to, m) in cols.iter().zip(marks) {
                 let allowed = match m {
-                    "." => true,
-                    "X" | "x" => false,
+                    "." => Some(true),
+                    "X" | "x" => Some(false),
+                    // Implementation-defined (cluster-wide policies of one priority disagreeing).
+                    "?" => None,
                     other => {
                         return Err(FieldError::new(
                             "table",
-                            format!("cell {other:?} in row {from} (use . or X)"),
+                            format!(
+                                "cell {other:?} in row {from} (use . or X, or ? where the API leaves the answer to the implementation)"
+                            ),
                         ));
                     }
                 };
