@@ -8,10 +8,12 @@ use std::fmt::Write as _;
 
 use crate::scenario::Step;
 
+use super::cluster::api::Rule as RuleShape;
 use super::cluster::{Action, ClusterKind};
 use super::compile::{CompiledPolicy, Direction};
 use super::oracle::{
-    ClusterEval, DecidedBy, Decision, DirectionDecision, RuleMatch, TierTrace, peer_matches,
+    ClusterEval, Conflict, DecidedBy, Decision, DirectionDecision, RuleMatch, TierTrace,
+    peer_matches,
 };
 use crate::model::{Pod, Probe};
 
@@ -260,8 +262,17 @@ fn action_word(a: Action, kind: ClusterKind) -> &'static str {
 }
 
 /// One line per evaluated cluster-wide policy, quoting the rule that matched.
-fn render_evals(out: &mut String, evals: &[ClusterEval], dir: Direction, step: &Step) {
+fn render_evals(
+    out: &mut String,
+    evals: &[ClusterEval],
+    conflicts: &[Conflict],
+    dir: Direction,
+    step: &Step,
+) {
     for e in evals {
+        let contested = conflicts
+            .iter()
+            .any(|c| c.policies.iter().any(|(p, _)| *p == e.policy));
         let prio = e
             .priority
             .map_or_else(|| "no priority".to_string(), |p| format!("priority {p}"));
@@ -282,6 +293,7 @@ fn render_evals(out: &mut String, evals: &[ClusterEval], dir: Direction, step: &
                     .unwrap_or_default();
                 let act = action_word(m.action, e.policy.kind);
                 let effect = match m.action {
+                    _ if contested => "one of the answers an implementation may apply".to_string(),
                     Action::Accept => "allows; nothing after it is consulted".to_string(),
                     Action::Deny => "denies; nothing after it is consulted".to_string(),
                     Action::Pass => format!("skips the rest of the {} tier", e.tier),
@@ -300,7 +312,13 @@ fn render_evals(out: &mut String, evals: &[ClusterEval], dir: Direction, step: &
                 );
                 let policy = step.cluster_policies.iter().find(|p| p.key == e.policy);
                 if let Some(src) = policy.and_then(|p| p.rule_source(dir, m.rule)) {
-                    out.push_str(&excerpt(src, "        ").unwrap_or_default());
+                    // Through the API shape, so fields come in the API's order (name, action,
+                    // peers, ports) rather than alphabetically.
+                    let yaml = serde_json::from_value::<RuleShape>(src.clone())
+                        .ok()
+                        .and_then(|r| excerpt(&r, "        "))
+                        .or_else(|| excerpt(src, "        "));
+                    out.push_str(&yaml.unwrap_or_default());
                 }
             }
         }
@@ -341,7 +359,7 @@ fn render_tiered(
             d.pod
         );
     }
-    render_evals(out, &t.admin, d.direction, step);
+    render_evals(out, &t.admin, &t.conflicts, d.direction, step);
     let admin_final = t
         .admin
         .iter()
@@ -375,7 +393,7 @@ fn render_tiered(
                     d.pod
                 );
             }
-            render_evals(out, &t.baseline, d.direction, step);
+            render_evals(out, &t.baseline, &t.conflicts, d.direction, step);
         }
     }
     for c in &t.conflicts {
