@@ -57,7 +57,7 @@ fn labels_match(sel: &Value, labels: &std::collections::BTreeMap<String, String>
     true
 }
 
-fn ns_labels<'m>(model: &'m Model, pod: &Pod) -> std::collections::BTreeMap<String, String> {
+fn ns_labels(model: &Model, pod: &Pod) -> std::collections::BTreeMap<String, String> {
     model
         .namespaces
         .get(&pod.namespace)
