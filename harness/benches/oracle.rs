@@ -219,7 +219,9 @@ fn main() {
     );
 
     println!();
-    println!("with 100 cluster-wide policies (Admin/Baseline ClusterNetworkPolicy, AdminNetworkPolicy), best of 3");
+    println!(
+        "with 100 cluster-wide policies (Admin/Baseline ClusterNetworkPolicy, AdminNetworkPolicy), best of 3"
+    );
     println!(
         "{:>6} {:>9} {:>8} {:>11} {:>12} {:>10} {:>14} {:>10}",
         "pods", "policies", "cluster", "cells", "time", "ns/cell", "allowed cells", "undefined"
