@@ -325,6 +325,24 @@ fn render_evals(
     }
 }
 
+/// Policies after the priority that matched, which the evaluation never consulted.
+fn render_not_reached(out: &mut String, list: &[(super::cluster::ClusterPolicyRef, Option<u32>)]) {
+    let names: Vec<String> = list
+        .iter()
+        .map(|(p, prio)| match prio {
+            Some(n) => format!("{p} (priority {n})"),
+            None => format!("{p} (no priority)"),
+        })
+        .collect();
+    if !names.is_empty() {
+        let _ = writeln!(
+            out,
+            "    not reached (after the priority that matched): {}",
+            names.join(", ")
+        );
+    }
+}
+
 fn render_tiered(
     out: &mut String,
     d: &DirectionDecision,
@@ -360,6 +378,7 @@ fn render_tiered(
         );
     }
     render_evals(out, &t.admin, &t.conflicts, d.direction, step);
+    render_not_reached(out, &t.admin_not_reached);
     let admin_final = t
         .admin
         .iter()
@@ -394,6 +413,7 @@ fn render_tiered(
                 );
             }
             render_evals(out, &t.baseline, &t.conflicts, d.direction, step);
+            render_not_reached(out, &t.baseline_not_reached);
         }
     }
     for c in &t.conflicts {

@@ -120,6 +120,13 @@ pub struct TierTrace {
     pub admin: Vec<ClusterEval>,
     /// Baseline-tier policies, when the evaluation reached that tier.
     pub baseline: Vec<ClusterEval>,
+    /// Admin-tier policies selecting the pod that were never consulted: they come after the
+    /// priority that matched (with priorities).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_not_reached: Vec<(ClusterPolicyRef, Option<u32>)>,
+    /// The same for the Baseline tier.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline_not_reached: Vec<(ClusterPolicyRef, Option<u32>)>,
     pub decided_by: DecidedBy,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Conflict>,
@@ -508,6 +515,8 @@ impl<'a> Oracle<'a> {
             hairpin: subject == peer && via == Addressing::PodIp,
             admin: Vec::new(),
             baseline: Vec::new(),
+            admin_not_reached: Vec::new(),
+            baseline_not_reached: Vec::new(),
             decided_by: np_tier,
             conflicts: Vec::new(),
         };
@@ -535,7 +544,8 @@ impl<'a> Oracle<'a> {
         };
         let walk = |list: Vec<&ClusterPolicy>,
                     evals: &mut Vec<ClusterEval>,
-                    conflicts: &mut Vec<Conflict>|
+                    conflicts: &mut Vec<Conflict>,
+                    skipped: &mut Vec<(ClusterPolicyRef, Option<u32>)>|
          -> BTreeSet<Action> {
             let mut k = 0;
             while k < list.len() {
@@ -568,13 +578,23 @@ impl<'a> Oracle<'a> {
                             policies: acted,
                         });
                     }
+                    skipped.extend(
+                        list[group_end..]
+                            .iter()
+                            .map(|c| (c.key.clone(), c.priority)),
+                    );
                     return actions;
                 }
                 k = group_end;
             }
             BTreeSet::new()
         };
-        let admin = walk(in_tier(Tier::Admin), &mut trace.admin, &mut trace.conflicts);
+        let admin = walk(
+            in_tier(Tier::Admin),
+            &mut trace.admin,
+            &mut trace.conflicts,
+            &mut trace.admin_not_reached,
+        );
         if admin.iter().any(|a| *a != Action::Pass) {
             trace.decided_by = DecidedBy::Admin;
         }
@@ -590,6 +610,7 @@ impl<'a> Oracle<'a> {
                     in_tier(Tier::Baseline),
                     &mut trace.baseline,
                     &mut trace.conflicts,
+                    &mut trace.baseline_not_reached,
                 );
                 if trace.decided_by != DecidedBy::Admin && base.iter().any(|a| *a != Action::Pass) {
                     trace.decided_by = DecidedBy::Baseline;
