@@ -201,6 +201,19 @@ fn outcome_text(c: &CellReport) -> String {
             "flaky: wrong at first, right after {} attempts (counted as passed with reruns)",
             c.attempts
         ),
+        Outcome::Unsupported if c.expected.is_none() => {
+            "unsupported: the API leaves this cell to the implementation; probed and recorded, \
+             not judged"
+                .to_string()
+        }
+        Outcome::Unsupported
+            if c.connectivity == Connectivity::Unsupported
+                && c.protocol != crate::model::Protocol::Sctp =>
+        {
+            "unsupported: this dataplane cannot realise what decides this cell (see the detail); \
+             no verdict"
+                .to_string()
+        }
         Outcome::Unsupported => {
             "unsupported: this protocol cannot be probed here; no verdict".to_string()
         }
