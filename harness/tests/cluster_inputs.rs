@@ -492,3 +492,34 @@ fn unwritten_same_priority_conflicts_are_warned_about_and_printed_null() {
         "{text}"
     );
 }
+
+#[test]
+fn model_manifests_bring_cluster_policies_into_the_first_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("policies.yaml"),
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: default}\n\
+         spec:\n  subject: {namespaces: {matchLabels: {ns: x}}}\n  ingress: [{action: Deny, from: [{namespaces: {matchLabels: {ns: y}}}]}]\n",
+    )
+    .expect("write manifest");
+    let text = "apiVersion: netpolc/v1\nkind: Scenario\n\
+                model:\n  upstream: {namespaces: [x, y], pods: [a], ports: [80], protocols: [TCP]}\n  \
+                manifests: [policies.yaml]\n\
+                steps:\n- name: first\n- name: gone\n  delete: [BaselineAdminNetworkPolicy/default]\n";
+    std::fs::write(dir.path().join("s.yaml"), &text).expect("write scenario");
+    let out = Command::new(env!("CARGO_BIN_EXE_netpolc"))
+        .current_dir(dir.path())
+        .args(["expect", "s.yaml", "--format", "json"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let steps = &doc["scenarios"][0]["steps"];
+    assert_eq!(steps[0]["probes"][0]["allowed"]["y/a"]["x/a"], false);
+    assert_eq!(steps[1]["probes"][0]["allowed"]["y/a"]["x/a"], true);
+}
