@@ -506,7 +506,7 @@ fn model_manifests_bring_cluster_policies_into_the_first_step() {
                 model:\n  upstream: {namespaces: [x, y], pods: [a], ports: [80], protocols: [TCP]}\n  \
                 manifests: [policies.yaml]\n\
                 steps:\n- name: first\n- name: gone\n  delete: [BaselineAdminNetworkPolicy/default]\n";
-    std::fs::write(dir.path().join("s.yaml"), &text).expect("write scenario");
+    std::fs::write(dir.path().join("s.yaml"), text).expect("write scenario");
     let out = Command::new(env!("CARGO_BIN_EXE_netpolc"))
         .current_dir(dir.path())
         .args(["expect", "s.yaml", "--format", "json"])
