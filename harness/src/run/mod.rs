@@ -199,6 +199,9 @@ pub struct PlannedCell {
 /// `namespace/name` order: the order of every report.
 pub fn plan_step(step: &Step, probes: &[Probe]) -> Vec<PlannedCell> {
     let oracle = step.oracle();
+    // Probes go to pod IPs today. A Service-IP probe mode (issue 11) must plan with
+    // `Addressing::ServiceIp`: a pod reaching itself through a Service stays subject to
+    // cluster-wide policies, unlike the pod-IP hairpin.
     let via = crate::policy::Addressing::PodIp;
     let mut out = Vec::new();
     for &probe in probes {
