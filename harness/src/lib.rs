@@ -44,6 +44,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod cli;
 pub mod cni;
 pub mod model;
@@ -53,5 +54,6 @@ pub mod provider;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shell;
 pub mod truthtable;
 pub mod verdict;

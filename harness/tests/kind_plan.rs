@@ -109,10 +109,10 @@ fn every_catalogued_cni_produces_a_complete_plan() {
             docs[1]["networking"]["podSubnet"].as_str(),
             Some(cni.pod_subnet.to_string().as_str())
         );
-        // Probe commands are part of the plan.
+        // Probe commands are part of the plan (shell-quoted: the placeholder is not a plain word).
         assert!(
             plan.contains(
-                "/agnhost connect {ip=netpolc-snap-0-y/b}:80 --protocol=tcp --timeout=3s"
+                "/agnhost connect '{ip=netpolc-snap-0-y/b}:80' --protocol=tcp --timeout=3s"
             ),
             "{}",
             cni.name

@@ -2,12 +2,15 @@
 //! codes (0 ok / verdict as expected, 1 verdict differs, 2 bad input or usage, 3 prerequisites
 //! missing or provider failed). Each subcommand lives in its own file.
 
+mod audit;
+mod check;
 mod cleanup;
 mod diff;
 mod expect;
 mod explain;
 mod faults;
 mod run;
+mod whatif;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +57,15 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Compare two runs cell by cell (e.g. two CNIs, two versions of one CNI).
     Diff(DiffArgs),
+    /// What an existing cluster's policies allow, per workload, and what is exposed (read-only;
+    /// `--probe` to see what the cluster really does).
+    Audit(audit::AuditArgs),
+    /// Does this cluster enforce NetworkPolicy at all? Two pods and one deny policy in a
+    /// throwaway namespace.
+    Check(check::CheckArgs),
+    /// The cells a candidate policy change would flip, with the deciding rule of each.
+    #[command(name = "what-if")]
+    WhatIf(whatif::WhatIfArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -198,6 +210,15 @@ pub fn main() -> ExitCode {
         Command::Faults => faults::run(),
         Command::Cleanup(a) => cleanup::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Audit(mut a) => {
+            dedup_probes(&mut a.ports);
+            audit::run(a)
+        }
+        Command::Check(a) => check::run(a),
+        Command::WhatIf(mut a) => {
+            dedup_probes(&mut a.probes);
+            whatif::run(a)
+        }
     };
     ExitCode::from(code)
 }

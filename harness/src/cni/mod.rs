@@ -3,4 +3,5 @@
 
 pub mod catalogue;
 pub mod faults;
+pub mod nft;
 pub mod nftables;

@@ -15,16 +15,19 @@
 //! self-connection like any pair (egress at the source AND ingress at the destination), and since
 //! source and destination are the same pod here, the dataplane agrees with it without special rules.
 //!
-//! The compiler is pure: it returns typed rules ([`PodRuleset`]) that render to `nft -f` text and
-//! can be evaluated in software ([`PodRuleset::admits`]) for tests without root.
+//! The compiler is pure: it returns typed rules ([`PodRuleset`]) that can be evaluated in software
+//! ([`PodRuleset::admits`]) for tests without root, and that become an nftables table model
+//! ([`PodRuleset::table`], see [`crate::cni::nft`]) installed through nft's JSON input — names
+//! (policies in rule comments) are JSON strings there, never nft syntax.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
 use crate::cni::faults::{Fault, FaultSet};
+use crate::cni::nft::{self, Hook, Key, Match, Stmt, Val, Verdict};
 use crate::model::{Model, Pod, PodRef, Protocol};
 use crate::policy::PolicyRef;
 use crate::policy::compile::{CompiledPolicy, Direction, PortMatch, PortSpec, Rule};
@@ -95,6 +98,20 @@ impl AddrSet {
         self.0.iter().any(|&(a, b)| a <= v && v <= b)
     }
 
+    /// The intervals as match values (single addresses where an interval holds one).
+    fn vals(&self) -> Vec<Val> {
+        self.0
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    Val::Addr(Ipv4Addr::from(a))
+                } else {
+                    Val::AddrRange(Ipv4Addr::from(a), Ipv4Addr::from(b))
+                }
+            })
+            .collect()
+    }
+
     fn normalise(&mut self) {
         self.0.sort_unstable();
         let mut out: Vec<(u32, u32)> = Vec::with_capacity(self.0.len());
@@ -163,25 +180,16 @@ impl L4 {
     }
 }
 
-impl fmt::Display for L4 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl L4 {
+    /// The match statements (none for [`L4::Any`]).
+    fn stmts(&self) -> Vec<Stmt> {
         match self {
-            L4::Any => Ok(()),
-            L4::Proto(p) => write!(f, "meta l4proto {}", p.lower()),
-            L4::Ports(p, ranges) => {
-                write!(f, "{} dport {{ ", p.lower())?;
-                for (i, &(a, b)) in ranges.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    if a == b {
-                        write!(f, "{a}")?;
-                    } else {
-                        write!(f, "{a}-{b}")?;
-                    }
-                }
-                f.write_str(" }")
-            }
+            L4::Any => Vec::new(),
+            L4::Proto(p) => vec![Stmt::Match(Match::new(Key::L4Proto, vec![Val::Proto(*p)]))],
+            L4::Ports(p, ranges) => vec![Stmt::Match(Match::new(
+                Key::Dport(*p),
+                ranges.iter().map(|&(a, b)| Val::PortRange(a, b)).collect(),
+            ))],
         }
     }
 }
@@ -209,32 +217,28 @@ impl Accept {
         }
     }
 
-    /// The rule's match expression (without verdict); `dir` says which address is the peer's.
-    fn render(&self, dir: Direction) -> String {
+    /// The rule's match statements (without verdict); `dir` says which address is the peer's.
+    fn stmts(&self, dir: Direction) -> Vec<Stmt> {
         let addr = match dir {
-            Direction::Ingress => "ip saddr",
-            Direction::Egress => "ip daddr",
+            Direction::Ingress => Key::IpSaddr,
+            Direction::Egress => Key::IpDaddr,
         };
         match self {
             Accept::Match { peers, l4 } => {
-                let mut parts = Vec::new();
+                let mut out = Vec::new();
                 if let Some(s) = peers {
-                    parts.push(format!("{addr} {s}"));
+                    out.push(Stmt::Match(Match::new(addr, s.vals())));
                 }
-                if *l4 != L4::Any {
-                    parts.push(l4.to_string());
-                }
-                parts.join(" ")
+                out.extend(l4.stmts());
+                out
             }
-            Accept::Pairs { protocol, pairs } => {
-                let elems: Vec<String> =
-                    pairs.iter().map(|(ip, p)| format!("{ip} . {p}")).collect();
-                format!(
-                    "{addr} . {} dport {{ {} }}",
-                    protocol.lower(),
-                    elems.join(", ")
-                )
-            }
+            Accept::Pairs { protocol, pairs } => vec![Stmt::Match(Match::new(
+                Key::Concat(vec![addr, Key::Dport(*protocol)]),
+                pairs
+                    .iter()
+                    .map(|&(ip, p)| Val::Concat(vec![Val::Addr(ip), Val::Port(p)]))
+                    .collect(),
+            ))],
         }
     }
 }
@@ -295,7 +299,8 @@ impl PodRuleset {
     }
 
     /// Software evaluation of the first packet of a connection through one chain: `peer` is the
-    /// other end's address, `protocol`/`port` the destination port. Mirrors [`Self::render`].
+    /// other end's address, `protocol`/`port` the destination port. Mirrors [`Self::table`] (tests check that
+    /// [`nft::Table::verdict`] agrees on every cell).
     pub fn admits(&self, dir: Direction, peer: Ipv4Addr, protocol: Protocol, port: u16) -> bool {
         if self.shape.udp_unenforced && protocol == Protocol::Udp {
             return true;
@@ -314,78 +319,115 @@ impl PodRuleset {
         }
     }
 
-    /// The `nft -f` script replacing the pod's table in one transaction (the table is created,
-    /// deleted and recreated atomically, so no packet ever sees a half-applied ruleset).
+    /// The nftables table of the pod's namespace.
     ///
     /// `zone` is the conntrack zone every packet of the pod is tracked in. Installing a changed
     /// ruleset with a new zone starts connection tracking afresh, as CNIs flush conntrack on
     /// policy changes: otherwise a probe reusing the source port of an earlier, then-allowed UDP
     /// exchange would ride on its stale `established` entry past the new rules.
-    pub fn render(&self, zone: u16) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "table inet {TABLE} {{}}");
-        let _ = writeln!(s, "delete table inet {TABLE}");
-        let _ = writeln!(s, "table inet {TABLE} {{");
-        for (name, hook) in [("zone_in", "prerouting"), ("zone_out", "output")] {
-            let _ = writeln!(
-                s,
-                "\tchain {name} {{\n\t\ttype filter hook {hook} priority raw; policy accept;\n\t\tct zone set {zone}\n\t}}"
-            );
+    pub fn table(&self, zone: u16) -> nft::Table {
+        let mut chains = Vec::new();
+        for (name, hook) in [("zone_in", Hook::Prerouting), ("zone_out", Hook::Output)] {
+            chains.push(nft::Chain {
+                name: name.into(),
+                base: Some(base(hook, nft::priority::RAW)),
+                rules: vec![nft::Rule::new(vec![Stmt::CtZone(zone)])],
+            });
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            self.render_chain(&mut s, dir);
+            self.chains_of(dir, &mut chains);
         }
-        s.push_str("}\n");
-        s
+        nft::Table {
+            family: nft::Family::Inet,
+            name: TABLE.into(),
+            chains,
+        }
     }
 
-    fn render_chain(&self, s: &mut String, dir: Direction) {
+    /// The JSON document (`nft -j -f -`) replacing the pod's table in one transaction (see
+    /// [`nft::Table::replace_commands`]).
+    pub fn render(&self, zone: u16) -> String {
+        self.table(zone).replace_json()
+    }
+
+    fn chains_of(&self, dir: Direction, out: &mut Vec<nft::Chain>) {
         let (name, hook) = match dir {
-            Direction::Ingress => ("ingress", "input"),
-            Direction::Egress => ("egress", "output"),
+            Direction::Ingress => ("ingress", Hook::Input),
+            Direction::Egress => ("egress", Hook::Output),
         };
-        let chain = self.chain(dir);
-        // Per-policy chains (intersection): each returns when its policy admits the packet and
-        // drops otherwise, so the base chain accepts only what every policy admits.
-        if let (true, Chain::Isolated(pols)) = (self.shape.intersection, chain) {
-            for (i, p) in pols.iter().enumerate() {
-                let _ = writeln!(s, "\tchain {name}_p{i} {{");
-                let _ = writeln!(s, "\t\tcomment \"{}\"", p.policy);
-                for a in &p.accepts {
-                    let _ = writeln!(s, "\t\t{} return", a.render(dir));
-                }
-                let _ = writeln!(s, "\t\tdrop\n\t}}");
-            }
-        }
-        let _ = writeln!(s, "\tchain {name} {{");
-        let _ = writeln!(
-            s,
-            "\t\ttype filter hook {hook} priority filter; policy accept;"
-        );
+        let with = |mut stmts: Vec<Stmt>, v: Verdict| {
+            stmts.push(Stmt::Verdict(v));
+            nft::Rule::new(stmts)
+        };
+        let mut rules = Vec::new();
         if !self.shape.stateless {
-            let _ = writeln!(s, "\t\tct state established,related accept");
+            rules.push(with(
+                vec![Stmt::Match(Match::new(
+                    Key::CtState,
+                    vec![
+                        Val::Ct(nft::CtState::Established),
+                        Val::Ct(nft::CtState::Related),
+                    ],
+                ))],
+                Verdict::Accept,
+            ));
         }
         if self.shape.udp_unenforced {
-            let _ = writeln!(s, "\t\tmeta l4proto udp accept");
+            rules.push(with(
+                vec![Stmt::Match(Match::new(
+                    Key::L4Proto,
+                    vec![Val::Proto(Protocol::Udp)],
+                ))],
+                Verdict::Accept,
+            ));
         }
-        if let Chain::Isolated(pols) = chain {
+        if let Chain::Isolated(pols) = self.chain(dir) {
             if self.shape.intersection {
-                for i in 0..pols.len() {
-                    let _ = writeln!(s, "\t\tjump {name}_p{i}");
+                // Per-policy chains: each returns when its policy admits the packet and drops
+                // otherwise, so the base chain accepts only what every policy admits.
+                for (i, p) in pols.iter().enumerate() {
+                    let sub = format!("{name}_p{i}");
+                    let policy = p.policy.to_string();
+                    let mut sub_rules: Vec<nft::Rule> = p
+                        .accepts
+                        .iter()
+                        .map(|a| with(a.stmts(dir), Verdict::Return).comment(policy.clone()))
+                        .collect();
+                    sub_rules.push(with(Vec::new(), Verdict::Drop).comment(policy));
+                    out.push(nft::Chain {
+                        name: sub.clone(),
+                        base: None,
+                        rules: sub_rules,
+                    });
+                    rules.push(with(Vec::new(), Verdict::Jump(sub)));
                 }
-                let _ = writeln!(s, "\t\taccept");
+                rules.push(with(Vec::new(), Verdict::Accept));
             } else {
                 for p in pols {
                     for a in &p.accepts {
-                        let m = a.render(dir);
-                        let sep = if m.is_empty() { "" } else { " " };
-                        let _ = writeln!(s, "\t\t{m}{sep}accept comment \"{}\"", p.policy);
+                        rules.push(
+                            with(a.stmts(dir), Verdict::Accept).comment(p.policy.to_string()),
+                        );
                     }
                 }
-                let _ = writeln!(s, "\t\tdrop");
+                rules.push(with(Vec::new(), Verdict::Drop));
             }
         }
-        s.push_str("\t}\n");
+        out.push(nft::Chain {
+            name: name.into(),
+            base: Some(base(hook, nft::priority::FILTER)),
+            rules,
+        });
+    }
+}
+
+/// A filter base chain that accepts what its rules do not decide.
+fn base(hook: Hook, priority: i32) -> nft::Base {
+    nft::Base {
+        kind: nft::ChainType::Filter,
+        hook,
+        priority,
+        policy: nft::Policy::Accept,
     }
 }
 
@@ -709,42 +751,37 @@ steps:
         assert_eq!(rules[&PodRef::new("y", "a")].ingress, Chain::Open);
     }
 
+    /// A pod's JSON document for golden files: one command per line, so a diff shows which
+    /// chain or rule changed.
+    fn golden(rules: &BTreeMap<PodRef, PodRuleset>, pod: &str, zone: u16) -> String {
+        let r: PodRef = pod.parse().expect("pod ref");
+        let doc = rules[&r].table(zone).replace_commands();
+        let cmds = doc["nftables"].as_array().cloned().unwrap_or_default();
+        cmds.iter().map(|c| format!("{c}\n")).collect()
+    }
+
     #[test]
     fn renders_a_transactional_ruleset() {
         let step = step();
         let rules = compile(&step.model, &step.policies, Shape::default());
-        let text = rules[&PodRef::new("x", "a")].render(7);
-        let expected = "table inet netpolc {}
-delete table inet netpolc
-table inet netpolc {
-\tchain zone_in {
-\t\ttype filter hook prerouting priority raw; policy accept;
-\t\tct zone set 7
-\t}
-\tchain zone_out {
-\t\ttype filter hook output priority raw; policy accept;
-\t\tct zone set 7
-\t}
-\tchain ingress {
-\t\ttype filter hook input priority filter; policy accept;
-\t\tct state established,related accept
-\t\tip saddr { 10.1.0.3 } tcp dport { 8080 } accept comment \"x/ingress-a\"
-\t\tip saddr { 10.1.0.3 } udp dport { 53 } accept comment \"x/ingress-a\"
-\t\tip saddr { 10.1.0.0-10.1.0.2, 10.1.0.4-10.1.0.255 } tcp dport { 80-85 } accept comment \"x/ingress-a\"
-\t\tdrop
-\t}
-\tchain egress {
-\t\ttype filter hook output priority filter; policy accept;
-\t\tct state established,related accept
-\t}
-}
-";
-        assert_eq!(text, expected);
-        let b = rules[&PodRef::new("x", "b")].render(1);
-        assert!(
-            b.contains("ip daddr . tcp dport { 10.1.0.1 . 8080, 10.1.0.2 . 9090 } accept"),
-            "{b}"
-        );
+        // Ingress with peers, port ranges and a resolved named port.
+        insta::assert_snapshot!("x_a_ingress", golden(&rules, "x/a", 7));
+        // Egress with (address . port) pairs for named ports.
+        insta::assert_snapshot!("x_b_egress_pairs", golden(&rules, "x/b", 1));
+        // Selected by nothing: open chains, still the zone chains.
+        insta::assert_snapshot!("y_a_open", golden(&rules, "y/a", 2));
+        let doc = rules[&PodRef::new("x", "a")].table(7).replace_commands();
+        let cmds = doc["nftables"].as_array().expect("commands");
+        let verbs: Vec<String> = cmds
+            .iter()
+            .take(3)
+            .map(|c| {
+                c.as_object()
+                    .and_then(|o| o.keys().next().cloned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(verbs, ["add", "delete", "add"], "declare, delete, recreate");
     }
 
     #[test]
@@ -756,12 +793,16 @@ table inet netpolc {
             stateless: true,
         };
         let rules = compile(&step.model, &step.policies, shape);
+        insta::assert_snapshot!("x_a_all_shapes", golden(&rules, "x/a", 1));
         let xa = &rules[&PodRef::new("x", "a")];
+        let table = xa.table(1);
+        assert!(table.chain("ingress_p0").is_some());
         let text = xa.render(1);
-        assert!(!text.contains("ct state"), "{text}");
-        assert!(text.contains("meta l4proto udp accept"), "{text}");
-        assert!(text.contains("jump ingress_p0"), "{text}");
-        assert!(text.contains("chain ingress_p0 {"), "{text}");
+        assert!(!text.contains("\"state\""), "{text}");
+        assert!(
+            text.contains("{\"jump\":{\"target\":\"ingress_p0\"}}"),
+            "{text}"
+        );
         // UDP from a peer no rule names is let through.
         assert!(xa.admits(
             Direction::Ingress,
@@ -775,6 +816,58 @@ table inet netpolc {
             Protocol::Tcp,
             7
         ));
+    }
+
+    /// The rendered table, walked as the kernel walks it, admits exactly what `admits` says, for
+    /// every shape, pod, direction, peer and probe of the unit scenario (plus addresses outside
+    /// the model and a port no rule names); established packets pass unless stateless.
+    #[test]
+    fn rendered_tables_decide_like_the_software_evaluation() {
+        let step = step();
+        let mut peers: Vec<Ipv4Addr> = step.model.pods.values().filter_map(|p| v4(p.ip)).collect();
+        peers.extend([Ipv4Addr::new(10, 1, 0, 200), Ipv4Addr::new(192, 168, 0, 1)]);
+        let me = Ipv4Addr::new(10, 1, 0, 100);
+        let mut probes = step.probes.clone();
+        probes.push(Probe::new(8081, Protocol::Sctp));
+        let mut checked = 0;
+        for bits in 0..8u8 {
+            let shape = Shape {
+                intersection: bits & 1 != 0,
+                udp_unenforced: bits & 2 != 0,
+                stateless: bits & 4 != 0,
+            };
+            for (r, rs) in compile(&step.model, &step.policies, shape) {
+                let table = rs.table(3);
+                for dir in [Direction::Ingress, Direction::Egress] {
+                    for &peer in &peers {
+                        for p in &probes {
+                            let (hook, saddr, daddr) = match dir {
+                                Direction::Ingress => (Hook::Input, peer, me),
+                                Direction::Egress => (Hook::Output, me, peer),
+                            };
+                            let mut pkt = nft::Packet {
+                                saddr,
+                                daddr,
+                                protocol: p.protocol,
+                                dport: p.port,
+                                ct: nft::CtState::New,
+                            };
+                            assert_eq!(
+                                table.verdict(hook, &pkt),
+                                rs.admits(dir, peer, p.protocol, p.port),
+                                "{r} {dir:?} {peer} {p} {shape:?}"
+                            );
+                            pkt.ct = nft::CtState::Established;
+                            if !shape.stateless {
+                                assert!(table.verdict(hook, &pkt), "{r} established");
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     #[test]

@@ -134,11 +134,13 @@ pub fn detect_cni(daemonsets: &[DaemonSetFacts]) -> DetectedCni {
         };
     }
     if let Some(d) = find(&["aws-node"]) {
-        // The VPC CNI enforces only when its network policy agent runs with enforcement on.
-        let agent = d
-            .containers
-            .iter()
-            .find(|c| c.0 == "aws-network-policy-agent");
+        // The VPC CNI enforces only when its network policy agent runs with enforcement on. The
+        // agent's container is `aws-eks-nodeagent` (image `…/aws-network-policy-agent`).
+        let agent = d.containers.iter().find(|c| {
+            c.0 == "aws-eks-nodeagent"
+                || c.0 == "aws-network-policy-agent"
+                || c.1.contains("aws-network-policy-agent")
+        });
         let enabled =
             agent.is_some_and(|c| c.2.iter().any(|a| a == "--enable-network-policy=true"));
         return DetectedCni {
@@ -208,49 +210,61 @@ pub struct KubeconfigPlatform {
     image: String,
 }
 
+/// A client for the current or given context, and the API server's version (`git_version`).
+/// Shared by this provider, `netpolc audit` and `netpolc check`.
+pub async fn connect(context: Option<&str>) -> Result<(Client, String), ProviderError> {
+    super::kind::install_crypto_provider();
+    let kopts = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let cfg = kube::Config::from_kubeconfig(&kopts).await.map_err(|e| {
+        ProviderError::Prerequisite(format!(
+            "no usable kubeconfig{}: {e} (set KUBECONFIG or pass --context)",
+            context
+                .map(|c| format!(" context {c:?}"))
+                .unwrap_or_default()
+        ))
+    })?;
+    let client =
+        Client::try_from(cfg).map_err(|e| ProviderError::Failed(format!("kube client: {e}")))?;
+    let version = tokio::time::timeout(Duration::from_secs(20), client.apiserver_version())
+        .await
+        .map_err(|_| ProviderError::Failed("the API server did not answer within 20s".into()))?
+        .map_err(|e| ProviderError::Failed(format!("contacting the API server: {e}")))?;
+    Ok((client, version.git_version))
+}
+
+/// Lists the cluster's DaemonSets (all namespaces, else kube-system only, else none) and
+/// recognises the CNI from them: the one place detection happens for every command.
+pub async fn detect_cluster_cni(client: &Client) -> DetectedCni {
+    let ds_api: Api<DaemonSet> = Api::all(client.clone());
+    let facts: Vec<DaemonSetFacts> = match ds_api.list(&ListParams::default()).await {
+        Ok(l) => l.items.iter().map(DaemonSetFacts::from_k8s).collect(),
+        Err(_) => {
+            let ks: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+            ks.list(&ListParams::default())
+                .await
+                .map(|l| l.items.iter().map(DaemonSetFacts::from_k8s).collect())
+                .unwrap_or_default()
+        }
+    };
+    detect_cni(&facts)
+}
+
 impl KubeconfigPlatform {
     /// Connects (current or given context), records the server version and detects the CNI.
     pub async fn create(opts: KubeconfigOptions) -> Result<Self, ProviderError> {
-        super::kind::install_crypto_provider();
         let cat = Catalogue::builtin().map_err(|e| ProviderError::Failed(e.to_string()))?;
-        let kopts = KubeConfigOptions {
-            context: opts.context.clone(),
-            ..Default::default()
-        };
-        let cfg = kube::Config::from_kubeconfig(&kopts).await.map_err(|e| {
-            ProviderError::Prerequisite(format!(
-                "no usable kubeconfig{}: {e} (set KUBECONFIG or pass --context)",
-                opts.context
-                    .as_deref()
-                    .map(|c| format!(" context {c:?}"))
-                    .unwrap_or_default()
-            ))
-        })?;
-        let client = Client::try_from(cfg)
-            .map_err(|e| ProviderError::Failed(format!("kube client: {e}")))?;
-        let version = tokio::time::timeout(Duration::from_secs(20), client.apiserver_version())
-            .await
-            .map_err(|_| ProviderError::Failed("the API server did not answer within 20s".into()))?
-            .map_err(|e| ProviderError::Failed(format!("contacting the API server: {e}")))?;
-        let ds_api: Api<DaemonSet> = Api::all(client.clone());
-        let facts: Vec<DaemonSetFacts> = match ds_api.list(&ListParams::default()).await {
-            Ok(l) => l.items.iter().map(DaemonSetFacts::from_k8s).collect(),
-            Err(_) => {
-                let ks: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-                ks.list(&ListParams::default())
-                    .await
-                    .map(|l| l.items.iter().map(DaemonSetFacts::from_k8s).collect())
-                    .unwrap_or_default()
-            }
-        };
-        let detected = detect_cni(&facts);
+        let (client, git_version) = connect(opts.context.as_deref()).await?;
+        let detected = detect_cluster_cni(&client).await;
         let mut info = PlatformInfo {
             provider: "kubeconfig".into(),
             cni: detected.name.clone(),
             ..Default::default()
         };
         info.environment
-            .insert("kubernetes_version".into(), version.git_version.clone());
+            .insert("kubernetes_version".into(), git_version);
         info.environment
             .insert("cni_evidence".into(), detected.evidence.clone());
         if let Some(c) = &opts.context {

@@ -77,7 +77,7 @@ fn escape(s: &str) -> String {
 }
 
 /// `'sha256-…'` source expression of a CSP hash for an inline element's exact text.
-fn csp_hash(text: &str) -> String {
+pub(crate) fn csp_hash(text: &str) -> String {
     format!("sha256-{}", base64(&Sha256::digest(text.as_bytes())))
 }
 

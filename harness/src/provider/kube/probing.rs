@@ -50,14 +50,54 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// The agnhost command for one probe (also each observation's reproduction command).
-pub fn connect_command(host: &str, port: u16, protocol: Protocol, timeout: Duration) -> String {
-    format!(
-        "/agnhost connect {} --protocol={} --timeout={}",
+/// The agnhost argument vector for one probe.
+pub fn connect_argv(host: &str, port: u16, protocol: Protocol, timeout: Duration) -> Vec<String> {
+    vec![
+        "/agnhost".into(),
+        "connect".into(),
         host_port(host, port),
-        protocol.lower(),
-        go_duration(timeout)
-    )
+        format!("--protocol={}", protocol.lower()),
+        format!("--timeout={}", go_duration(timeout)),
+    ]
+}
+
+/// The agnhost command for one probe, shell-quoted (a line of the probe script).
+pub fn connect_command(host: &str, port: u16, protocol: Protocol, timeout: Duration) -> String {
+    crate::shell::join(&connect_argv(host, port, protocol, timeout))
+}
+
+/// Where an exec runs: namespace, pod and container, as the cluster names them.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecTarget<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+}
+
+/// The `kubectl exec` command reproducing one probe (each observation's reproduction command).
+/// Every word is shell-quoted, so pasting it runs exactly this probe whatever the names are.
+pub fn exec_command(
+    at: ExecTarget<'_>,
+    host: &str,
+    port: u16,
+    protocol: Protocol,
+    timeout: Duration,
+) -> String {
+    let mut argv: Vec<String> = [
+        "kubectl",
+        "exec",
+        "-n",
+        at.namespace,
+        at.pod,
+        "-c",
+        at.container,
+        "--",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    argv.extend(connect_argv(host, port, protocol, timeout));
+    crate::shell::join(&argv)
 }
 
 /// A Go `time.Duration` literal (`1s`, `1500ms`), as agnhost's flag parser expects.
@@ -211,11 +251,72 @@ mod tests {
         );
     }
 
+    /// The reproduction command splits back (under `sh`) into exactly the intended argv, and
+    /// a hostile host in the script stays one argument of the probe.
+    #[test]
+    fn exec_commands_and_scripts_quote_every_name() {
+        let at = ExecTarget {
+            namespace: "ns;touch pwned",
+            pod: "$(touch pwned)",
+            container: "c\nd",
+        };
+        let line = exec_command(at, "10.0.0.1", 80, Protocol::Tcp, Duration::from_secs(1));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("set -- {line}; printf '%s\\0' \"$@\""))
+            .output()
+            .expect("sh runs");
+        let words: Vec<&str> = std::str::from_utf8(&out.stdout)
+            .expect("utf-8")
+            .split_terminator('\0')
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "kubectl",
+                "exec",
+                "-n",
+                "ns;touch pwned",
+                "$(touch pwned)",
+                "-c",
+                "c\nd",
+                "--",
+                "/agnhost",
+                "connect",
+                "10.0.0.1:80",
+                "--protocol=tcp",
+                "--timeout=1s"
+            ]
+        );
+        let probes = [ScriptProbe {
+            index: 0,
+            host: "h;touch pwned".into(),
+            port: 1,
+            protocol: Protocol::Tcp,
+        }];
+        let body = script(&probes, Duration::from_secs(1)).replace("/agnhost", "fake");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = "fake() { printf '%s|' \"$@\" >&2; return 1; }\n";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{fake}{body}"))
+            .current_dir(dir.path())
+            .output()
+            .expect("sh runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("NETPOLC 0 1 connect|h;touch pwned:1|"),
+            "{stdout}"
+        );
+        assert!(!dir.path().join("pwned").exists());
+    }
+
     #[test]
     fn ipv6_hosts_are_bracketed() {
         assert_eq!(
             connect_command("fd00::5", 81, Protocol::Sctp, Duration::from_secs(2)),
-            "/agnhost connect [fd00::5]:81 --protocol=sctp --timeout=2s"
+            // Quoted: unquoted, `[fd00::5]` is a glob bracket expression.
+            "/agnhost connect '[fd00::5]:81' --protocol=sctp --timeout=2s"
         );
     }
 

@@ -355,10 +355,13 @@ impl ClusterSession {
                     .zip(probes.iter())
                     .enumerate()
                     .map(|(k, ((i, _), p))| {
-                        let command = format!(
-                            "kubectl exec -n {ns} {name} -c {container} -- {}",
-                            probing::connect_command(&p.host, p.port, p.protocol, timeout)
-                        );
+                        let at = probing::ExecTarget {
+                            namespace: &ns,
+                            pod: &name,
+                            container: &container,
+                        };
+                        let command =
+                            probing::exec_command(at, &p.host, p.port, p.protocol, timeout);
                         let (result, detail) = match &result {
                             Err(e) => (Connectivity::Error, Some(e.clone())),
                             Ok(parsed) => match parsed.get(k).cloned().flatten() {

@@ -8,7 +8,9 @@
 //! [`crate::cni::nftables`] and replaces every changed pod's table atomically; `none` installs
 //! nothing. Faults are applied by the compiler (see [`crate::cni::faults`]).
 //!
-//! Requires root and the `ip` and `nft` binaries; nothing else is executed.
+//! Requires root, and the `nft` binary for the `nftables` CNI (fed JSON, the only program the
+//! provider runs). Namespaces, links, addresses, routes and neighbours are made with system calls
+//! and netlink; `ip` (iproute2) is only what the printed reproduction commands use.
 
 mod netns;
 mod sockets;
@@ -74,7 +76,7 @@ pub struct LocalOptions {
 /// several fit on a small machine and a directory of scenarios takes seconds.
 const MAX_PARALLEL: usize = 16;
 
-/// `ip` processes run at once while setting up or updating pods.
+/// Pods set up (netlink connections) or rulesets installed (`nft` processes) at once.
 const SETUP_CONCURRENCY: usize = 8;
 
 pub struct LocalPlatform {
@@ -86,7 +88,8 @@ pub struct LocalPlatform {
 }
 
 impl LocalPlatform {
-    /// Checks prerequisites (root, `ip`, `nft`): missing → `ProviderError::Prerequisite`.
+    /// Checks prerequisites (root, `nft` for the nftables CNI): missing →
+    /// `ProviderError::Prerequisite`.
     pub fn new(opts: LocalOptions) -> Result<Self, ProviderError> {
         if !netns::valid_run_id(&opts.run_id) {
             return Err(ProviderError::InvalidInput(format!(
@@ -100,7 +103,8 @@ impl LocalPlatform {
             ));
         }
         check_root()?;
-        let ip = tool_version("ip", &["-V"], "apt-get install -y iproute2")?;
+        // Recorded when present: reproduction commands use it, the provider itself does not.
+        let ip = tool_version("ip", &["-V"], "apt-get install -y iproute2").ok();
         let nft = match opts.cni {
             LocalCni::Nftables => Some(tool_version(
                 "nft",
@@ -114,7 +118,9 @@ impl LocalPlatform {
         if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
             environment.insert("kernel".into(), k.trim().to_string());
         }
-        environment.insert("ip".into(), ip);
+        if let Some(ip) = ip {
+            environment.insert("ip".into(), ip);
+        }
         if let Some(nft) = nft {
             environment.insert("nft".into(), nft);
         }
@@ -284,7 +290,11 @@ pub struct LocalSession {
     /// The ruleset and conntrack zone installed per pod, so unchanged pods are not touched.
     installed: BTreeMap<PodRef, (nftables::PodRuleset, u16)>,
     servers: Arc<tokio::sync::Mutex<Servers>>,
+    /// Whether the node namespace and its bridge exist.
     created: bool,
+    /// Every namespace this session created, and so the only ones it ever deletes (a name that
+    /// already existed is refused at creation, never adopted).
+    owned: Vec<String>,
 }
 
 impl LocalSession {
@@ -297,6 +307,20 @@ impl LocalSession {
     ) -> Result<Self, ProviderError> {
         for step in &scenario.steps {
             validate_addresses(step)?;
+        }
+        let pods: BTreeSet<&PodRef> = scenario
+            .steps
+            .iter()
+            .flat_map(|s| s.model.pods.keys())
+            .collect();
+        if pods.len() > netns::MAX_BRIDGE_PORTS {
+            return Err(ProviderError::InvalidInput(format!(
+                "scenario {:?} has {} pods; the local dataplane puts a scenario's pods on one Linux \
+                 bridge, which holds at most {} ports",
+                scenario.name,
+                pods.len(),
+                netns::MAX_BRIDGE_PORTS
+            )));
         }
         Ok(LocalSession {
             node: format!("{prefix}node"),
@@ -314,6 +338,7 @@ impl LocalSession {
             installed: BTreeMap::new(),
             servers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             created: false,
+            owned: Vec::new(),
         })
     }
 
@@ -359,13 +384,14 @@ impl LocalSession {
             return Ok(());
         }
         let mut names: Vec<String> = new.iter().map(|l| l.netns.clone()).collect();
-        // From here on, teardown knows what to remove even if setup fails halfway.
         let first_time = !self.created;
-        self.created = true;
         if first_time {
             names.insert(0, self.node.clone());
         }
+        // All or nothing; from here on, teardown knows what to remove even if setup fails halfway.
         netns::add_netns(&names).await?;
+        self.owned.extend(names);
+        self.created = true;
         if first_time {
             netns::setup_node(&self.node, &new).await?;
         } else {
@@ -381,6 +407,7 @@ impl LocalSession {
             })
             .collect();
         all_limited(jobs).await?;
+        netns::wait_ports_forwarding(&self.node, &new).await?;
         // Start the servers of the new pods.
         let wanted: Vec<(PodRef, Probe)> = self
             .pods
@@ -463,15 +490,15 @@ impl LocalSession {
                 None => 1,
             };
             if let Some(p) = self.pods.get(&r) {
-                let script = ruleset.render(zone);
-                changed.push((r, p.link.netns.clone(), script, ruleset, zone));
+                let json = ruleset.render(zone);
+                changed.push((r, p.link.netns.clone(), json, ruleset, zone));
             }
         }
         let jobs: Vec<_> = changed
             .iter()
-            .map(|(_, ns, script, _, _)| {
-                let (ns, script) = (ns.clone(), script.clone());
-                async move { netns::nft_apply(&ns, &script).await }
+            .map(|(_, ns, json, _, _)| {
+                let (ns, json) = (ns.clone(), json.clone());
+                async move { netns::nft_apply(&ns, json).await }
             })
             .collect();
         all_limited(jobs).await?;
@@ -490,12 +517,11 @@ impl LocalSession {
                 }
             }
         }
-        if !self.created {
+        if self.owned.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<String> = self.pods.values().map(|p| p.link.netns.clone()).collect();
-        names.push(self.node.clone());
-        netns::del_netns(&names).await?;
+        netns::del_netns(&self.owned).await?;
+        self.owned.clear();
         self.created = false;
         self.pods.clear();
         self.installed.clear();
@@ -736,10 +762,8 @@ impl Drop for LocalSession {
                 }
             }
         }
-        if self.created {
-            let mut names: Vec<String> = self.pods.values().map(|p| p.link.netns.clone()).collect();
-            names.push(self.node.clone());
-            let _ = netns::del_netns_blocking(&names);
+        if !self.owned.is_empty() {
+            let _ = netns::del_netns_blocking(&self.owned);
         }
     }
 }

@@ -1,18 +1,45 @@
-//! Network namespaces, links and addresses through the `ip` binary, and running code inside a
-//! namespace on a dedicated thread.
+//! Network namespaces, links, addresses, routes and neighbours through system calls and netlink,
+//! and running code inside a namespace on a dedicated thread.
 //!
 //! Layout of one session: a "node" namespace holds a bridge `br0` (in its own namespace so the
 //! host firewall never sees the traffic); each pod is a namespace whose `eth0` is one end of a veth
 //! pair, the other end (`v<index>`) enslaved to the bridge. Every link lives inside a namespace the
 //! session created, so deleting the namespaces removes every link: nothing is ever created in the
 //! host's own namespace.
+//!
+//! Names reach the kernel only as data: a namespace name is one file name under [`NETNS_DIR`]
+//! (refused when it is not), links get fixed names (`br0`, `eth0`, `v<index>`), and every change is
+//! a typed netlink message. No `ip -batch` script, shell or other text interpreter is involved, so
+//! a name with a newline, quote or `;` is a strange file name and nothing more.
+//!
+//! Named namespaces are created the way `ip netns add` creates them (so `ip netns list` shows them
+//! and `ip netns exec NAME …` works): `/run/netns` is made a shared mount point (a bind mount of
+//! itself when it is not one), an empty file `/run/netns/NAME` is created exclusively, a thread
+//! unshares into a new network namespace and bind-mounts its `/proc/thread-self/ns/net` onto the
+//! file. Deleting is a lazy unmount plus unlink; the kernel frees the namespace when the last
+//! socket in it closes.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
-use tokio::io::AsyncWriteExt;
+use nix::sys::stat::Mode;
+use rtnetlink::packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoData, InfoPortData, InfoVeth, LinkAttribute, LinkInfo,
+    LinkMessage, State,
+};
+use rtnetlink::packet_route::neighbour::NeighbourState;
+use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::provider::ProviderError;
 
@@ -45,87 +72,81 @@ pub fn valid_run_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// A deterministic, locally administered MAC for pod `index` (static neighbour entries use it).
-pub fn pod_mac(index: usize) -> String {
-    let i = index as u32;
-    format!(
-        "02:6e:70:{:02x}:{:02x}:{:02x}",
-        (i >> 16) & 0xff,
-        (i >> 8) & 0xff,
-        i & 0xff
-    )
+/// The most ports one Linux bridge holds (`BR_MAX_PORTS` is 1024 and port number 0 is reserved),
+/// hence the most pods one session can put on its bridge.
+pub const MAX_BRIDGE_PORTS: usize = 1023;
+
+/// Sessions up to this many pods get a permanent neighbour entry for every other pod.
+///
+/// Permanent entries are exempt from the neighbour table's garbage collection and from its
+/// `gc_thresh3` limit (1024 by default, counted over *all* namespaces of the host and only
+/// tunable from the host's own namespace). Without them, a matrix of a few hundred pods resolves
+/// tens of thousands of dynamic ARP entries at once, overflows the table and fails probes that
+/// the policies allow. Set to the bridge's port limit: every session that fits on a bridge gets
+/// them (n × (n − 1) entries, about 250,000 for 500 pods).
+pub const MAX_STATIC_NEIGHBOURS: usize = MAX_BRIDGE_PORTS;
+
+/// Why a string cannot name a namespace file: it must be exactly one file name under
+/// [`NETNS_DIR`] (no `/`, not `.` or `..`, no NUL byte, at most 255 bytes).
+pub fn check_netns_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name == "." || name == ".." {
+        "is a directory reference"
+    } else if name.contains('/') {
+        "contains '/'"
+    } else if name.contains('\0') {
+        "contains a NUL byte"
+    } else if name.len() > 255 {
+        "is longer than 255 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "network namespace name {name:?} {why}: it must be one file name in {NETNS_DIR}"
+    ))
 }
 
-/// Runs a program, feeding `stdin`; fails with the command line and its stderr.
-pub async fn run(
-    program: &str,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> Result<String, ProviderError> {
-    let shown = || format!("{program} {}", args.join(" "));
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| ProviderError::Failed(format!("cannot run `{}`: {e}", shown())))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .await
-            .map_err(|e| ProviderError::Failed(format!("`{}`: writing stdin: {e}", shown())))?;
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| ProviderError::Failed(format!("`{}`: {e}", shown())))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        let input = stdin
-            .map(|s| format!("\ninput:\n{}", s.trim_end()))
-            .unwrap_or_default();
-        Err(ProviderError::Failed(format!(
-            "`{}` failed ({}): {}{input}",
-            shown(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+/// The file of a named namespace (the name checked by [`check_netns_name`]).
+pub fn netns_path(name: &str) -> Result<PathBuf, String> {
+    check_netns_name(name)?;
+    Ok(PathBuf::from(NETNS_DIR).join(name))
+}
+
+/// A deterministic, locally administered MAC for pod `index` (static neighbour entries use it).
+pub fn pod_mac(index: usize) -> [u8; 6] {
+    let i = index as u32;
+    [0x02, 0x6e, 0x70, (i >> 16) as u8, (i >> 8) as u8, i as u8]
 }
 
 /// Runs `f` on a new OS thread that has entered namespace `name`, and returns its result.
 ///
 /// The thread exists only for `f`: a thread that switched namespaces is never reused, and never is
 /// a tokio worker. Sockets `f` creates stay in the namespace after the thread ends, so the caller
-/// can drive them from the async runtime.
+/// can drive them from the async runtime; so do processes it spawns (a child inherits the
+/// namespace of the thread that forked it).
 pub async fn in_netns<T, F>(name: &str, f: F) -> Result<T, String>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = format!("{NETNS_DIR}/{name}");
+    let path = netns_path(name)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("netpolc-netns".into())
         .stack_size(256 * 1024)
         .spawn(move || {
             let entered = File::open(&path)
-                .map_err(|e| format!("cannot open {path}: {e}"))
+                .map_err(|e| format!("cannot open {path:?}: {e}"))
                 .and_then(|ns| {
                     nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| format!("cannot enter {path}: {e}"))
+                        .map_err(|e| format!("cannot enter {path:?}: {e}"))
                 });
             let _ = tx.send(entered.map(|()| f()));
         })
-        .map_err(|e| format!("cannot start a thread for {name}: {e}"))?;
+        .map_err(|e| format!("cannot start a thread for {name:?}: {e}"))?;
     rx.await
-        .map_err(|_| format!("the thread for {name} ended without an answer"))?
+        .map_err(|_| format!("the thread for {name:?} ended without an answer"))?
 }
 
 /// What one pod looks like on the dataplane.
@@ -136,43 +157,149 @@ pub struct PodLink {
     pub ip: Ipv4Addr,
 }
 
-/// Creates namespaces (batched in one `ip` process).
+fn failed(e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Failed(e.to_string())
+}
+
+/// Makes [`NETNS_DIR`] exist and be a shared mount point, as iproute2 does, so namespace mounts
+/// propagate to (and unmounts free them in) every mount namespace that shares it. Serialised with
+/// other processes doing the same (`ip netns add`, other runs) by an exclusive lock on the
+/// directory: concurrent first-time bind mounts would stack on each other.
+fn prepare_netns_dir() -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(NETNS_DIR)
+        .map_err(|e| format!("cannot create {NETNS_DIR}: {e}"))?;
+    let dir = File::open(NETNS_DIR).map_err(|e| format!("cannot open {NETNS_DIR}: {e}"))?;
+    let _lock = Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("cannot lock {NETNS_DIR}: {e}"))?;
+    let mut bound = false;
+    loop {
+        match nix::mount::mount(
+            None::<&str>,
+            NETNS_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            // Not a mount point yet: make it one (once), then make it shared.
+            Err(Errno::EINVAL) if !bound => {
+                nix::mount::mount(
+                    Some(NETNS_DIR),
+                    NETNS_DIR,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("cannot bind-mount {NETNS_DIR} onto itself: {e}"))?;
+                bound = true;
+            }
+            Err(e) => return Err(format!("cannot make {NETNS_DIR} a shared mount: {e}")),
+        }
+    }
+}
+
+/// Creates one named namespace. Must run on a thread that is discarded afterwards: the thread is
+/// left inside the new namespace.
+fn create_one(name: &str) -> Result<(), String> {
+    let path = netns_path(name)?;
+    // O_EXCL: never take over a namespace (or any file) that already exists.
+    let file = nix::fcntl::open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot create {path:?}: {e}"))?;
+    drop(file);
+    let made = nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("cannot create a network namespace for {name:?}: {e}"))
+        .and_then(|()| {
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("cannot bind the new namespace to {path:?}: {e}"))
+        });
+    if made.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}
+
+/// Creates namespaces, all or none: on an error the ones this call created are removed again.
+///
+/// One dedicated thread creates them one after the other (each `unshare` moves that thread into
+/// the namespace it just made; it is never reused afterwards).
 pub async fn add_netns(names: &[String]) -> Result<(), ProviderError> {
-    let script: String = names.iter().map(|n| format!("netns add {n}\n")).collect();
-    run("ip", &["-batch", "-"], Some(&script)).await.map(drop)
+    for n in names {
+        check_netns_name(n).map_err(ProviderError::InvalidInput)?;
+    }
+    let names = names.to_vec();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("netpolc-netns-add".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let result = prepare_netns_dir().and_then(|()| {
+                for (i, n) in names.iter().enumerate() {
+                    if let Err(e) = create_one(n) {
+                        let _ = delete_many(&names[..i]);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            });
+            let _ = tx.send(result);
+        })
+        .map_err(|e| failed(format!("cannot start the namespace thread: {e}")))?;
+    rx.await
+        .map_err(|_| failed("the namespace thread ended without an answer"))?
+        .map_err(failed)
+}
+
+/// Removes one named namespace (lazy unmount, then unlink); one already gone is fine.
+fn delete_one(name: &str) -> Result<(), String> {
+    let path = netns_path(name)?;
+    match nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
+        // EINVAL: not a mount point (a file left by a failed creation).
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
+        Err(e) => return Err(format!("cannot unmount {path:?}: {e}")),
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {path:?}: {e}")),
+    }
+}
+
+/// Deletes every name, then reports the first failure (one stuck namespace must not keep the
+/// others alive).
+fn delete_many(names: &[String]) -> Result<(), String> {
+    let mut first = None;
+    for n in names {
+        if let Err(e) = delete_one(n) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// Deletes namespaces, ignoring those already gone.
 pub async fn del_netns(names: &[String]) -> Result<(), ProviderError> {
-    let present = list_netns()?;
-    let script: String = names
-        .iter()
-        .filter(|n| present.contains(n))
-        .map(|n| format!("netns del {n}\n"))
-        .collect();
-    if script.is_empty() {
-        return Ok(());
-    }
-    run("ip", &["-force", "-batch", "-"], Some(&script))
+    let names = names.to_vec();
+    tokio::task::spawn_blocking(move || del_netns_blocking(&names))
         .await
-        .map(drop)
+        .map_err(|e| failed(format!("namespace deletion did not finish: {e}")))?
 }
 
 /// Same as [`del_netns`], blocking (for `Drop` and the `cleanup` command).
 pub fn del_netns_blocking(names: &[String]) -> Result<(), ProviderError> {
-    for n in names {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "del", n])
-            .output()
-            .map_err(|e| ProviderError::Failed(format!("cannot run `ip netns del {n}`: {e}")))?;
-        if !out.status.success() && std::path::Path::new(NETNS_DIR).join(n).exists() {
-            return Err(ProviderError::Failed(format!(
-                "`ip netns del {n}` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-    }
-    Ok(())
+    delete_many(names).map_err(failed)
 }
 
 /// Named namespaces, sorted.
@@ -193,78 +320,377 @@ pub fn list_netns() -> Result<Vec<String>, ProviderError> {
     Ok(v)
 }
 
+/// A route-netlink connection whose socket was opened inside one namespace: every request on it
+/// acts on that namespace, whichever thread sends it. The connection task ends with the value.
+struct Netlink {
+    handle: rtnetlink::Handle,
+    task: tokio::task::JoinHandle<()>,
+    netns: String,
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Requests in flight at once on one connection (each waits for its acknowledgement).
+const NETLINK_PIPELINE: usize = 64;
+
+impl Netlink {
+    /// Opens the socket on a thread inside `netns`; the runtime is entered there because the
+    /// socket registers with the runtime's reactor when it is created.
+    async fn open(netns: &str) -> Result<Netlink, ProviderError> {
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle, _unsolicited) = in_netns(netns, move || {
+            let _entered = rt.enter();
+            rtnetlink::new_connection()
+        })
+        .await
+        .map_err(failed)?
+        .map_err(|e| failed(format!("netlink socket in {netns:?}: {e}")))?;
+        Ok(Netlink {
+            handle,
+            task: tokio::spawn(conn),
+            netns: netns.to_string(),
+        })
+    }
+
+    fn fail(&self, what: &str, e: rtnetlink::Error) -> ProviderError {
+        failed(format!("{what} in namespace {:?}: {e}", self.netns))
+    }
+
+    async fn index_of(&self, link: &str) -> Result<u32, ProviderError> {
+        let msg = self
+            .handle
+            .link()
+            .get()
+            .match_name(link.to_string())
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| self.fail(&format!("looking up {link}"), e))?;
+        msg.map(|m| m.header.index)
+            .ok_or_else(|| failed(format!("no link {link} in namespace {:?}", self.netns)))
+    }
+
+    /// Polls the namespace's links until `not_ready` names none (it returns the names of links
+    /// not ready yet), or fails after [`LINK_READY_TIMEOUT`] naming them.
+    async fn wait_links<F>(&self, what: &str, not_ready: F) -> Result<(), ProviderError>
+    where
+        F: Fn(&[LinkMessage]) -> Vec<String>,
+    {
+        let deadline = Instant::now() + LINK_READY_TIMEOUT;
+        loop {
+            let links: Vec<LinkMessage> = self
+                .handle
+                .link()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail("listing links", e))?;
+            let missing = not_ready(&links);
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(failed(format!(
+                    "{what} in namespace {:?} after {} s: {}",
+                    self.netns,
+                    LINK_READY_TIMEOUT.as_secs(),
+                    missing.join(", ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn set_up(&self, index: u32, what: &str) -> Result<(), ProviderError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| self.fail(&format!("setting {what} up"), e))
+    }
+}
+
+/// How long links may take to become operational (see [`wait_ports_forwarding`]).
+const LINK_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn link_name(m: &LinkMessage) -> Option<&str> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+fn oper_up(m: &LinkMessage) -> bool {
+    m.attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+}
+
+fn forwarding(m: &LinkMessage) -> bool {
+    m.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {
+            LinkInfo::PortData(InfoPortData::BridgePort(attrs)) => attrs
+                .iter()
+                .any(|b| matches!(b, InfoBridgePort::State(BridgePortState::Forwarding))),
+            _ => false,
+        }),
+        _ => false,
+    })
+}
+
+/// Waits until every pod's bridge port forwards.
+///
+/// The kernel applies a carrier change asynchronously (its link-watch work enables the bridge
+/// port and activates the device's queue a moment after both veth ends are up); netlink set-up
+/// finishes within milliseconds, so without this wait the first probes of a step could be sent
+/// into a port that still drops them and time out as if a policy had denied them.
+pub async fn wait_ports_forwarding(node: &str, pods: &[PodLink]) -> Result<(), ProviderError> {
+    let nl = Netlink::open(node).await?;
+    let ports: Vec<String> = pods.iter().map(|p| format!("v{}", p.index)).collect();
+    nl.wait_links("bridge ports not forwarding", |links| {
+        ports
+            .iter()
+            .filter(|want| {
+                !links
+                    .iter()
+                    .any(|l| link_name(l) == Some(want.as_str()) && forwarding(l))
+            })
+            .cloned()
+            .collect()
+    })
+    .await
+}
+
+/// Loopback is always interface 1 in a network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
 /// Sets up the node namespace: loopback, the bridge, and one veth per pod (pod end moved into the
 /// pod's namespace as `eth0`, with a deterministic MAC).
 pub async fn setup_node(node: &str, pods: &[PodLink]) -> Result<(), ProviderError> {
-    let mut script = String::from("link set lo up\nlink add br0 type bridge\nlink set br0 up\n");
-    script.push_str(&attach_script(pods));
-    run("ip", &["-n", node, "-batch", "-"], Some(&script))
+    let nl = Netlink::open(node).await?;
+    nl.set_up(LOOPBACK_INDEX, "lo").await?;
+    nl.handle
+        .link()
+        .add(LinkBridge::new("br0").up().build())
+        .execute()
         .await
-        .map(drop)
+        .map_err(|e| nl.fail("creating bridge br0", e))?;
+    attach(&nl, pods).await
 }
 
 /// Adds veths for more pods to an existing node.
 pub async fn attach_pods(node: &str, pods: &[PodLink]) -> Result<(), ProviderError> {
-    run(
-        "ip",
-        &["-n", node, "-batch", "-"],
-        Some(&attach_script(pods)),
-    )
-    .await
-    .map(drop)
+    let nl = Netlink::open(node).await?;
+    attach(&nl, pods).await
 }
 
-fn attach_script(pods: &[PodLink]) -> String {
-    pods.iter()
-        .map(|p| {
-            format!(
-                "link add v{i} type veth peer name eth0 address {mac} netns {ns}\n\
-                 link set v{i} master br0 up\n",
-                i = p.index,
-                mac = pod_mac(p.index),
-                ns = p.netns
-            )
-        })
-        .collect()
+/// One netlink request per pod: `v<index>` in the node, enslaved to `br0` and up, its peer `eth0`
+/// created directly in the pod's namespace (given by an open descriptor) with the pod's MAC.
+async fn attach(nl: &Netlink, pods: &[PodLink]) -> Result<(), ProviderError> {
+    let bridge = nl.index_of("br0").await?;
+    // Owned inputs: the futures must not borrow from the iterator (they cross await points).
+    let pods: Vec<(String, usize)> = pods.iter().map(|p| (p.netns.clone(), p.index)).collect();
+    let jobs = pods.into_iter().map(|(netns, index)| async move {
+        let path = netns_path(&netns).map_err(ProviderError::InvalidInput)?;
+        let ns = File::open(&path).map_err(|e| failed(format!("cannot open {path:?}: {e}")))?;
+        let peer = LinkUnspec::new_with_name("eth0")
+            .address(pod_mac(index).to_vec())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let msg = LinkVeth::new(&format!("v{index}"), "eth0")
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .controller(bridge)
+            .up()
+            .build();
+        let done = nl.handle.link().add(msg).execute().await;
+        // The descriptor must stay open until the kernel has moved the peer.
+        drop(ns);
+        done.map_err(|e| nl.fail(&format!("creating the veth of {netns:?}"), e))
+    });
+    let mut results = futures::stream::iter(jobs).buffer_unordered(NETLINK_PIPELINE);
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    Ok(())
 }
 
 /// Inside a pod: loopback and `eth0` up, the pod's address, a default route through `eth0` (so any
-/// address plan works on one bridge), and static neighbours for the session's other pods (no
-/// ARP storm when thousands of probes start at once).
+/// address plan works on one bridge), and static neighbours for the session's other pods (see
+/// [`MAX_STATIC_NEIGHBOURS`]).
 pub async fn setup_pod(pod: &PodLink, all: &[PodLink]) -> Result<(), ProviderError> {
-    let mut script = format!(
-        "link set lo up\naddr add {ip}/32 dev eth0\nlink set eth0 up\nroute add default dev eth0\n",
-        ip = pod.ip
-    );
-    // Beyond a few hundred pods the neighbour tables would outgrow their defaults: let ARP work.
-    let static_neighbours = if all.len() <= MAX_STATIC_NEIGHBOURS {
-        all
-    } else {
-        &[]
-    };
-    for other in static_neighbours.iter().filter(|o| o.index != pod.index) {
-        script.push_str(&format!(
-            "neigh replace {} lladdr {} dev eth0 nud permanent\n",
-            other.ip,
-            pod_mac(other.index)
-        ));
-    }
-    run("ip", &["-n", &pod.netns, "-batch", "-"], Some(&script))
+    let nl = &Netlink::open(&pod.netns).await?;
+    nl.set_up(LOOPBACK_INDEX, "lo").await?;
+    let eth0 = nl.index_of("eth0").await?;
+    nl.set_up(eth0, "eth0").await?;
+    nl.handle
+        .address()
+        .add(eth0, IpAddr::V4(pod.ip), 32)
+        .execute()
         .await
-        .map(drop)
+        .map_err(|e| nl.fail(&format!("adding {}/32 to eth0", pod.ip), e))?;
+    let default = RouteMessageBuilder::<Ipv4Addr>::new()
+        .output_interface(eth0)
+        .scope(RouteScope::Link)
+        .build();
+    nl.handle
+        .route()
+        .add(default)
+        .execute()
+        .await
+        .map_err(|e| nl.fail("adding the default route via eth0", e))?;
+    let neighbours: Vec<(Ipv4Addr, [u8; 6])> = if all.len() <= MAX_STATIC_NEIGHBOURS {
+        all.iter()
+            .filter(|o| o.index != pod.index)
+            .map(|o| (o.ip, pod_mac(o.index)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !neighbours.is_empty() {
+        let count = neighbours.len();
+        in_netns(&pod.netns, move || add_neighbours(eth0, &neighbours))
+            .await
+            .map_err(failed)?
+            .map_err(|e| failed(format!("adding {count} neighbours in {:?}: {e}", pod.netns)))?;
+    }
+    // Carrier is applied asynchronously: wait until eth0 is operational (its queue active).
+    nl.wait_links("eth0 not operational", |links| {
+        let up = links
+            .iter()
+            .any(|l| link_name(l) == Some("eth0") && oper_up(l));
+        if up { Vec::new() } else { vec!["eth0".into()] }
+    })
+    .await
 }
 
-const MAX_STATIC_NEIGHBOURS: usize = 256;
+/// Neighbour requests sent in one `sendmsg` (about 60 bytes each, well within a socket's send
+/// buffer).
+const NEIGHBOUR_BATCH: usize = 1024;
 
-/// Replaces a pod's nftables table in one transaction.
-pub async fn nft_apply(netns: &str, script: &str) -> Result<(), ProviderError> {
-    run(
-        "ip",
-        &["netns", "exec", netns, "nft", "-f", "-"],
-        Some(script),
-    )
+/// Adds permanent neighbours on interface `eth0` of the calling thread's namespace, batched:
+/// the kernel processes every request of one `sendmsg` in that call, so n × (n − 1) entries of a
+/// big session cost a few thousand system calls instead of one request/acknowledgement round
+/// trip each. Only the last request of a batch asks for an acknowledgement; a failing one is
+/// answered with an error anyway, before it.
+fn add_neighbours(eth0: u32, entries: &[(Ipv4Addr, [u8; 6])]) -> Result<(), String> {
+    use rtnetlink::packet_core::{
+        NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    };
+    use rtnetlink::packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourMessage,
+    };
+    use rtnetlink::packet_route::route::RouteType;
+    use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| format!("netlink socket: {e}"))?;
+    sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(|e| format!("netlink connect: {e}"))?;
+    // Errors then carry only the header of the failed request, not the request itself.
+    let _ = sock.set_cap_ack(true);
+    let mut seq = 0u32;
+    for chunk in entries.chunks(NEIGHBOUR_BATCH) {
+        let mut buf = Vec::with_capacity(chunk.len() * 64);
+        for (k, (ip, mac)) in chunk.iter().enumerate() {
+            let mut m = NeighbourMessage::default();
+            m.header.family = AddressFamily::Inet;
+            m.header.ifindex = eth0;
+            m.header.state = NeighbourState::Permanent;
+            m.header.kind = RouteType::Unspec;
+            m.attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(*ip)));
+            m.attributes
+                .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+            let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(m));
+            req.header.flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
+            if k + 1 == chunk.len() {
+                req.header.flags |= NLM_F_ACK;
+            }
+            seq += 1;
+            req.header.sequence_number = seq;
+            req.finalize();
+            let at = buf.len();
+            buf.resize(at + req.buffer_len(), 0);
+            req.serialize(&mut buf[at..]);
+        }
+        let sent = sock
+            .send(&buf, 0)
+            .map_err(|e| format!("netlink send: {e}"))?;
+        if sent != buf.len() {
+            return Err(format!("netlink took {sent} of {} bytes", buf.len()));
+        }
+        // Read answers until the acknowledgement of the batch's last request.
+        let mut done = false;
+        while !done {
+            let (data, _) = sock
+                .recv_from_full()
+                .map_err(|e| format!("netlink receive: {e}"))?;
+            let mut at = 0;
+            while at < data.len() && !done {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
+                    .map_err(|e| format!("netlink answer: {e}"))?;
+                if let NetlinkPayload::Error(e) = &msg.payload {
+                    if let Some(code) = e.code {
+                        let idx = (msg.header.sequence_number as usize).saturating_sub(1);
+                        let ip = entries
+                            .get(idx)
+                            .map(|(ip, _)| ip.to_string())
+                            .unwrap_or_default();
+                        return Err(format!(
+                            "neighbour {ip}: {}",
+                            std::io::Error::from_raw_os_error(-code.get())
+                        ));
+                    }
+                    done = msg.header.sequence_number == seq;
+                }
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Err("netlink answer of length 0".into());
+                }
+                at += len;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces a pod's nftables table in one transaction: `nft -j -f -` reading the JSON document,
+/// started from a thread inside the pod's namespace (the child inherits it). The namespace name
+/// is never an argument, and the ruleset is JSON, never nft's own language.
+pub async fn nft_apply(netns: &str, json: String) -> Result<(), ProviderError> {
+    let shown = format!("nft -j -f - (in namespace {netns:?})");
+    let out = in_netns(netns, move || {
+        let mut child = std::process::Command::new("nft")
+            .args(["-j", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write as _;
+            stdin.write_all(json.as_bytes())?;
+        }
+        child.wait_with_output()
+    })
     .await
-    .map(drop)
+    .map_err(failed)?
+    .map_err(|e| failed(format!("cannot run `{shown}`: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "`{shown}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +712,35 @@ mod tests {
         assert!(valid_run_id("20261126-1200-ab12"));
         assert!(!valid_run_id("a/b"));
         assert!(!valid_run_id(""));
-        assert_eq!(pod_mac(0x010203), "02:6e:70:01:02:03");
+        assert_eq!(pod_mac(0x010203), [0x02, 0x6e, 0x70, 0x01, 0x02, 0x03]);
+        assert_eq!(pod_mac(0x01_00_00_00), [0x02, 0x6e, 0x70, 0, 0, 0]);
+    }
+
+    #[test]
+    fn namespace_names_are_one_file_name() {
+        for ok in [
+            "netpolc-r-s0-x.a",
+            "a\nnetns exec x touch marker",
+            "$(id); `id` 'q\" ü",
+            "...",
+        ] {
+            assert_eq!(
+                netns_path(ok).map(|p| p.file_name().map(|f| f.to_os_string())),
+                Ok(Some(ok.into())),
+                "{ok:?}"
+            );
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../../etc/passwd",
+            "a\0b",
+            &"x".repeat(256),
+        ] {
+            assert!(netns_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_netns_name(&"x".repeat(255)).is_ok());
     }
 }

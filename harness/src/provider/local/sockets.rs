@@ -191,20 +191,47 @@ fn classify(e: &io::Error) -> (Connectivity, Option<String>) {
 }
 
 /// A shell command reproducing a probe from inside the source namespace (while the run's servers
-/// are up): bash's /dev/tcp and /dev/udp for TCP and UDP, ncat for SCTP.
+/// are up): bash's /dev/tcp and /dev/udp for TCP and UDP, ncat for SCTP. Every word is quoted
+/// ([`crate::shell::join`]), so pasting it runs exactly this probe whatever the namespace is
+/// called.
 pub fn command(netns: &str, to: SocketAddr, protocol: Protocol, timeout: Duration) -> String {
+    crate::shell::join(&command_argv(netns, to, protocol, timeout))
+}
+
+/// The argument vector behind [`command`].
+pub fn command_argv(
+    netns: &str,
+    to: SocketAddr,
+    protocol: Protocol,
+    timeout: Duration,
+) -> Vec<String> {
     let t = format!("{:.3}", timeout.as_secs_f64());
     let t = t.trim_end_matches('0').trim_end_matches('.');
     let (ip, port) = (to.ip(), to.port());
+    let mut argv: Vec<String> = ["ip", "netns", "exec", netns, "timeout", t]
+        .into_iter()
+        .map(String::from)
+        .collect();
     match protocol {
-        Protocol::Tcp => {
-            format!("ip netns exec {netns} timeout {t} bash -c 'exec 3<>/dev/tcp/{ip}/{port}'")
-        }
-        Protocol::Udp => format!(
-            "ip netns exec {netns} timeout {t} bash -c 'exec 3<>/dev/udp/{ip}/{port}; echo netpolc-probe >&3; head -c1 <&3'"
-        ),
-        Protocol::Sctp => format!("ip netns exec {netns} timeout {t} ncat --sctp -z {ip} {port}"),
+        Protocol::Tcp => argv.extend([
+            "bash".into(),
+            "-c".into(),
+            format!("exec 3<>/dev/tcp/{ip}/{port}"),
+        ]),
+        Protocol::Udp => argv.extend([
+            "bash".into(),
+            "-c".into(),
+            format!("exec 3<>/dev/udp/{ip}/{port}; echo netpolc-probe >&3; head -c1 <&3"),
+        ]),
+        Protocol::Sctp => argv.extend([
+            "ncat".into(),
+            "--sctp".into(),
+            "-z".into(),
+            ip.to_string(),
+            port.to_string(),
+        ]),
     }
+    argv
 }
 
 #[cfg(test)]
@@ -224,6 +251,36 @@ mod tests {
             "ip netns exec netpolc-r-s0-x.a timeout 1.5 bash -c 'exec 3<>/dev/tcp/10.244.0.3/80'"
         );
         assert!(command("n", to, Protocol::Udp, Duration::from_secs(1)).contains("timeout 1 bash"));
+    }
+
+    /// A hostile namespace name stays one word: `sh` splits the printed command back into the
+    /// exact argument vector, for every protocol.
+    #[test]
+    fn commands_survive_hostile_namespace_names() {
+        let to: SocketAddr = "10.0.0.9:81".parse().expect("addr");
+        for ns in [
+            "a\nnetns exec b touch pwned",
+            "x;touch pwned",
+            "$(touch pwned)",
+            "'`q`'",
+            "",
+        ] {
+            for p in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+                let argv = command_argv(ns, to, p, Duration::from_millis(250));
+                let line = command(ns, to, p, Duration::from_millis(250));
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("set -- {line}; printf '%s\\0' \"$@\""))
+                    .output()
+                    .expect("sh runs");
+                let words: Vec<&str> = std::str::from_utf8(&out.stdout)
+                    .expect("utf-8")
+                    .split_terminator('\0')
+                    .collect();
+                assert_eq!(words, argv, "{line}");
+                assert_eq!(argv[3], ns);
+            }
+        }
     }
 
     #[test]
