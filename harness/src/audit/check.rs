@@ -315,7 +315,7 @@ mod tests {
             to: to.clone(),
             port: 80,
             protocol: Protocol::Tcp,
-            expected,
+            expected: Some(expected),
             observed: conn.allowed(),
             outcome: if conn.allowed() == Some(expected) {
                 Outcome::Pass
