@@ -173,6 +173,7 @@ fn every_shape_of_every_pod_loads_into_real_nft_as_modelled() {
             intersection: bits & 1 != 0,
             udp_unenforced: bits & 2 != 0,
             stateless: bits & 4 != 0,
+            ..Shape::default()
         };
         let rules = nftables::compile(&step.model, &step.policies, shape);
         // Each pod's table, then the next pod's over it: the second document replaces the first.

@@ -86,8 +86,8 @@ pub trait Platform: Send + Sync {
     /// Why this platform cannot realise cluster-wide policies (ClusterNetworkPolicy,
     /// AdminNetworkPolicy, BaselineAdminNetworkPolicy), or `None` when it can. Cells such a policy
     /// decides are then reported `unsupported` with this reason instead of being probed against a
-    /// dataplane that never saw the policy. No provider realises them yet; one that does
-    /// overrides this.
+    /// dataplane that never saw the policy. The local provider realises them and overrides
+    /// this; the others do not yet.
     fn cluster_policy_gap(&self) -> Option<String> {
         let info = self.info();
         Some(format!(
