@@ -17,6 +17,7 @@
 //!   to the base chain, where the NetworkPolicy rules decide.
 //! - `<dir>_baseline`, jumped only from a chain no NetworkPolicy isolates, after which the base
 //!   chain's policy accepts: the Baseline-tier rules, `Pass` returning to that default allow.
+//!
 //! Both jumps skip the pod's own address: a pod reaching its own pod IP is not subject to cluster
 //! policies (see [`crate::policy::Addressing`]), while NetworkPolicies still apply to it.
 //!
