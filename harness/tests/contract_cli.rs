@@ -40,11 +40,10 @@ fn scratch(test: &str) -> PathBuf {
 
 /// Network namespaces of one run still present.
 fn leftovers(run_id: &str) -> Vec<String> {
-    let prefix = format!("netpolc-{run_id}-");
     std::fs::read_dir("/run/netns")
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&prefix))
+                .filter(|n| netpol_conformance::provider::local::run_of(n) == Some(run_id))
                 .collect()
         })
         .unwrap_or_default()

@@ -112,7 +112,7 @@ fn every_catalogued_cni_produces_a_complete_plan() {
         // Probe commands are part of the plan (shell-quoted: the placeholder is not a plain word).
         assert!(
             plan.contains(
-                "/agnhost connect '{ip=netpolc-snap-0-y/b}:80' --protocol=tcp --timeout=3s"
+                "/agnhost connect '{ip=netpolc-snap--0-y/b}:80' --protocol=tcp --timeout=3s"
             ),
             "{}",
             cni.name
@@ -128,12 +128,12 @@ fn namespace_y_stays_a_string() {
         .iter()
         .find(|d| d["kind"] == "StepPlan")
         .expect("step plan");
-    assert_eq!(step["namespaces"]["y"], "netpolc-snap-0-y");
+    assert_eq!(step["namespaces"]["y"], "netpolc-snap--0-y");
     let ns = docs
         .iter()
         .find(|d| d["kind"] == "Namespace" && d["metadata"]["labels"]["netpolc.io/name"] == "y")
         .expect("namespace y");
-    assert_eq!(ns["metadata"]["name"], "netpolc-snap-0-y");
+    assert_eq!(ns["metadata"]["name"], "netpolc-snap--0-y");
 }
 
 #[test]

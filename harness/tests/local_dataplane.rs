@@ -11,6 +11,8 @@ use netpol_conformance::cni::nftables;
 use netpol_conformance::model::{PodRef, Probe, Protocol};
 use netpol_conformance::policy::{Direction, Oracle};
 use netpol_conformance::probe::{Connectivity, Observation, ProbeRequest};
+use netpol_conformance::provider::cleanup::Target;
+use netpol_conformance::provider::lease::LeaseDir;
 use netpol_conformance::provider::local::{self, LocalCni, LocalOptions, LocalPlatform};
 use netpol_conformance::provider::{Platform, Session};
 use netpol_conformance::scenario::{Scenario, Step, load_str};
@@ -117,9 +119,10 @@ fn leftovers(run_id: &str) -> Vec<String> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let prefix = format!("{}{run_id}-", local::PREFIX);
+    // Names of this run exactly (`netpolc-<run>--s<n>-…`), never of a run whose id starts with it.
     out.lines()
-        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| local::run_of(n) == Some(run_id))
         .map(str::to_string)
         .collect()
 }
@@ -255,22 +258,61 @@ async fn a_port_no_step_lists_is_served_on_demand() {
     session.teardown().await.expect("teardown");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cleanup_removes_only_the_runs_namespaces() {
+fn ip_netns_add(name: &str) {
+    let st = std::process::Command::new("ip")
+        .args(["netns", "add", name])
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "ip netns add {name}");
+}
+
+/// Run ids that prefix each other (`<id>` and `<id>-s1`) never match each other's namespaces:
+/// `--run-id <id>` removes exactly `<id>`'s, and a plain cleanup removes nothing it cannot
+/// attribute to a dead run through a lease (here: no lease at all, so nothing).
+#[test]
+fn cleanup_removes_only_the_runs_namespaces() {
     require_root();
-    let ours = format!("{}{}-s0-node", local::PREFIX, run_id("cleanup"));
-    let other = format!("{}{}-x-s0-node", local::PREFIX, run_id("cleanup"));
-    for n in [&ours, &other] {
-        let st = std::process::Command::new("ip")
-            .args(["netns", "add", n])
-            .status();
-        assert!(st.is_ok_and(|s| s.success()), "ip netns add {n}");
+    let leases = tempfile::tempdir().expect("tempdir");
+    let leases = LeaseDir::at(leases.path());
+    let id = run_id("cleanup");
+    let long = format!("{id}-s1");
+    let ours = format!("{}node", local::session_prefix(&id, 0));
+    let other = format!("{}node", local::session_prefix(&long, 0));
+    // What an older netpolc would have called `<id>`'s session 1: never touched.
+    let legacy = format!("{}{id}-s1-node", local::PREFIX);
+    for n in [&ours, &other, &legacy] {
+        ip_netns_add(n);
     }
-    let removed = local::cleanup(Some(&run_id("cleanup"))).expect("cleanup");
-    assert_eq!(removed, vec![format!("netns {ours}")]);
-    let removed = local::cleanup(Some(&format!("{}-x", run_id("cleanup")))).expect("cleanup");
-    assert_eq!(removed, vec![format!("netns {other}")]);
-    assert!(leftovers(&run_id("cleanup")).is_empty());
+    let plain = local::cleanup(&Target::DeadRuns, &leases).expect("cleanup");
+    assert!(plain.removed.is_empty(), "{plain:?}");
+    assert!(
+        plain
+            .left
+            .iter()
+            .any(|l| l.contains(&ours) && l.contains("no lease")),
+        "{plain:?}"
+    );
+    assert!(
+        plain.left.iter().any(|l| l.contains("older netpolc")),
+        "{plain:?}"
+    );
+    let removed = local::cleanup(&Target::Run(id.clone()), &leases).expect("cleanup");
+    assert_eq!(removed.removed.len(), 1, "{removed:?}");
+    assert!(
+        removed.removed[0].starts_with(&format!("netns {ours} ")),
+        "{removed:?}"
+    );
+    assert_eq!(leftovers(&long), vec![other.clone()]);
+    assert!(std::path::Path::new("/run/netns").join(&legacy).exists());
+    let removed = local::cleanup(&Target::Run(long.clone()), &leases).expect("cleanup");
+    assert_eq!(removed.removed.len(), 1, "{removed:?}");
+    assert!(leftovers(&id).is_empty() && leftovers(&long).is_empty());
+    assert!(std::path::Path::new("/run/netns").join(&legacy).exists());
+    // The temporary leases taken while cleaning are gone again.
+    assert_eq!(leases.runs(), Ok(vec![]));
+    let st = std::process::Command::new("ip")
+        .args(["netns", "del", &legacy])
+        .status();
+    assert!(st.is_ok_and(|s| s.success()));
 }
 
 /// The shared model of the fault scenarios: x/{a,b,c}, y/{b,c}, fixed addresses, a named port.
@@ -608,7 +650,7 @@ async fn a_policy_change_is_not_bypassed_by_established_udp_flows() {
     let mut session = platform.open(0, &sc).await.expect("open");
     session.apply(&sc.steps[0]).await.expect("apply");
     // A client socket in x/b with a fixed source port, created by this test on its own thread.
-    let ns = format!("/run/netns/{}{id}-s0-x.b", local::PREFIX);
+    let ns = format!("/run/netns/{}x.b", local::session_prefix(&id, 0));
     let sock = std::thread::spawn(move || {
         let f = std::fs::File::open(&ns).expect("x/b namespace exists");
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");

@@ -139,7 +139,7 @@ async fn hostile_names_become_literal_namespaces_and_run_nothing() {
         session.apply(step).await.expect("apply");
 
         // Exactly the literal names: the node and one per pod.
-        let prefix = format!("{}{id}-s0-", local::PREFIX);
+        let prefix = format!("{}{id}--s0-", local::PREFIX);
         let mut want = vec![
             format!("{prefix}node"),
             format!("{prefix}{ns}.a"),
@@ -296,7 +296,7 @@ async fn names_that_are_not_one_file_name_are_refused_and_create_nothing() {
 async fn an_existing_namespace_is_never_adopted_or_deleted() {
     require_tools();
     let id = run_id("taken");
-    let taken = format!("{}{id}-s0-x.b", local::PREFIX);
+    let taken = format!("{}{id}--s0-x.b", local::PREFIX);
     let st = std::process::Command::new("ip")
         .args(["netns", "add", &taken])
         .status();

@@ -45,7 +45,8 @@ fn netns_of_run(run_id: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("netpolc-{run_id}-")))
+        // Exactly this run's names (`netpolc-<run>--s<n>-…`), never a run whose id starts so.
+        .filter(|n| netpol_conformance::provider::local::run_of(n) == Some(run_id))
         .map(String::from)
         .collect()
 }

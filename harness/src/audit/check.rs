@@ -2,7 +2,7 @@
 //!
 //! The check is an ordinary two-step scenario run by the ordinary engine on the ordinary provider,
 //! so it inherits their guarantees: a throwaway namespace named and labelled with the run id
-//! (`netpolc-<run-id>-0-check`, `netpolc.io/run-id=<run-id>`), pods running the pinned agnhost
+//! (`netpolc-<run-id>--0-check`, `netpolc.io/run-id=<run-id>`), pods running the pinned agnhost
 //! image, readiness waits with a deadline, convergence polling, and removal of everything it
 //! created on every path (success, failure, Ctrl-C).
 //!

@@ -13,13 +13,14 @@ use clap::{Args, ValueEnum};
 
 use crate::audit::check::{self, CheckResult, CheckVerdict};
 use crate::provider::kubeconfig::{self, KubeconfigOptions, KubeconfigPlatform};
+use crate::provider::lease;
 use crate::provider::local::{LocalCni, LocalOptions, LocalPlatform};
 use crate::provider::{Platform, PlatformInfo, ProviderError};
 use crate::report::model::RunReport;
 use crate::run::{self, Cancel, CancelHandle, NullReporter, RunOptions};
 use crate::scenario::Scenario;
 
-use super::{Format, emit, exit};
+use super::{Format, ProviderKind, emit, exit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckProvider {
@@ -39,7 +40,7 @@ pub struct CheckArgs {
     /// Local provider only: `nftables` (enforces) or `none` (ignores).
     #[arg(long)]
     pub cni: Option<String>,
-    /// Names the throwaway namespace (`netpolc-<run-id>-0-check`) and labels it (default: fresh).
+    /// Names the throwaway namespace (`netpolc-<run-id>--0-check`) and labels it (default: fresh).
     #[arg(long)]
     pub run_id: Option<String>,
     /// Per-probe timeout in milliseconds (default: 3000 on clusters, 1000 locally).
@@ -58,16 +59,6 @@ pub struct CheckArgs {
     pub dry_run: bool,
 }
 
-fn valid_run_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= 32
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
 fn print(result: &CheckResult, format: Format) {
     match format {
         Format::Table => emit(&check::render_text(result)),
@@ -80,14 +71,13 @@ fn print(result: &CheckResult, format: Format) {
 
 pub fn run(args: CheckArgs) -> u8 {
     let run_id = match &args.run_id {
-        Some(id) if valid_run_id(id) => id.clone(),
-        Some(id) => {
-            eprintln!(
-                "error: --run-id {id:?} must be 1-32 lower-case letters, digits or dashes, \
-                 starting and ending with a letter or digit"
-            );
-            return exit::BAD_INPUT;
-        }
+        Some(id) => match lease::check_run_id(id) {
+            Ok(()) => id.clone(),
+            Err(e) => {
+                eprintln!("error: --run-id: {e}");
+                return exit::BAD_INPUT;
+            }
+        },
         None => format!("check-{}", run::new_run_id(SystemTime::now())),
     };
     if args.provider == CheckProvider::Kubeconfig && args.cni.is_some() {
@@ -164,6 +154,17 @@ pub fn run(args: CheckArgs) -> u8 {
             return exit::PREREQUISITE;
         }
     };
+    // Like `run`: the lease comes before anything is created and is given back only when
+    // nothing is left, so `netpolc cleanup` can tell this check's leftovers from a live check.
+    let (provider, target) = if local {
+        (ProviderKind::Local, None)
+    } else {
+        (ProviderKind::Kubeconfig, args.context.clone())
+    };
+    let lease = match super::run::lease_for(provider, &run_id, target) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let signal = Arc::new(AtomicU8::new(0));
     let (result, close_error, info) = runtime.block_on(async {
         let (handle, cancel) = Cancel::pair();
@@ -182,6 +183,13 @@ pub fn run(args: CheckArgs) -> u8 {
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(l) = lease {
+        if close_error.is_none() {
+            l.release();
+        } else {
+            l.keep();
+        }
+    }
     let sig = signal.load(Ordering::SeqCst);
     let evidence = info
         .as_ref()
@@ -213,12 +221,12 @@ pub fn run(args: CheckArgs) -> u8 {
 }
 
 /// How to remove what an interrupted or failed check left: everything it creates carries its run
-/// id (`netpolc.io/run-id` on a cluster, the `netpolc-<run-id>-` prefix locally).
+/// id and its lease, so `netpolc cleanup` finds it locally and on the cluster.
 fn leftover_hint(local: bool, run_id: &str) -> String {
     if local {
         format!("netpolc cleanup --run-id {run_id}")
     } else {
-        format!("kubectl delete namespace -l netpolc.io/run-id={run_id}")
+        format!("netpolc cleanup --provider kubeconfig --run-id {run_id}")
     }
 }
 

@@ -53,7 +53,8 @@ pub enum Command {
     Run(RunArgs),
     /// List the faults the local dataplane can inject (`run --fault NAME`).
     Faults,
-    /// Remove leftovers (network namespaces, links, nft tables, kind clusters) of crashed runs.
+    /// Remove what dead runs left (network namespaces, kind clusters, cluster namespaces); never
+    /// a live run's.
     Cleanup(CleanupArgs),
     /// Compare two runs cell by cell (e.g. two CNIs, two versions of one CNI).
     Diff(DiffArgs),
@@ -156,8 +157,8 @@ pub struct RunArgs {
     /// Write a GitHub job-summary markdown file.
     #[arg(long, value_name = "FILE")]
     pub summary_md: Option<PathBuf>,
-    /// Use this run id instead of a generated one (lower-case letters, digits, dashes; at most
-    /// 32): names every object the run creates, so scripts can find or clean them.
+    /// Use this run id instead of a generated one (at most 32 lower-case letters, digits and
+    /// single dashes): names every object the run creates, so scripts can find or clean them.
     #[arg(long)]
     pub run_id: Option<String>,
     /// Only the verdict line and errors.
@@ -169,10 +170,26 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    long_about = "Removes what dead netpolc runs left behind: network namespaces of the local \
+                  dataplane, kind clusters, and namespaces on the cluster of the current (or \
+                  --context) kubeconfig context. A run is dead when its lease says its process is \
+                  gone; a live run is never touched. Without --run-id only what can be attributed \
+                  to a dead run is removed (anything without a lease, such as names given by an \
+                  older netpolc, is left and named); --run-id ID removes exactly that run's \
+                  objects unless it is live."
+)]
 pub struct CleanupArgs {
-    /// Only this run id (default: every leftover of netpolc runs).
+    /// Only this run, exactly (never a run whose id merely starts with it).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Only these providers (repeatable; default: all — a part whose tool or kubeconfig is
+    /// missing is skipped, saying so).
+    #[arg(long = "provider", value_enum, value_name = "PROVIDER")]
+    pub providers: Vec<ProviderKind>,
+    /// kubeconfig: the context whose cluster to clean (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,17 +7,24 @@
 //! (130 for SIGINT, 143 for SIGTERM), as shells report it. A second signal exits at once: on the
 //! local dataplane after removing the run's network namespaces, elsewhere without cleanup
 //! (`netpolc cleanup` removes the leftovers).
+//!
+//! Before creating anything the run takes its lease ([`crate::provider::lease`]) and holds it to
+//! the end; a run that ends with everything removed gives it back (the lease file goes), one that
+//! may have left something keeps the file, so a later `netpolc cleanup` can tell the leftovers
+//! belong to a dead run. A run id held by a live run is refused (exit 2); one whose earlier run
+//! left its lease behind is refused until `netpolc cleanup --run-id ID` (exit 3).
 
 use std::future::Future;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::cni::faults::Fault;
 use crate::provider::kind::{self, KindOptions, KindPlatform};
 use crate::provider::kubeconfig::{self, KubeconfigOptions, KubeconfigPlatform};
+use crate::provider::lease::{self, AcquireError, LeaseDir, RunLease};
 use crate::provider::local::{LocalCni, LocalOptions, LocalPlatform};
 use crate::provider::{Platform, ProviderError};
 use crate::report::model::RunReport;
@@ -104,14 +111,16 @@ pub fn run(args: RunArgs) -> u8 {
 
     let now = SystemTime::now();
     let run_id = match &args.run_id {
-        Some(id) if valid_run_id(id) => id.clone(),
-        Some(id) => {
-            eprintln!(
-                "error: --run-id {id:?} must be 1-32 lower-case letters, digits or dashes, \
-                 starting and ending with a letter or digit"
-            );
-            return exit::BAD_INPUT;
-        }
+        Some(id) => match lease::check_run_id(id) {
+            Ok(()) => id.clone(),
+            Err(e) => {
+                eprintln!(
+                    "error: --run-id: {e} (at most 32 lower-case letters, digits and single \
+                     dashes, starting and ending with a letter or digit)"
+                );
+                return exit::BAD_INPUT;
+            }
+        },
         None => run::new_run_id(now),
     };
     let (probe_ms, step_ms) = defaults(args.provider);
@@ -147,6 +156,12 @@ pub fn run(args: RunArgs) -> u8 {
         };
     }
 
+    // The lease comes before anything is created, and lives until everything is removed.
+    let lease = match take_lease(&args, &run_id, opts.probe_timeout) {
+        Ok(l) => Arc::new(Mutex::new(l)),
+        Err(code) => return code,
+    };
+
     let terminal = TerminalOptions {
         verbosity: if args.quiet {
             Verbosity::Quiet
@@ -174,7 +189,7 @@ pub fn run(args: RunArgs) -> u8 {
         // On the local dataplane even a forced exit can afford to remove the run's namespaces
         // (milliseconds), so a double Ctrl-C leaves nothing behind either.
         let force_cleanup = (args.provider == ProviderKind::Local).then(|| run_id.clone());
-        watch_signals(handle, signal.clone(), force_cleanup);
+        watch_signals(handle, signal.clone(), force_cleanup, Arc::clone(&lease));
         let mut reporter = TerminalReporter::stdio(terminal);
         match args.provider {
             ProviderKind::Local => match args
@@ -198,7 +213,7 @@ pub fn run(args: RunArgs) -> u8 {
                     )
                     .await
                 }
-                Err(e) => (Err(e), None),
+                Err(e) => (Err(e), None, false),
             },
             ProviderKind::Kind => {
                 drive(
@@ -230,7 +245,18 @@ pub fn run(args: RunArgs) -> u8 {
     runtime.shutdown_timeout(Duration::from_secs(1));
     let sig = signal.load(Ordering::SeqCst);
 
-    let (result, close_error) = outcome;
+    let (result, close_error, created) = outcome;
+    // Give the lease back only when nothing can be left: the platform was closed cleanly, or was
+    // never created because a check refused it before anything existed.
+    let clean = match (&result, &close_error, created) {
+        (_, Some(_), _) => false,
+        (_, None, true) => true,
+        (Err(ProviderError::Prerequisite(_) | ProviderError::InvalidInput(_)), None, false) => true,
+        (_, None, false) => false,
+    };
+    if let Some(l) = lease.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if clean { l.release() } else { l.keep() }
+    }
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -280,15 +306,66 @@ fn local_has_no_dry_run() -> Result<String, ProviderError> {
     ))
 }
 
-/// Run ids name namespaces, links and clusters: keep them DNS-label-like and short.
-fn valid_run_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= 32
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+/// Takes the run's lease ([`lease_for`]). A local run whose id already names namespaces (left by
+/// a run that never took a lease) is refused too: it must never adopt another's namespaces.
+fn take_lease(
+    args: &RunArgs,
+    run_id: &str,
+    probe_timeout: Duration,
+) -> Result<Option<RunLease>, u8> {
+    let target = match args.provider {
+        ProviderKind::Local => None,
+        ProviderKind::Kind => Some(kind_options(args, run_id, probe_timeout).cluster_name()),
+        ProviderKind::Kubeconfig => args.context.clone(),
+    };
+    lease_for(args.provider, run_id, target)
+}
+
+/// The lease of a run on `provider` (any command that creates objects takes one the same way):
+/// `Err` holds the exit status, the reason printed; `None` for a local run without root, which
+/// stops before creating anything (the user hears about root, not about lease files).
+pub(crate) fn lease_for(
+    provider: ProviderKind,
+    run_id: &str,
+    target: Option<String>,
+) -> Result<Option<RunLease>, u8> {
+    if provider == ProviderKind::Local && !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let name = match provider {
+        ProviderKind::Local => "local",
+        ProviderKind::Kind => "kind",
+        ProviderKind::Kubeconfig => "kubeconfig",
+    };
+    let lease = match RunLease::acquire(&LeaseDir::default_for_user(), run_id, name, target) {
+        Ok(l) => l,
+        Err(e @ AcquireError::InUse { .. }) => {
+            eprintln!("error: {e}; pick another --run-id");
+            return Err(exit::BAD_INPUT);
+        }
+        Err(e @ AcquireError::Leftover { .. }) => {
+            eprintln!("error: {e}");
+            return Err(exit::PREREQUISITE);
+        }
+        Err(AcquireError::Io(m)) => {
+            eprintln!("error: cannot take the run's lease: {m}");
+            return Err(exit::PREREQUISITE);
+        }
+    };
+    if provider == ProviderKind::Local
+        && let Ok(existing) = crate::provider::local::run_netns(run_id)
+        && !existing.is_empty()
+    {
+        eprintln!(
+            "error: network namespaces of run id {run_id} already exist ({}): left by a run that \
+             held no lease; `netpolc cleanup --run-id {run_id}` removes them, or pick another \
+             --run-id",
+            existing.join(", ")
+        );
+        lease.release();
+        return Err(exit::PREREQUISITE);
+    }
+    Ok(Some(lease))
 }
 
 fn kind_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KindOptions {
@@ -307,8 +384,14 @@ fn kubeconfig_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> 
 }
 
 /// First SIGINT/SIGTERM: record it and cancel the run (teardown follows). Second: exit at once,
-/// after removing the run's network namespaces when `local_run_id` names a local run.
-fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>, local_run_id: Option<String>) {
+/// after removing the run's network namespaces when `local_run_id` names a local run (then the
+/// lease is given back if nothing is left; otherwise its file stays for `netpolc cleanup`).
+fn watch_signals(
+    handle: CancelHandle,
+    signal: Arc<AtomicU8>,
+    local_run_id: Option<String>,
+    lease: Arc<Mutex<Option<RunLease>>>,
+) {
     use tokio::signal::unix::{SignalKind, signal as listen};
     let (Ok(mut int), Ok(mut term)) = (
         listen(SignalKind::interrupt()),
@@ -331,36 +414,64 @@ fn watch_signals(handle: CancelHandle, signal: Arc<AtomicU8>, local_run_id: Opti
             _ = int.recv() => SIGINT,
             _ = term.recv() => SIGTERM,
         };
+        let held = lease.lock().unwrap_or_else(|p| p.into_inner()).take();
         match local_run_id {
             Some(id) => {
-                force_local_cleanup(&id);
+                let clean = force_local_cleanup(&id);
+                if let Some(l) = held {
+                    if clean { l.release() } else { l.keep() }
+                }
                 eprintln!("exiting at once; this run's network namespaces were removed");
             }
-            None => eprintln!("exiting without cleanup; `netpolc cleanup` removes the leftovers"),
+            None => {
+                if let Some(l) = held {
+                    l.keep();
+                }
+                eprintln!("exiting without cleanup; `netpolc cleanup` removes the leftovers")
+            }
         }
         std::process::exit(128 + i32::from(second));
     });
 }
 
-/// Removes a local run's namespaces while its tasks may still be creating some: an `ip` process
-/// already started finishes after we stop waiting for it, so sweep until two passes in a row, 100 ms
-/// apart, find nothing (at most about two seconds).
-fn force_local_cleanup(run_id: &str) {
-    let mut quiet = 0;
-    for _ in 0..20 {
-        match crate::provider::local::cleanup(Some(run_id)) {
-            Ok(removed) if removed.is_empty() => quiet += 1,
-            Ok(_) => quiet = 0,
-            Err(e) => {
-                eprintln!("error: {e} (run `netpolc cleanup`)");
-                return;
-            }
-        }
-        if quiet == 2 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+/// Removes a local run's namespaces while its tasks may still be creating some: `ip` processes
+/// already started finish after we stop waiting for them, so wait (at most 3 s) until this
+/// process has no children left, then sweep what the run recorded until nothing more appears.
+/// Returns whether nothing is left.
+fn force_local_cleanup(run_id: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while has_children() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    match crate::provider::local::remove_recorded(run_id) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("error: {e} (run `netpolc cleanup`)");
+            false
+        }
+    }
+}
+
+/// Whether any process has this one as its parent.
+fn has_children() -> bool {
+    let me = std::process::id().to_string();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().nth(1).map(|p| p == me))
+                    .unwrap_or(false)
+            })
+        })
 }
 
 /// Creates the platform, runs, and always closes it. Returns the run's result and, separately, a
@@ -371,12 +482,16 @@ async fn drive<P: Platform>(
     opts: &RunOptions,
     reporter: &mut TerminalReporter,
     cancel: &Cancel,
-) -> (Result<RunReport, ProviderError>, Option<ProviderError>) {
+) -> (
+    Result<RunReport, ProviderError>,
+    Option<ProviderError>,
+    bool,
+) {
     // Not raced against signals: abandoning a half-made platform could leak it. Cancellation is
     // honoured as soon as creation returns.
     let platform = match create.await {
         Ok(p) => p,
-        Err(e) => return (Err(e), None),
+        Err(e) => return (Err(e), None, false),
     };
     let result = if cancel.is_cancelled() {
         Err(ProviderError::Interrupted)
@@ -384,5 +499,5 @@ async fn drive<P: Platform>(
         run::execute(&platform, scenarios, opts, reporter, cancel).await
     };
     let closed = platform.close().await.err();
-    (result, closed)
+    (result, closed, true)
 }

@@ -1,24 +1,26 @@
 //! The kubeconfig provider: an existing cluster (`--provider kubeconfig [--context C]`).
 //!
-//! It works only in namespaces it creates — `netpolc-<run-id>-<n>-<ns>`, labelled
-//! `netpolc.io/run-id` — never touches any other object, and deletes its namespaces at the end
-//! (sessions on teardown, then a sweep of anything still carrying this run's label). Namespace
+//! It works only in namespaces it creates — `netpolc-<run-id>--<n>-<ns>`, labelled exactly
+//! `netpolc.io/run-id: <run-id>` and carrying a lease the run renews
+//! ([`crate::provider::lease::cluster`]) — never touches any other object, and deletes its
+//! namespaces at the end (sessions on teardown, then whatever else it recorded creating). Namespace
 //! mapping and selector rewriting are described in [`crate::provider::kube::render`].
 //!
 //! It detects the CNI from well-known DaemonSets and records it; when the detected CNI does not
 //! enforce NetworkPolicy (or enforcement cannot be told), that is said up front as a warning.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Namespace as K8sNamespace;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::ListParams;
 use kube::config::KubeConfigOptions;
 use kube::{Api, Client};
 
 use super::kube::plan::{self, PlanSettings};
 use super::kube::{ClusterSession, Loopback, SessionConfig};
+use super::lease::{self, cluster::Ownership};
 use super::{Platform, PlatformInfo, ProviderError};
 use crate::cni::catalogue::{Catalogue, RUN_ID_LABEL};
 use crate::scenario::Scenario;
@@ -203,11 +205,23 @@ pub fn enforcement_warning(d: &DetectedCni) -> Option<String> {
     }
 }
 
+pub use super::kube::cleanup::cleanup;
+
 pub struct KubeconfigPlatform {
     opts: KubeconfigOptions,
     client: Client,
     info: PlatformInfo,
     image: String,
+    /// The namespaces this run created, and the lease they carry.
+    ownership: Arc<Ownership>,
+    /// Renews the lease while the run lives; aborted on close and drop.
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KubeconfigPlatform {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
 }
 
 /// A client for the current or given context, and the API server's version (`git_version`).
@@ -255,6 +269,8 @@ pub async fn detect_cluster_cni(client: &Client) -> DetectedCni {
 impl KubeconfigPlatform {
     /// Connects (current or given context), records the server version and detects the CNI.
     pub async fn create(opts: KubeconfigOptions) -> Result<Self, ProviderError> {
+        lease::check_run_id(&opts.run_id).map_err(ProviderError::InvalidInput)?;
+        super::kind::install_crypto_provider();
         let cat = Catalogue::builtin().map_err(|e| ProviderError::Failed(e.to_string()))?;
         let (client, git_version) = connect(opts.context.as_deref()).await?;
         let detected = detect_cluster_cni(&client).await;
@@ -273,11 +289,29 @@ impl KubeconfigPlatform {
         info.environment
             .insert("probe_image".into(), cat.probe_image.reference());
         info.warnings.extend(enforcement_warning(&detected));
+        let existing = super::kube::cleanup::existing_of_run(&client, &opts.run_id).await?;
+        if !existing.is_empty() {
+            return Err(ProviderError::Prerequisite(format!(
+                "namespaces labelled {RUN_ID_LABEL}={} already exist ({}): another run uses this \
+                 id, or an earlier one left them (`netpolc cleanup --run-id {}` removes them once \
+                 that run is over); pick another --run-id",
+                opts.run_id,
+                existing.join(", "),
+                opts.run_id
+            )));
+        }
+        let ownership = Arc::new(Ownership::current().map_err(ProviderError::Failed)?);
+        let renewer = tokio::spawn(super::kube::cleanup::renew_forever(
+            client.clone(),
+            Arc::clone(&ownership),
+        ));
         Ok(KubeconfigPlatform {
             image: cat.probe_image.reference(),
             opts,
             client,
             info,
+            ownership,
+            renewer,
         })
     }
 }
@@ -292,7 +326,17 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<Strin
         "runId": opts.run_id,
         "context": opts.context.clone().unwrap_or_else(|| "(current context)".into()),
         "scope": format!(
-            "only namespaces this run creates (labelled {RUN_ID_LABEL}); they are deleted at the end"
+            "only namespaces this run creates (labelled {RUN_ID_LABEL}={}); they are deleted at the end",
+            super::kube::NameMap::new(&opts.run_id, 0).run_label()
+        ),
+        "lease": format!(
+            "each namespace is annotated {} and {} when created and renewed every {}s; \
+             `netpolc cleanup` on any machine removes them once {}s pass without renewal \
+             (at once on this machine when the run's process is gone)",
+            lease::cluster::HOLDER_ANNOTATION,
+            lease::cluster::RENEWED_ANNOTATION,
+            lease::cluster::RENEW_EVERY.as_secs(),
+            lease::cluster::LEASE_SECONDS
         ),
         "cniDetection": "DaemonSets calico-node, cilium, antrea-agent, weave-net, aws-node (+ network policy agent), kindnet, kube-flannel-ds; a non-enforcing CNI is warned about up front",
         "probeImage": cat.probe_image.reference(),
@@ -336,35 +380,20 @@ impl Platform for KubeconfigPlatform {
                 gaps: Vec::new(),
                 loopback: self.opts.loopback,
                 ready_timeout: self.opts.ready_timeout,
+                ownership: Some(Arc::clone(&self.ownership)),
             },
         );
         async move { inner }
     }
-    /// Sweeps namespaces still labelled with this run's id (e.g. after a failed session).
+    /// Deletes what this run recorded creating and did not delete yet (a failed session), never
+    /// anything merely labelled like it; then stops renewing the lease.
     async fn close(&self) -> Result<(), ProviderError> {
         let run = super::kube::NameMap::new(&self.opts.run_id, 0)
             .run_label()
             .to_string();
-        let api: Api<K8sNamespace> = Api::all(self.client.clone());
-        let lp = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run}"));
-        let list = api
-            .list(&lp)
-            .await
-            .map_err(|e| ProviderError::Failed(format!("listing leftover namespaces: {e}")))?;
-        for ns in list.items {
-            let Some(name) = ns.metadata.name else {
-                continue;
-            };
-            if ns.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(ProviderError::Failed(format!("deleting {name}: {e}"))),
-            }
-        }
-        Ok(())
+        let r = super::kube::cleanup::delete_recorded(&self.client, &self.ownership, &run).await;
+        self.renewer.abort();
+        r
     }
 }
 

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod cleanup;
 pub mod kind;
 pub mod kube;
 pub mod kubeconfig;
+pub mod lease;
 pub mod local;
 
 use crate::probe::{Observation, ProbeRequest};

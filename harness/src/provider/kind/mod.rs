@@ -1,4 +1,4 @@
-//! The kind provider: a throwaway cluster per run (`netpolc-<run-id>-<cni>`, one control plane
+//! The kind provider: a throwaway cluster per run (`netpolc-<run-id>--<cni>`, one control plane
 //! and two workers) with a CNI from the catalogue, scenarios realised by the shared
 //! [`crate::provider::kube`] session, and the cluster deleted at the end unless `keep_cluster`.
 //!
@@ -7,6 +7,7 @@
 //! when one is catalogued (before creating anything) → `kind create cluster` with the rendered
 //! config and a private kubeconfig → install the CNI → wait for its DaemonSets.
 
+pub mod cleanup;
 pub mod external;
 pub mod prereq;
 
@@ -56,14 +57,44 @@ impl KindOptions {
         }
     }
 
-    /// `netpolc-<run-id>-<cni>`, cut to kind's limit on cluster names.
+    /// `netpolc-<run-id>--<cni>` ([`cluster_name`]).
     pub fn cluster_name(&self) -> String {
         let run = super::kube::NameMap::new(&self.run_id, 0)
             .run_label()
             .to_string();
-        let mut name = format!("netpolc-{run}-{}", self.cni);
-        name.truncate(50);
-        name.trim_end_matches('-').to_string()
+        cluster_name(&run, &self.cni)
+    }
+}
+
+/// kind's limit on cluster names (node containers are `<cluster>-control-plane`, hostnames).
+pub const MAX_CLUSTER_NAME: usize = 50;
+
+/// `netpolc-<run-id>--<cni>`, or `netpolc-<run-id>` when that would exceed kind's limit. The run
+/// id is exactly what precedes the first `--` ([`cluster_run`]), so cleanup of one run never
+/// matches another's cluster.
+pub fn cluster_name(run_id: &str, cni: &str) -> String {
+    let with_cni = format!("netpolc-{run_id}--{cni}");
+    let cni_ok = !cni.is_empty()
+        && cni
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+    if cni_ok && with_cni.len() <= MAX_CLUSTER_NAME {
+        with_cni
+    } else {
+        format!("netpolc-{run_id}")
+    }
+}
+
+/// The run a kind cluster belongs to under [`cluster_name`]'s scheme, or `None` (not netpolc's).
+/// Clusters named by an older netpolc (`netpolc-<run>-<cni>`) read as the run id `<run>-<cni>`,
+/// which no new run has unless asked for: they are attributed to nobody by a plain cleanup.
+pub fn cluster_run(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("netpolc-")?;
+    match crate::provider::lease::split_run(rest) {
+        Some((run, cni)) => cni
+            .starts_with(|c: char| c.is_ascii_alphanumeric())
+            .then_some(run),
+        None => crate::provider::lease::valid_run_id(rest).then_some(rest),
     }
 }
 
@@ -132,6 +163,7 @@ pub struct KindPlatform {
 impl KindPlatform {
     /// Checks prerequisites and creates the cluster with its CNI installed and ready.
     pub async fn create(opts: KindOptions) -> Result<Self, ProviderError> {
+        crate::provider::lease::check_run_id(&opts.run_id).map_err(ProviderError::InvalidInput)?;
         let cat = Catalogue::builtin().map_err(|e| ProviderError::Failed(e.to_string()))?;
         let cni = cat.cni(&opts.cni)?.clone();
         let node = cat.node_image_for(opts.kubernetes.as_deref())?.clone();
@@ -144,6 +176,15 @@ impl KindPlatform {
         std::fs::write(&config_path, cat.kind_config(&cni, &node))
             .map_err(|e| ProviderError::Failed(format!("writing the kind config: {e}")))?;
         let name = opts.cluster_name();
+        // Never adopt (nor, on failure, delete) a cluster this run did not create.
+        let existing = tools.run_kind(&["get", "clusters"]).await?;
+        if cleanup::parse_clusters(&existing).contains(&name) {
+            return Err(ProviderError::Prerequisite(format!(
+                "a kind cluster named {name} already exists (an earlier run with id {} kept or \
+                 left it): `netpolc cleanup --run-id {}` deletes it, or pick another --run-id",
+                opts.run_id, opts.run_id
+            )));
+        }
         let created = tools
             .run_kind(&[
                 "create",
@@ -159,7 +200,7 @@ impl KindPlatform {
             ])
             .await;
         if let Err(e) = created {
-            // kind leaves half-created clusters behind on failure.
+            // kind leaves half-created clusters behind on failure (the name was free before).
             let _ = tools
                 .run_kind(&["delete", "cluster", "--name", &name])
                 .await;
@@ -429,6 +470,7 @@ impl Platform for KindPlatform {
                 gaps: self.gaps.clone(),
                 loopback: self.opts.loopback,
                 ready_timeout: self.opts.ready_timeout,
+                ownership: None,
             },
         );
         async move { inner }
@@ -452,9 +494,34 @@ mod tests {
     #[test]
     fn cluster_names_are_prefixed_and_bounded() {
         let o = KindOptions::new("20261126-abcdef", "calico");
-        assert_eq!(o.cluster_name(), "netpolc-20261126-abcdef-calico");
+        assert_eq!(o.cluster_name(), "netpolc-20261126-abcdef--calico");
+        assert_eq!(cluster_run(&o.cluster_name()), Some("20261126-abcdef"));
         let long = KindOptions::new("x".repeat(80), "flannel");
-        assert!(long.cluster_name().len() <= 50);
+        assert!(long.cluster_name().len() <= MAX_CLUSTER_NAME);
+        // The longest run id with the longest catalogued CNI fits, hostname suffix included.
+        let max = cluster_name(&"r".repeat(32), "kindnet");
+        assert!(max.len() <= MAX_CLUSTER_NAME, "{max}");
+        assert!(max.len() + "-control-plane".len() <= 63, "{max}");
+        assert_eq!(
+            cluster_name(&"r".repeat(32), "a-very-long-cni"),
+            format!("netpolc-{}", "r".repeat(32))
+        );
+        assert_eq!(
+            cluster_run(&format!("netpolc-{}", "r".repeat(32))),
+            Some(&*"r".repeat(32))
+        );
+    }
+
+    #[test]
+    fn cluster_names_of_runs_whose_ids_prefix_each_other_stay_apart() {
+        assert_eq!(cluster_run("netpolc-a--kindnet"), Some("a"));
+        assert_eq!(cluster_run("netpolc-a-s1--kindnet"), Some("a-s1"));
+        assert_eq!(cluster_run("netpolc-a"), Some("a"));
+        // An older netpolc's `netpolc-<run>-<cni>` is run id `<run>-<cni>`, never `<run>`.
+        assert_eq!(cluster_run("netpolc-a-calico"), Some("a-calico"));
+        assert_eq!(cluster_run("kind"), None);
+        assert_eq!(cluster_run("netpolc-Bad"), None);
+        assert_eq!(cluster_run("netpolc-a---x"), None);
     }
 
     #[test]

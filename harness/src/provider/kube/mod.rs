@@ -2,6 +2,7 @@
 //! ([`render`]), batched probing through exec ([`probing`]), the live kube-rs session
 //! ([`session`]) and `--dry-run` plans ([`plan`]).
 
+pub mod cleanup;
 pub mod plan;
 pub mod probing;
 pub mod render;

@@ -2,9 +2,10 @@
 //! session and `--dry-run` plans share one answer and tests cover both.
 //!
 //! How a scenario is realised on a real cluster:
-//! - **Namespaces** are mapped, `x` → `netpolc-<run-id>-<n>-x` ([`NameMap`]), so runs and scenarios
-//!   never collide and nothing outside the run is touched. Each real namespace carries the model's
-//!   labels plus `netpolc.io/run-id` and `netpolc.io/name: x`. The API server sets
+//! - **Namespaces** are mapped, `x` → `netpolc-<run-id>--<n>-x` ([`NameMap`]; run ids never contain
+//!   `--`, so names of runs whose ids prefix each other never collide), and nothing outside the
+//!   run is touched. Each real namespace carries the model's labels plus `netpolc.io/run-id`
+//!   (exactly the run id: what cleanup selects on) and `netpolc.io/name: x`. The API server sets
 //!   `kubernetes.io/metadata.name` to the *real* name, so every `namespaceSelector` requirement on
 //!   that key is rewritten to the same requirement on `netpolc.io/name`, whose value is the model
 //!   name: a selector matches a real namespace exactly when it matches the model namespace, and the
@@ -51,12 +52,13 @@ pub struct NameMap {
 }
 
 impl NameMap {
-    /// `run_id` is sanitised into a DNS label; `n` is the scenario's index in the run.
+    /// `run_id` is sanitised into a run id ([`crate::provider::lease::check_run_id`]; valid ids,
+    /// which the platforms insist on, stay as they are); `n` is the scenario's index in the run.
     pub fn new(run_id: &str, n: usize) -> Self {
         let run = sanitize(run_id);
         NameMap {
-            run_id: run.clone(),
-            prefix: format!("netpolc-{run}-{n}"),
+            prefix: format!("netpolc-{run}--{n}"),
+            run_id: run,
         }
     }
 
@@ -65,7 +67,8 @@ impl NameMap {
         &self.run_id
     }
 
-    /// `x` → `netpolc-<run>-<n>-x`; names over 63 characters become a stable hash.
+    /// `x` → `netpolc-<run>--<n>-x`; a name over 63 characters becomes
+    /// `netpolc-<run>--h<hash>` (the hash of the long name: still this run's, still unique).
     pub fn namespace(&self, ns: &str) -> String {
         let full = format!("{}-{ns}", self.prefix);
         if full.len() <= 63 {
@@ -73,7 +76,7 @@ impl NameMap {
         }
         let h = Sha256::digest(full.as_bytes());
         let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("netpolc-{hex}")
+        format!("netpolc-{}--h{hex}", self.run_id)
     }
 
     pub fn pod_ref(&self, p: &PodRef) -> PodRef {
@@ -81,16 +84,17 @@ impl NameMap {
     }
 }
 
-/// Lower-case, `[a-z0-9-]`, at most 40 characters, never empty.
+/// Lower-case `[a-z0-9-]`, single dashes, at most 32 characters, never empty: a valid run id.
 fn sanitize(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() { c } else { '-' }
-        })
-        .collect();
-    out.truncate(40);
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if !(c == '-' && (out.is_empty() || out.ends_with('-'))) {
+            out.push(c);
+        }
+    }
+    out.truncate(crate::provider::lease::MAX_RUN_ID);
     let out = out.trim_matches('-').to_string();
     if out.is_empty() { "run".into() } else { out }
 }
@@ -525,10 +529,45 @@ steps:
     #[test]
     fn namespaces_are_mapped_and_stay_dns_labels() {
         let m = NameMap::new("RUN_1", 3);
-        assert_eq!(m.namespace("x"), "netpolc-run-1-3-x");
+        assert_eq!(m.namespace("x"), "netpolc-run-1--3-x");
+        assert_eq!(m.run_label(), "run-1");
         let long = m.namespace(&"n".repeat(60));
-        assert!(long.len() <= 63 && long.starts_with("netpolc-"), "{long}");
+        assert!(
+            long.len() <= 63 && long.starts_with("netpolc-run-1--h"),
+            "{long}"
+        );
         assert_eq!(long, m.namespace(&"n".repeat(60)), "stable");
+        let longest = NameMap::new(&"r".repeat(32), 999).namespace(&"n".repeat(63));
+        assert!(longest.len() <= 63, "{longest}");
+        // Sanitised ids are run ids: no `--`, within the limit.
+        let odd = NameMap::new("A__b--c", 0);
+        assert_eq!(odd.run_label(), "a-b-c");
+        assert!(crate::provider::lease::valid_run_id(
+            NameMap::new(&"x_".repeat(40), 0).run_label()
+        ));
+    }
+
+    /// Run `a`'s namespace `0-x` and run `a-0`'s namespace `x` used to be the same namespace
+    /// (`netpolc-a-0-0-x`): a run could adopt and then delete another's.
+    #[test]
+    fn runs_whose_ids_prefix_each_other_never_share_a_namespace() {
+        let mut seen = std::collections::BTreeMap::new();
+        for run in ["a", "a-0", "a-0-0", "a-1"] {
+            for n in 0..3 {
+                let map = NameMap::new(run, n);
+                for ns in ["x", "0-x", "1-x", "0-0-x", "s0"] {
+                    let name = map.namespace(ns);
+                    assert!(
+                        crate::provider::lease::split_run(&name["netpolc-".len()..])
+                            .is_some_and(|(r, _)| r == run),
+                        "{name}"
+                    );
+                    if let Some(prev) = seen.insert(name.clone(), (run, n, ns)) {
+                        panic!("{name} is both {prev:?} and {:?}", (run, n, ns));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -536,7 +575,7 @@ steps:
         let s = seed();
         let map = NameMap::new("r", 0);
         let np = policy_object(&map, &s.steps[0].policies[0]);
-        assert_eq!(np.metadata.namespace.as_deref(), Some("netpolc-r-0-y"));
+        assert_eq!(np.metadata.namespace.as_deref(), Some("netpolc-r--0-y"));
         let json = serde_json::to_string(&np).expect("json");
         assert!(!json.contains(NAMESPACE_NAME_LABEL), "{json}");
         assert_eq!(json.matches("netpolc.io/name").count(), 2, "{json}");

@@ -33,6 +33,10 @@ pub struct SessionConfig {
     pub loopback: Loopback,
     /// How long pods may take to become Ready after the first step.
     pub ready_timeout: Duration,
+    /// Where the run records the namespaces it creates, and the lease they carry (kubeconfig:
+    /// cleanup from any machine tells a dead run from a live one by it). `None`: no lease (a
+    /// throwaway kind cluster, deleted whole).
+    pub ownership: Option<std::sync::Arc<crate::provider::lease::cluster::Ownership>>,
 }
 
 /// One scenario realised in harness-owned namespaces of a cluster.
@@ -83,8 +87,12 @@ impl ClusterSession {
         let actions = StepActions::between(&self.map, self.prev.as_ref(), step)?;
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         for ns in &actions.create_namespaces {
-            let obj = render::namespace_object(&self.map, &step.model, ns);
+            let mut obj = render::namespace_object(&self.map, &step.model, ns);
             let name = self.map.namespace(ns);
+            if let Some(o) = &self.cfg.ownership {
+                obj.metadata.annotations = Some(o.annotations());
+                o.record(&name);
+            }
             let api: Api<K8sNamespace> = Api::all(self.client.clone());
             api.patch(&name, &pp, &Patch::Apply(&obj))
                 .await
@@ -459,7 +467,12 @@ impl ClusterSession {
         let mut errors = Vec::new();
         for name in std::mem::take(&mut self.created_namespaces) {
             match api.get(&name).await {
-                Err(e) if is_not_found(&e) => continue,
+                Err(e) if is_not_found(&e) => {
+                    if let Some(o) = &self.cfg.ownership {
+                        o.forget(&name);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     errors.push(format!("{name}: {e}"));
                     continue;
@@ -478,8 +491,16 @@ impl ClusterSession {
                 }
             }
             match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
+                Ok(_) => {
+                    if let Some(o) = &self.cfg.ownership {
+                        o.forget(&name);
+                    }
+                }
+                Err(e) if is_not_found(&e) => {
+                    if let Some(o) = &self.cfg.ownership {
+                        o.forget(&name);
+                    }
+                }
                 Err(e) => errors.push(format!("{name}: {e}")),
             }
         }

@@ -34,7 +34,10 @@ use crate::scenario::{Scenario, Step};
 
 use super::{Platform, PlatformInfo, ProviderError, Session};
 
-pub use netns::PREFIX;
+pub use netns::{PREFIX, is_legacy, run_of, session_prefix};
+
+use super::cleanup::{Report, Sweep, Target, sweep_blocking};
+use super::lease::{self, Inspection, LeaseDir, RunLease, ThisMachine};
 
 /// The local CNIs: `nftables` enforces, `none` ignores policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,12 +94,7 @@ impl LocalPlatform {
     /// Checks prerequisites (root, `nft` for the nftables CNI): missing →
     /// `ProviderError::Prerequisite`.
     pub fn new(opts: LocalOptions) -> Result<Self, ProviderError> {
-        if !netns::valid_run_id(&opts.run_id) {
-            return Err(ProviderError::InvalidInput(format!(
-                "run id {:?} must be 1 to 64 letters, digits or dashes",
-                opts.run_id
-            )));
-        }
+        lease::check_run_id(&opts.run_id).map_err(ProviderError::InvalidInput)?;
         if opts.cni == LocalCni::None && !opts.faults.is_empty() {
             return Err(ProviderError::InvalidInput(
                 "faults apply to the nftables CNI; the none CNI installs no rules".into(),
@@ -241,6 +239,7 @@ impl Platform for LocalPlatform {
         scenario: &Scenario,
     ) -> impl Future<Output = Result<LocalSession, ProviderError>> + Send {
         let session = LocalSession::new(
+            self.opts.run_id.clone(),
             netns::session_prefix(&self.opts.run_id, n),
             self.opts.cni,
             self.faults.clone(),
@@ -250,26 +249,226 @@ impl Platform for LocalPlatform {
         async move { session }
     }
 
+    /// Removes what this run's sessions recorded and did not remove themselves (a session that
+    /// failed halfway, one dropped while an `ip` process was still creating namespaces) — never
+    /// anything merely named like this run.
     fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
         let run_id = self.opts.run_id.clone();
-        async move { cleanup(Some(&run_id)).map(drop) }
+        async move {
+            tokio::task::spawn_blocking(move || remove_recorded(&run_id))
+                .await
+                .map_err(|e| ProviderError::Failed(format!("cleanup task: {e}")))?
+                .map(drop)
+        }
     }
 }
 
-/// Removes leftovers of crashed runs (only netpolc's own; one run when `run_id` is given).
-/// Returns what was removed. Every link the provider creates lives inside one of its namespaces,
-/// so removing the namespaces removes the links (and the nftables tables) too.
-pub fn cleanup(run_id: Option<&str>) -> Result<Vec<String>, ProviderError> {
-    check_root()?;
-    let ours: Vec<String> = netns::list_netns()?
+/// Namespaces each run of this process is creating or has created and not yet removed, by run
+/// id. A name is recorded *before* it is created, so nothing a run creates escapes its own
+/// cleanup, and a run removes only names it recorded.
+static RECORDED: std::sync::Mutex<BTreeMap<String, BTreeSet<String>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn recorded_lock() -> std::sync::MutexGuard<'static, BTreeMap<String, BTreeSet<String>>> {
+    RECORDED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn record(run_id: &str, names: &[String]) {
+    recorded_lock()
+        .entry(run_id.to_string())
+        .or_default()
+        .extend(names.iter().cloned());
+}
+
+fn forget(run_id: &str, names: &[String]) {
+    let mut g = recorded_lock();
+    if let Some(set) = g.get_mut(run_id) {
+        for n in names {
+            set.remove(n);
+        }
+        if set.is_empty() {
+            g.remove(run_id);
+        }
+    }
+}
+
+/// Removes every namespace run `run_id` of this process recorded, watching for a while for
+/// namespaces an `ip` process still creates (see [`Sweep::LOCAL`]). Returns what was removed.
+/// Used when the run closes and by a forced exit (a second Ctrl-C).
+pub fn remove_recorded(run_id: &str) -> Result<Vec<String>, ProviderError> {
+    let names: Vec<String> = recorded_lock()
+        .get(run_id)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let removed = sweep_blocking(
+        Sweep::LOCAL,
+        || {
+            let present = netns::list_netns().map_err(|e| e.to_string())?;
+            Ok(names
+                .iter()
+                .filter(|n| present.binary_search(n).is_ok())
+                .cloned()
+                .collect())
+        },
+        |batch| netns::del_netns_blocking(batch).map_err(|e| e.to_string()),
+    )
+    .map_err(ProviderError::Failed)?;
+    forget(run_id, &names);
+    Ok(removed)
+}
+
+/// Network namespaces of run `run_id` present now (exact attribution, see [`run_of`]).
+pub fn run_netns(run_id: &str) -> Result<Vec<String>, ProviderError> {
+    Ok(netns::list_netns()?
         .into_iter()
-        .filter(|n| match run_id {
-            Some(id) => netns::belongs_to_run(n, id),
-            None => n.starts_with(PREFIX),
-        })
+        .filter(|n| netns::belongs_to_run(n, run_id))
+        .collect())
+}
+
+/// How long cleanup waits for programs a dead run started (they hold its lease and may still be
+/// creating namespaces) before leaving the run as live.
+const ORPHAN_WAIT: Duration = Duration::from_secs(10);
+
+/// Removes what dead local runs left: their network namespaces (every link and nftables table the
+/// provider creates lives inside one, so they go too) and their lease files. See
+/// [`super::cleanup`] for the rule: a plain cleanup touches only runs whose lease says they are
+/// dead; `Target::Run` removes exactly that run's namespaces unless it is live; namespaces named
+/// by an older netpolc, or without a lease, are left and named.
+pub fn cleanup(target: &Target, leases: &LeaseDir) -> Result<Report, ProviderError> {
+    let procs = ThisMachine::new();
+    let mut report = Report::default();
+    let all: Vec<String> = netns::list_netns()?
+        .into_iter()
+        .filter(|n| n.starts_with(PREFIX))
         .collect();
-    netns::del_netns_blocking(&ours)?;
-    Ok(ours.into_iter().map(|n| format!("netns {n}")).collect())
+    let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut legacy = Vec::new();
+    for n in &all {
+        match netns::run_of(n) {
+            Some(run) => by_run.entry(run.to_string()).or_default().push(n.clone()),
+            None => legacy.push(n.clone()),
+        }
+    }
+    let mut runs: BTreeSet<String> = by_run.keys().cloned().collect();
+    runs.extend(leases.runs().map_err(ProviderError::Failed)?);
+    if let Target::Run(id) = target {
+        runs.insert(id.clone());
+    }
+    runs.retain(|r| target.includes(r));
+    let is_root = nix::unistd::geteuid().is_root();
+    for run in runs {
+        let present = by_run.get(&run).cloned().unwrap_or_default();
+        let count = |n: usize| match n {
+            1 => "1 namespace".to_string(),
+            n => format!("{n} namespaces"),
+        };
+        let inspection =
+            lease::inspect(leases, &run, ORPHAN_WAIT, &procs).map_err(ProviderError::Failed)?;
+        // Hold the run's lease while removing, so no run with this id starts meanwhile.
+        let (claim, temporary, why) = match inspection {
+            Inspection::Live(l, _) => {
+                if !present.is_empty() || matches!(target, Target::Run(_)) {
+                    report
+                        .left
+                        .push(format!("run {run} ({}): {}", count(present.len()), l.why()));
+                }
+                continue;
+            }
+            Inspection::Missing if present.is_empty() => continue,
+            Inspection::Missing if *target == Target::DeadRuns => {
+                report.left.push(format!(
+                    "run {run} ({}: {}): no lease, so whether its run is alive cannot be told \
+                     (a run not started by the netpolc command, or its lease was lost); \
+                     `netpolc cleanup --run-id {run}` removes them",
+                    count(present.len()),
+                    present.join(", ")
+                ));
+                continue;
+            }
+            Inspection::Missing => match RunLease::acquire(leases, &run, "cleanup", None) {
+                Ok(l) => (None, Some(l), "named by --run-id, no lease".to_string()),
+                Err(e) => {
+                    report.left.push(format!("run {run}: {e}"));
+                    continue;
+                }
+            },
+            Inspection::Dead(c) => {
+                let why = c.why.clone();
+                (Some(c), None, why)
+            }
+        };
+        let local_run = claim
+            .as_ref()
+            .and_then(|c| c.record.as_ref())
+            .is_none_or(|r| r.provider == "local" || r.provider == "cleanup");
+        if present.is_empty() && !local_run {
+            // A dead kind or kubeconfig run: its lease is for those parts of cleanup.
+            continue;
+        }
+        if !present.is_empty() && !is_root {
+            report.errors.push(format!(
+                "run {run} ({}) is dead ({why}) but removing network namespaces needs root \
+                 (run `sudo netpolc cleanup`)",
+                count(present.len())
+            ));
+            continue;
+        }
+        let swept = sweep_blocking(
+            Sweep::LOCAL,
+            || run_netns(&run).map_err(|e| e.to_string()),
+            |batch| netns::del_netns_blocking(batch).map_err(|e| e.to_string()),
+        );
+        match swept {
+            Ok(removed) => {
+                for n in &removed {
+                    report.removed.push(format!("netns {n} (run {run}: {why})"));
+                }
+                if removed.is_empty() && local_run {
+                    report
+                        .removed
+                        .push(format!("lease of run {run} (nothing else was left: {why})"));
+                }
+                if local_run && let Some(c) = claim {
+                    c.finish();
+                }
+            }
+            Err(e) => report.errors.push(format!("run {run}: {e}")),
+        }
+        if let Some(l) = temporary {
+            l.release();
+        }
+    }
+    if !legacy.is_empty() {
+        let shown: Vec<&str> = legacy.iter().take(5).map(String::as_str).collect();
+        let more = legacy.len().saturating_sub(shown.len());
+        let relevant = match target {
+            Target::DeadRuns => true,
+            Target::Run(id) => legacy
+                .iter()
+                .any(|n| n.starts_with(&format!("{PREFIX}{id}-"))),
+        };
+        if relevant {
+            report.left.push(format!(
+                "{} named by an older netpolc ({}{}): old names carry no lease and cannot be told \
+                 apart between runs whose ids prefix each other, so netpolc never removes them; \
+                 once their run is over, `ip netns del NAME` does",
+                match legacy.len() {
+                    1 => "1 namespace".to_string(),
+                    n => format!("{n} namespaces"),
+                },
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    Ok(report)
 }
 
 /// One pod realised: its namespace, bridge port index and address.
@@ -284,6 +483,8 @@ struct PodState {
 type Servers = HashMap<(PodRef, Probe), Result<JoinHandle<()>, String>>;
 
 pub struct LocalSession {
+    /// The run this session belongs to (its recorded namespaces are filed under it).
+    run_id: String,
     prefix: String,
     node: String,
     cni: LocalCni,
@@ -306,6 +507,7 @@ pub struct LocalSession {
 
 impl LocalSession {
     fn new(
+        run_id: String,
         prefix: String,
         cni: LocalCni,
         faults: FaultSet,
@@ -330,6 +532,7 @@ impl LocalSession {
             )));
         }
         Ok(LocalSession {
+            run_id,
             node: format!("{prefix}node"),
             prefix,
             cni,
@@ -396,6 +599,7 @@ impl LocalSession {
             names.insert(0, self.node.clone());
         }
         // All or nothing; from here on, teardown knows what to remove even if setup fails halfway.
+        record(&self.run_id, &names);
         netns::add_netns(&names).await?;
         self.owned.extend(names);
         self.created = true;
@@ -528,6 +732,7 @@ impl LocalSession {
             return Ok(());
         }
         netns::del_netns(&self.owned).await?;
+        forget(&self.run_id, &self.owned);
         self.owned.clear();
         self.created = false;
         self.pods.clear();
@@ -770,6 +975,8 @@ impl Drop for LocalSession {
             }
         }
         if !self.owned.is_empty() {
+            // Still recorded: a cancelled setup may create one more after this, and the
+            // platform's close sweeps the record until nothing appears.
             let _ = netns::del_netns_blocking(&self.owned);
         }
     }

@@ -49,27 +49,30 @@ pub const PREFIX: &str = "netpolc-";
 /// Where `ip netns` keeps its named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 
-/// The name prefix of one session's namespaces: `netpolc-<run>-s<n>-`.
+/// The name prefix of one session's namespaces: `netpolc-<run>--s<n>-`. Run ids never contain
+/// `--`, so the run id is exactly what precedes the first `--` (see [`crate::provider::lease`]).
 pub fn session_prefix(run_id: &str, n: usize) -> String {
-    format!("{PREFIX}{run_id}-s{n}-")
+    format!("{PREFIX}{run_id}--s{n}-")
 }
 
-/// Whether a namespace name belongs to run `run_id` (`netpolc-<run>-s<digits>-…`).
-pub fn belongs_to_run(name: &str, run_id: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix(PREFIX)
-        .and_then(|r| r.strip_prefix(run_id))
-        .and_then(|r| r.strip_prefix("-s"))
-    else {
-        return false;
-    };
+/// The run a namespace name belongs to under the naming scheme above (`netpolc-<run>--s<n>-…`),
+/// or `None` (another program's namespace, or one named by an older netpolc, whose
+/// `netpolc-<run>-s<n>-…` names cannot be told apart between runs whose ids prefix each other).
+pub fn run_of(name: &str) -> Option<&str> {
+    let (run, rest) = crate::provider::lease::split_run(name.strip_prefix(PREFIX)?)?;
+    let rest = rest.strip_prefix('s')?;
     let digits = rest.chars().take_while(char::is_ascii_digit).count();
-    digits > 0 && rest[digits..].starts_with('-')
+    (digits > 0 && rest[digits..].len() > 1 && rest[digits..].starts_with('-')).then_some(run)
 }
 
-/// Run ids end up in file names and commands: keep them to letters, digits and dashes.
-pub fn valid_run_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+/// Whether a namespace name belongs to run `run_id` exactly.
+pub fn belongs_to_run(name: &str, run_id: &str) -> bool {
+    run_of(name) == Some(run_id)
+}
+
+/// A name an older netpolc gave (`netpolc-…` without the `--` after the run id).
+pub fn is_legacy(name: &str) -> bool {
+    name.starts_with(PREFIX) && run_of(name).is_none()
 }
 
 /// The most ports one Linux bridge holds (`BR_MAX_PORTS` is 1024 and port number 0 is reserved),
@@ -699,19 +702,31 @@ mod tests {
 
     #[test]
     fn run_membership_is_exact() {
-        assert!(belongs_to_run("netpolc-abc-s0-node", "abc"));
-        assert!(belongs_to_run("netpolc-abc-s12-x.a", "abc"));
-        assert!(!belongs_to_run("netpolc-abcd-s0-node", "abc"));
-        assert!(!belongs_to_run("netpolc-abc-1-s0-node", "abc"));
-        assert!(!belongs_to_run("netpolc-abc-s-node", "abc"));
-        assert!(!belongs_to_run("other-abc-s0-node", "abc"));
+        assert!(belongs_to_run("netpolc-abc--s0-node", "abc"));
+        assert!(belongs_to_run("netpolc-abc--s12-x.a", "abc"));
+        assert_eq!(session_prefix("abc", 3), "netpolc-abc--s3-");
+        assert!(belongs_to_run(
+            &format!("{}node", session_prefix("a-s1", 0)),
+            "a-s1"
+        ));
+        // Run ids that prefix each other never match each other's names.
+        assert!(!belongs_to_run("netpolc-a-s1--s0-node", "a"));
+        assert!(!belongs_to_run("netpolc-a--s0-node", "a-s1"));
+        assert!(!belongs_to_run("netpolc-abcd--s0-node", "abc"));
+        assert!(!belongs_to_run("netpolc-abc--s-node", "abc"));
+        assert!(!belongs_to_run("netpolc-abc--s0-", "abc"));
+        assert!(!belongs_to_run("netpolc-abc--x0-node", "abc"));
+        assert!(!belongs_to_run("other-abc--s0-node", "abc"));
+        // The old scheme is recognised as such and never attributed to a run.
+        assert_eq!(run_of("netpolc-abc-s0-node"), None);
+        assert!(is_legacy("netpolc-abc-s0-node"));
+        assert!(is_legacy("netpolc-a-s1-s0-x.a"));
+        assert!(!is_legacy("netpolc-abc--s0-node"));
+        assert!(!is_legacy("cni-1234"));
     }
 
     #[test]
-    fn run_ids_and_macs() {
-        assert!(valid_run_id("20261126-1200-ab12"));
-        assert!(!valid_run_id("a/b"));
-        assert!(!valid_run_id(""));
+    fn macs() {
         assert_eq!(pod_mac(0x010203), [0x02, 0x6e, 0x70, 0x01, 0x02, 0x03]);
         assert_eq!(pod_mac(0x01_00_00_00), [0x02, 0x6e, 0x70, 0, 0, 0]);
     }

@@ -1,0 +1,291 @@
+//! `netpolc cleanup` for kind: deletes clusters that dead runs created, and only those.
+//!
+//! A kind run takes its lease on this machine (kind clusters live in this machine's container
+//! runtime), so a cluster `netpolc-<run>--<cni>` belongs to a dead run exactly when the lease of
+//! `<run>` is here and dead. Clusters without a lease — kept with `--keep-cluster`, made by
+//! another user, or named by an older netpolc (`netpolc-<run>-<cni>`) — are left unless
+//! `--run-id` names their run exactly. The decision ([`plan`]) is a pure function of
+//! `kind get clusters` output and the leases; running `kind` is a thin shell around it.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use super::cluster_run;
+use crate::provider::ProviderError;
+use crate::provider::cleanup::{Report, Sweep, Target, sweep_blocking};
+use crate::provider::lease::{self, Inspection, LeaseDir, RunLease, ThisMachine};
+
+/// Cluster names in `kind get clusters` output (one per line; "No kind clusters found." goes to
+/// stderr, but is ignored here too).
+pub fn parse_clusters(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains(' '))
+        .map(String::from)
+        .collect()
+}
+
+/// What the lease of a run says, as far as kind cleanup cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseView {
+    Missing,
+    Live(String),
+    Dead(String),
+}
+
+/// Clusters to delete and clusters left, with why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// (cluster, run, why it may go).
+    pub delete: Vec<(String, String, String)>,
+    pub left: Vec<String>,
+}
+
+/// Decides which clusters go. Only clusters whose name follows the scheme are considered; the run
+/// is compared exactly.
+pub fn plan(clusters: &[String], target: &Target, leases: &BTreeMap<String, LeaseView>) -> Plan {
+    let mut out = Plan::default();
+    for c in clusters {
+        let Some(run) = cluster_run(c) else { continue };
+        if !target.includes(run) {
+            continue;
+        }
+        match (leases.get(run).unwrap_or(&LeaseView::Missing), target) {
+            (LeaseView::Live(why), _) => out
+                .left
+                .push(format!("kind cluster {c} (run {run}): {why}")),
+            (LeaseView::Dead(why), _) => out.delete.push((c.clone(), run.into(), why.clone())),
+            (LeaseView::Missing, Target::Run(_)) => {
+                out.delete
+                    .push((c.clone(), run.into(), "named by --run-id, no lease".into()))
+            }
+            (LeaseView::Missing, Target::DeadRuns) => out.left.push(format!(
+                "kind cluster {c} (run {run}): no lease on this machine (kept with \
+                 --keep-cluster, made by another user or by an older netpolc); \
+                 `netpolc cleanup --run-id {run}` deletes it"
+            )),
+        }
+    }
+    out
+}
+
+/// How long cleanup waits for a dead run's `kind` child (it holds the lease while it may still
+/// be creating the cluster).
+const ORPHAN_WAIT: Duration = Duration::from_secs(10);
+
+/// Watching for clusters that reappear: `kind delete` takes seconds, so scans are spaced.
+const KIND_SWEEP: Sweep = Sweep {
+    every: Duration::from_millis(500),
+    quiet_passes: 2,
+    bound: Duration::from_secs(120),
+};
+
+fn kind(args: &[&str]) -> Result<String, ProviderError> {
+    let out = Command::new("kind").args(args).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ProviderError::Prerequisite("`kind` is not installed".into())
+        } else {
+            ProviderError::Failed(format!("cannot run kind: {e}"))
+        }
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(ProviderError::Failed(format!(
+            "`kind {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn list() -> Result<Vec<String>, ProviderError> {
+    kind(&["get", "clusters"]).map(|s| parse_clusters(&s))
+}
+
+/// Deletes kind clusters of dead runs (or of run `target` exactly). `Err(Prerequisite)` when
+/// `kind` is not installed, `Err(Failed)` when clusters cannot be listed: the caller says so and
+/// goes on with the other providers.
+pub fn cleanup(target: &Target, leases: &LeaseDir) -> Result<Report, ProviderError> {
+    let procs = ThisMachine::new();
+    let clusters = list()?;
+    let mut report = Report::default();
+    let mut runs: Vec<String> = clusters
+        .iter()
+        .filter_map(|c| cluster_run(c))
+        .map(String::from)
+        .collect();
+    runs.extend(leases.runs().map_err(ProviderError::Failed)?);
+    runs.sort();
+    runs.dedup();
+    runs.retain(|r| target.includes(r));
+    let mut views = BTreeMap::new();
+    // Dead kind runs' leases (finished once their cluster is gone), and other dead leases held
+    // only so that no run with that id starts while this cleanup works.
+    let mut claims = BTreeMap::new();
+    let mut held = Vec::new();
+    let mut no_file = Vec::new();
+    for run in &runs {
+        let view = match lease::inspect(leases, run, ORPHAN_WAIT, &procs)
+            .map_err(ProviderError::Failed)?
+        {
+            Inspection::Missing => {
+                no_file.push(run.clone());
+                LeaseView::Missing
+            }
+            Inspection::Live(l, _) => LeaseView::Live(l.why().to_string()),
+            // Only a dead *kind* run's lease attributes a cluster (a dead local run with the
+            // same id says nothing about a cluster kept by an earlier kind run).
+            Inspection::Dead(c) if c.record.as_ref().is_some_and(|r| r.provider == "kind") => {
+                let why = c.why.clone();
+                claims.insert(run.clone(), c);
+                LeaseView::Dead(why)
+            }
+            Inspection::Dead(c) => {
+                held.push(c);
+                LeaseView::Missing
+            }
+        };
+        views.insert(run.clone(), view);
+    }
+    let p = plan(&clusters, target, &views);
+    report.left.extend(p.left);
+    // Runs named by --run-id without a lease: hold a lease while deleting.
+    let mut temporary = Vec::new();
+    for (_, run, _) in &p.delete {
+        if no_file.contains(run) {
+            match RunLease::acquire(leases, run, "cleanup", None) {
+                Ok(l) => temporary.push(l),
+                Err(e) => report.errors.push(format!("run {run}: {e}")),
+            }
+        }
+    }
+    let doomed: BTreeMap<String, (String, String)> = p
+        .delete
+        .iter()
+        .map(|(c, r, w)| (c.clone(), (r.clone(), w.clone())))
+        .collect();
+    let doomed_runs: Vec<String> = doomed.values().map(|(r, _)| r.clone()).collect();
+    if !doomed.is_empty() {
+        let swept = sweep_blocking(
+            KIND_SWEEP,
+            || {
+                let now = list().map_err(|e| e.to_string())?;
+                Ok(now
+                    .into_iter()
+                    .filter(|c| cluster_run(c).is_some_and(|r| doomed_runs.iter().any(|d| d == r)))
+                    .collect())
+            },
+            |batch| {
+                for c in batch {
+                    kind(&["delete", "cluster", "--name", c]).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            },
+        );
+        match swept {
+            Ok(removed) => {
+                for c in removed {
+                    let (run, why) = doomed
+                        .get(&c)
+                        .cloned()
+                        .or_else(|| {
+                            cluster_run(&c).map(|r| (r.to_string(), "same run".to_string()))
+                        })
+                        .unwrap_or_default();
+                    report
+                        .removed
+                        .push(format!("kind cluster {c} (run {run}: {why})"));
+                }
+            }
+            Err(e) => {
+                report.errors.push(format!("kind clusters: {e}"));
+                // Keep the leases of runs whose clusters may remain.
+                claims.clear();
+            }
+        }
+    }
+    for (run, claim) in claims {
+        if !doomed_runs.contains(&run) {
+            report.removed.push(format!(
+                "lease of run {run} (its kind cluster is gone: {})",
+                claim.why
+            ));
+        }
+        claim.finish();
+    }
+    for l in temporary {
+        l.release();
+    }
+    drop(held);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kind get clusters` on a machine with: a dead run `a`, a live run `a-s1` (whose id starts
+    /// with `a`), a cluster kept with --keep-cluster (no lease), a cluster of an older netpolc, and
+    /// a cluster that is not netpolc's.
+    const RECORDED: &str = "kind\nnetpolc-a--kindnet\nnetpolc-a-s1--calico\nnetpolc-kept--cilium\n\
+                            netpolc-20261126-abcd-flannel\n";
+
+    fn leases() -> BTreeMap<String, LeaseView> {
+        BTreeMap::from([
+            (
+                "a".to_string(),
+                LeaseView::Dead("its process is gone (pid 9)".into()),
+            ),
+            (
+                "a-s1".to_string(),
+                LeaseView::Live("live: lease held (pid 10)".into()),
+            ),
+        ])
+    }
+
+    #[test]
+    fn kind_output_parses() {
+        assert_eq!(parse_clusters(RECORDED).len(), 5);
+        assert!(parse_clusters("No kind clusters found.\n").is_empty());
+        assert!(parse_clusters("").is_empty());
+    }
+
+    #[test]
+    fn plain_cleanup_deletes_only_dead_runs_clusters() {
+        let p = plan(&parse_clusters(RECORDED), &Target::DeadRuns, &leases());
+        let deleted: Vec<&str> = p.delete.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(deleted, vec!["netpolc-a--kindnet"]);
+        assert_eq!(p.left.len(), 3, "{:?}", p.left);
+        assert!(p.left[0].contains("netpolc-a-s1--calico") && p.left[0].contains("live"));
+        assert!(p.left[1].contains("netpolc-kept--cilium") && p.left[1].contains("no lease"));
+        assert!(p.left[2].contains("netpolc-20261126-abcd-flannel"));
+        assert!(!p.left.iter().any(|l| l.contains("kind cluster kind ")));
+    }
+
+    #[test]
+    fn an_exact_run_id_targets_one_run() {
+        let clusters = parse_clusters(RECORDED);
+        let p = plan(&clusters, &Target::Run("a".into()), &leases());
+        assert_eq!(p.delete.len(), 1);
+        assert_eq!(p.delete[0].0, "netpolc-a--kindnet");
+        assert!(p.left.is_empty());
+        // Live even when named.
+        let p = plan(&clusters, &Target::Run("a-s1".into()), &leases());
+        assert!(p.delete.is_empty() && p.left.len() == 1);
+        // No lease: named exactly, so it goes.
+        let p = plan(&clusters, &Target::Run("kept".into()), &leases());
+        assert_eq!(p.delete[0].0, "netpolc-kept--cilium");
+        // An older netpolc's cluster goes when its whole old name is given as the run id.
+        let p = plan(
+            &clusters,
+            &Target::Run("20261126-abcd-flannel".into()),
+            &leases(),
+        );
+        assert_eq!(p.delete[0].0, "netpolc-20261126-abcd-flannel");
+        let p = plan(&clusters, &Target::Run("20261126-abcd".into()), &leases());
+        assert_eq!(p, Plan::default());
+    }
+}
