@@ -23,6 +23,11 @@ pub enum Connectivity {
     Unsupported,
     /// The probe itself failed (could not enter the namespace, exec failed…).
     Error,
+    /// The harness ran short of its own resources (descriptors, ports, memory, threads): says
+    /// nothing about the dataplane. The engine re-probes such cells and never counts them as a
+    /// dataplane's `flaky` or `fail`; if they persist the cell is `error` with this reason.
+    #[serde(rename = "harness-error")]
+    Harness,
 }
 
 impl Connectivity {
@@ -34,6 +39,7 @@ impl Connectivity {
             Connectivity::Timeout => "timeout",
             Connectivity::Unsupported => "unsupported",
             Connectivity::Error => "probe error",
+            Connectivity::Harness => "harness error",
         }
     }
 
@@ -42,7 +48,7 @@ impl Connectivity {
         match self {
             Connectivity::Connected => Some(true),
             Connectivity::Refused | Connectivity::Timeout => Some(false),
-            Connectivity::Unsupported | Connectivity::Error => None,
+            Connectivity::Unsupported | Connectivity::Error | Connectivity::Harness => None,
         }
     }
 }

@@ -650,6 +650,7 @@ mod tests {
                 probe_wall_ms: 0,
                 passes: 1,
                 cells,
+                ..StepReport::default()
             }],
         }]
     }

@@ -105,11 +105,7 @@ fn ours(run_id: &str) -> Vec<String> {
 }
 
 fn platform(id: &str) -> LocalPlatform {
-    match LocalPlatform::new(LocalOptions {
-        run_id: id.to_string(),
-        cni: LocalCni::Nftables,
-        faults: vec![],
-    }) {
+    match LocalPlatform::new(LocalOptions::new(id, LocalCni::Nftables)) {
         Ok(p) => p,
         Err(e) => panic!("local dataplane unavailable: {e}"),
     }

@@ -138,3 +138,26 @@ fn an_empty_run_still_renders_a_page() {
     assert!(none.contains("<h2>Summary</h2>") && none.ends_with("</html>\n"));
     assert!(!none.contains("could not be rendered"));
 }
+
+#[test]
+fn the_page_says_whether_the_verdict_is_the_expected_one() {
+    use netpol_conformance::report::Verdict;
+    let mut r = all_outcomes();
+    let plain = text_content(&html::render(&r));
+    assert!(!plain.contains("This is the expected verdict") && !plain.contains("did not reach it"));
+
+    r.expected_verdict = Some(Verdict::Error);
+    let same = text_content(&html::render(&r));
+    assert!(
+        same.contains("This is the expected verdict (--expect-verdict error)."),
+        "{same}"
+    );
+    r.expected_verdict = Some(Verdict::Conformant);
+    let differs = text_content(&html::render(&r));
+    assert!(
+        differs.contains(
+            "Expected conformant (--expect-verdict conformant): the run did not reach it."
+        ),
+        "{differs}"
+    );
+}

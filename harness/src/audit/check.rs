@@ -341,7 +341,9 @@ mod tests {
             convergence_ms: Some(420),
             probe_wall_ms: 10,
             passes: 1,
+            converged: true,
             cells,
+            ..StepReport::default()
         };
         RunReport {
             verdict: Verdict::Conformant,
@@ -376,6 +378,9 @@ mod tests {
             step_timeout_ms: 15000,
             attempts: 2,
             warnings: vec![],
+            expected_verdict: None,
+            sample: None,
+            enforcement: Default::default(),
         }
     }
 

@@ -162,22 +162,22 @@ pub fn run(args: ExpectArgs) -> u8 {
     match args.format {
         Format::Json => {
             let doc = to_json(&loaded.scenarios, &args.probes);
-            // Streamed: the document of a large model is hundreds of megabytes. A closed pipe
-            // (`| head`) is not an error, as with `emit`.
+            // Streamed: the document of a large model is hundreds of megabytes.
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = serde_json::to_writer_pretty(&mut out, &doc)
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
                 .and_then(|()| out.flush());
-            if let Err(e) = written
-                && e.kind() != std::io::ErrorKind::BrokenPipe
-            {
-                eprintln!("error: cannot write the JSON document: {e}");
-                return exit::BAD_INPUT;
+            if let Err(code) = super::output_status(written) {
+                return code;
             }
         }
-        Format::Table => emit(&render_tables(&loaded.scenarios, &args.probes)),
+        Format::Table => {
+            if let Err(code) = emit(&render_tables(&loaded.scenarios, &args.probes)) {
+                return code;
+            }
+        }
     }
     exit::OK
 }

@@ -1346,7 +1346,8 @@ mod tests {
             "p",
             "  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.244.1.10/4}}]}]",
         );
-        let full = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: x}}\n---\n{yaml}");
+        let full =
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: x}}\n---\n{yaml}");
         let loaded = load_str(&full, "w.yaml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         assert!(

@@ -75,6 +75,13 @@ pub trait Platform: Send + Sync {
     /// How many sessions may run at once (a kind cluster: 1; the local dataplane: several).
     fn max_parallel(&self) -> usize;
 
+    /// Whether each observation's `elapsed_ms` is the time of that one probe (a connect or an
+    /// echo), so the engine may calibrate the probe timeout against it. `false` (the default)
+    /// where one measurement covers a whole batch (an exec running many probes).
+    fn times_each_probe(&self) -> bool {
+        false
+    }
+
     /// Opens a session for `scenario` (index `n` in this run, for unique names).
     fn open(
         &self,

@@ -1,9 +1,17 @@
-//! Terminal output: per-step truth tables, a live progress line (on a TTY only) and a final summary.
+//! Terminal output: a line per step, truth tables where something went wrong, a live progress line
+//! (on a TTY only) and a final summary.
+//!
+//! Summarised by default: a step whose every cell passed (or is unsupported) is one line, so the
+//! shipped suite prints about a hundred lines, not thousands. A step with differing, flaky or
+//! erroring cells also prints, per probe, the expected, observed and comparison tables (up to
+//! [`NORMAL_TABLE_PODS`] pods per axis) and the differing cells (the command that reproduces
+//! each). `-v` prints every table of every step, whatever its size.
 //!
 //! Tables use upstream's legend (`.` allowed, `X` blocked) and, for comparisons, `.` as expected,
 //! `X` differs, plus `~` flaky (wrong, then right on a retry), `?` unsupported and `E` probe error.
-//! When a probe has differing, flaky or erroring cells the expected, observed and comparison tables
-//! are all printed, with the differing cells listed below (and the command that reproduces each).
+//!
+//! A closed stdout (`netpolc run … | head -1`) is not an error: the run goes on, and the final
+//! summary with the verdict goes to stderr instead, so it is still seen.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,11 +28,11 @@ use crate::truthtable::TruthTable;
 pub enum Verbosity {
     /// Only the verdict line.
     Quiet,
-    /// A line per step, its truth tables when they fit a terminal (at most
-    /// [`NORMAL_TABLE_PODS`] pods) or something is wrong, the summary.
+    /// A line per step; for steps where something went wrong, the tables of the wrong probes
+    /// (at most [`NORMAL_TABLE_PODS`] pods per axis) and the wrong cells; the summary.
     #[default]
     Normal,
-    /// Every table, whatever its size.
+    /// Every table of every step, whatever its size.
     Verbose,
 }
 
@@ -37,9 +45,10 @@ pub struct TerminalOptions {
     pub progress: bool,
 }
 
-/// Largest axis (pods) whose matching tables are still printed in normal verbosity: upstream's
-/// 9-pod model and the seed fit; a 100-pod matrix would only scroll past.
-pub const NORMAL_TABLE_PODS: usize = 12;
+/// Largest axis (pods) whose tables a wrong step prints in normal verbosity: a 40-pod table is
+/// about 200 columns wide; beyond that only the wrong cells are listed (`-v` prints the tables,
+/// report.html draws them).
+pub const NORMAL_TABLE_PODS: usize = 40;
 
 /// Differing cells listed per probe before the list is cut short.
 const MAX_LISTED: usize = 20;
@@ -222,11 +231,13 @@ impl Paint {
     }
 }
 
-/// The tables of every probe of a step whose cells are not all plain passes (every probe when
-/// `all`), each as expected / observed / comparison, then the differing cells.
-pub fn render_probe_tables(step: &StepReport, all: bool) -> String {
+/// A line per probe of a step; for probes whose cells are not all plain passes the expected /
+/// observed / comparison tables (when the axis has at most `max_pods` pods) and the differing
+/// cells; with `all`, also the observed table of every other probe.
+pub fn render_probe_tables(step: &StepReport, all: bool, max_pods: usize) -> String {
     let mut out = String::new();
     for t in probe_tables(step) {
+        let pods = t.table.pods().len();
         let n = t.cells().count();
         let (fail, flaky, err, unsup) = (
             t.count(Outcome::Fail),
@@ -252,14 +263,21 @@ pub fn render_probe_tables(step: &StepReport, all: bool) -> String {
         }
         let _ = writeln!(out, "  {} ({n} cells): {}", t.probe, parts.join(", "));
         if t.notable() {
-            out.push_str("    expected:\n");
-            out.push_str(&indent(&t.render_expected(), "      "));
-            out.push_str("    observed:\n");
-            out.push_str(&indent(&t.render_observed(), "      "));
-            out.push_str(
-                "    comparison (. as expected, X differs, ~ flaky, ? unsupported, E error):\n",
-            );
-            out.push_str(&indent(&t.render_comparison(), "      "));
+            if pods <= max_pods {
+                out.push_str("    expected:\n");
+                out.push_str(&indent(&t.render_expected(), "      "));
+                out.push_str("    observed:\n");
+                out.push_str(&indent(&t.render_observed(), "      "));
+                out.push_str(
+                    "    comparison (. as expected, X differs, ~ flaky, ? unsupported, E error):\n",
+                );
+                out.push_str(&indent(&t.render_comparison(), "      "));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    ({pods} × {pods} tables not printed: -v prints them, report.html draws them)"
+                );
+            }
             let odd: Vec<&CellReport> = t
                 .cells()
                 .filter(|c| matches!(c.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error))
@@ -274,11 +292,12 @@ pub fn render_probe_tables(step: &StepReport, all: bool) -> String {
                 let _ = writeln!(out, "    … and {} more", odd.len() - MAX_LISTED);
             }
         } else if all {
-            let only_unsupported = unsup == n;
-            if !only_unsupported {
+            if unsup == n {
+                if let Some(d) = t.cells().find_map(|c| c.detail.as_deref()) {
+                    let _ = writeln!(out, "    {d}");
+                }
+            } else if pods <= max_pods {
                 out.push_str(&indent(&t.render_observed(), "    "));
-            } else if let Some(d) = t.cells().find_map(|c| c.detail.as_deref()) {
-                let _ = writeln!(out, "    {d}");
             }
         }
     }
@@ -379,6 +398,9 @@ pub struct TerminalReporter {
     progress_visible: bool,
     /// (scenario index, step index) → scenario name and step name, for the progress line.
     running: BTreeMap<(usize, usize), String>,
+    /// A write to `out` failed (closed pipe): stop writing there, and give the final summary to
+    /// `err` so the verdict is still seen.
+    out_gone: bool,
 }
 
 impl TerminalReporter {
@@ -393,7 +415,13 @@ impl TerminalReporter {
             opts,
             progress_visible: false,
             running: BTreeMap::new(),
+            out_gone: false,
         }
+    }
+
+    /// Whether stdout (the `out` stream) stopped accepting output during the run.
+    pub fn out_gone(&self) -> bool {
+        self.out_gone
     }
 
     /// stdout and stderr.
@@ -424,8 +452,17 @@ impl TerminalReporter {
 
     fn print(&mut self, text: &str) {
         self.clear_progress();
-        let _ = self.out.write_all(text.as_bytes());
-        let _ = self.out.flush();
+        if self.out_gone {
+            return;
+        }
+        if self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .is_err()
+        {
+            self.out_gone = true;
+        }
     }
 }
 
@@ -478,16 +515,16 @@ impl Reporter for TerminalReporter {
                 }
                 let mut text = render_step_line(scenario_name, report);
                 text.push('\n');
-                let pods = report
+                let verbose = self.opts.verbosity == Verbosity::Verbose;
+                let wrong = report
                     .cells
                     .iter()
-                    .map(|c| &c.from)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len();
-                text.push_str(&render_probe_tables(
-                    report,
-                    self.opts.verbosity == Verbosity::Verbose || pods <= NORMAL_TABLE_PODS,
-                ));
+                    .any(|c| matches!(c.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error));
+                if verbose {
+                    text.push_str(&render_probe_tables(report, true, usize::MAX));
+                } else if wrong {
+                    text.push_str(&render_probe_tables(report, false, NORMAL_TABLE_PODS));
+                }
                 self.print(&text);
             }
             Event::Interrupted { reason } => {
@@ -497,6 +534,18 @@ impl Reporter for TerminalReporter {
             Event::RunFinished { report } => {
                 let text = render_summary(report, self.opts);
                 self.print(&text);
+                if self.out_gone {
+                    // Plain text: stderr may be a file even when stdout was a terminal.
+                    let plain = render_summary(
+                        report,
+                        TerminalOptions {
+                            color: false,
+                            ..self.opts
+                        },
+                    );
+                    let _ = self.err.write_all(plain.as_bytes());
+                    let _ = self.err.flush();
+                }
             }
             Event::ScenarioStarted { .. }
             | Event::CellFinished { .. }

@@ -13,7 +13,7 @@ use crate::policy::{ClusterKind, ClusterPolicy, ClusterPolicyRef, FieldError, Po
 
 use super::Step;
 use super::format::DeleteSpec;
-use super::load::strict;
+use super::objects::strict;
 
 /// Parses one cluster-wide policy object strictly (unknown fields and wrong types are errors with
 /// their paths, except a peer of an unknown type, which fails closed) and compiles it.
@@ -39,7 +39,37 @@ pub(super) fn read(v: &Value, kind: ClusterKind) -> Result<ClusterPolicy, Vec<Fi
     }
     let (stripped, unknown) = split_unknown_peers(v);
     let doc: Document = strict(&stripped)?;
+    let bad_names = rule_name_errors(v);
+    if !bad_names.is_empty() {
+        return Err(bad_names);
+    }
     crate::policy::cluster::compile(kind, &doc, &unknown, v.clone())
+}
+
+/// Rule names are free text to the API (at most 100 characters), but netpolc prints them in
+/// explanations and reports, so they are held to the single-line printable rules of other names.
+fn rule_name_errors(v: &Value) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    for dir in ["ingress", "egress"] {
+        let Some(rules) = v.pointer(&format!("/spec/{dir}")).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, r) in rules.iter().enumerate() {
+            let Some(name) = r.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let path = format!("spec.{dir}[{i}].name");
+            if let Err(e) = crate::names::text_name("rule name", name) {
+                out.push(FieldError::new(path, e.to_string()));
+            } else if name.chars().count() > 100 {
+                out.push(FieldError::new(
+                    path,
+                    format!("rule name {name:?} is longer than the API's 100 characters"),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// What a step's `delete` entry names.

@@ -69,17 +69,54 @@ pub struct NamespaceSpec {
 }
 
 /// `80/TCP`, or `{port: 80, protocol: TCP, name: http}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum PortSpecYaml {
     Short(Probe),
     Long {
         port: u16,
-        #[serde(default)]
         protocol: Option<Protocol>,
-        #[serde(default)]
         name: Option<String>,
     },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LongPort {
+    port: u16,
+    #[serde(default)]
+    protocol: Option<Protocol>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// By hand rather than `untagged`: an untagged enum replaces every error of its variants with
+/// "did not match any variant", while `"0/TCP"` or `{port: 80, protcol: TCP}` deserve to be told
+/// what is wrong.
+impl<'de> Deserialize<'de> for PortSpecYaml {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PortSpecYaml;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port as \"PORT/PROTO\" or {port, protocol, name}")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PortSpecYaml, E> {
+                s.parse().map(PortSpecYaml::Short).map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<PortSpecYaml, A::Error> {
+                let l = LongPort::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(PortSpecYaml::Long {
+                    port: l.port,
+                    protocol: l.protocol,
+                    name: l.name,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

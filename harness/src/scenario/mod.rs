@@ -1,14 +1,21 @@
 //! Scenarios: a model and a sequence of steps that change policies and labels.
 //!
 //! Inputs are scenario files (`apiVersion: netpolc/v1`, `kind: Scenario`, documented in
-//! `scenarios/README.md`) or plain Kubernetes manifests (a one-step scenario). Each [`Step`] holds the
+//! `scenarios/README.md`), plain Kubernetes manifests or cluster dumps (`kubectl get … -o yaml`
+//! or `-o json`; each a one-step scenario). Every name is validated by [`crate::names`]; the
+//! bounds on inputs are in [`limits`]. Each [`Step`] holds the
 //! complete state after its changes — model and compiled policies — so the oracle and every
 //! provider see the same thing, and providers derive what to change from consecutive steps.
 
 mod cluster;
+mod docs;
 mod error;
 mod format;
+mod input;
+mod jsonpos;
+pub mod limits;
 mod load;
+mod objects;
 mod yamlpos;
 
 use std::collections::BTreeMap;
@@ -22,7 +29,8 @@ use crate::truthtable::TruthTable;
 
 pub use error::{InputError, InputErrors};
 pub use format::{ExpectationSpec, SCENARIO_API_VERSION};
-pub use load::{Loaded, load_paths, load_str};
+pub use load::{Loaded, Pods, load_paths, load_paths_with, load_str, load_str_with};
+pub use objects::left_out_reason;
 pub use yamlpos::line_of;
 
 /// The first address handed to pods that do not state one (`status.podIP`): pods get

@@ -5,12 +5,53 @@
 /// Returns the 1-based line (within `doc`) of the deepest segment of `path` it could locate.
 pub fn line_of(doc: &str, path: &str) -> Option<usize> {
     let lines: Vec<&str> = doc.lines().collect();
+    walk(&lines, path).found
+}
+
+/// The elements of the block sequence at `path`: for each, its first line and the line after its
+/// last (0-based, within `doc`). `None` when the path is not a block sequence found in full (a
+/// flow sequence `[a, b]`, or a missing key). Lets a caller look up many paths inside one element
+/// of a long list (a `List` dump's `items`) without walking the whole document each time.
+pub fn elements(doc: &str, path: &str) -> Option<Vec<(usize, usize)>> {
+    let lines: Vec<&str> = doc.lines().collect();
+    let loc = walk(&lines, path);
+    if !loc.complete {
+        return None;
+    }
+    let (start, end) = loc.range;
+    let dashes: Vec<(usize, usize)> = (start + 1..end)
+        .filter_map(|i| {
+            let (ind, c) = split_indent(lines[i]);
+            (c.starts_with("- ") || c == "-").then_some((i, ind))
+        })
+        .collect();
+    let min = dashes.iter().map(|d| d.1).min()?;
+    let starts: Vec<usize> = dashes.iter().filter(|d| d.1 == min).map(|d| d.0).collect();
+    Some(
+        starts
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| (s, starts.get(k + 1).copied().unwrap_or(end)))
+            .collect(),
+    )
+}
+
+/// Where a walk along a path ended: the deepest line found, the line range of its value, and
+/// whether every segment was found.
+struct Located {
+    found: Option<usize>,
+    range: (usize, usize),
+    complete: bool,
+}
+
+fn walk(lines: &[&str], path: &str) -> Located {
     let mut range = (0usize, lines.len());
     let mut parent_indent: isize = -1;
     let mut found = None;
     // Whether the range starts at the line of the key just matched: that line (`- key:` when the
     // key opens a list item itself) is never one of the key's own items.
     let mut after_key = false;
+    let mut complete = true;
     for seg in segments(path) {
         match seg {
             Segment::Key(k) => {
@@ -29,7 +70,10 @@ pub fn line_of(doc: &str, path: &str) -> Option<usize> {
                     let key_indent = (indent + extra) as isize;
                     (key_indent > parent_indent && is_key(content, &k)).then_some((i, key_indent))
                 });
-                let Some((i, ind)) = hit else { break };
+                let Some((i, ind)) = hit else {
+                    complete = false;
+                    break;
+                };
                 found = Some(i + 1);
                 let end = (i + 1..range.1)
                     .find(|&j| {
@@ -57,10 +101,14 @@ pub fn line_of(doc: &str, path: &str) -> Option<usize> {
                     })
                     .collect();
                 let Some(min) = dashes.iter().map(|d| d.1).min() else {
+                    complete = false;
                     break;
                 };
                 let items: Vec<usize> = dashes.iter().filter(|d| d.1 == min).map(|d| d.0).collect();
-                let Some(&start) = items.get(n) else { break };
+                let Some(&start) = items.get(n) else {
+                    complete = false;
+                    break;
+                };
                 let end = items.get(n + 1).copied().unwrap_or(range.1);
                 found = Some(start + 1);
                 range = (start, end);
@@ -68,15 +116,19 @@ pub fn line_of(doc: &str, path: &str) -> Option<usize> {
             }
         }
     }
-    found
+    Located {
+        found,
+        range,
+        complete,
+    }
 }
 
-enum Segment {
+pub(super) enum Segment {
     Key(String),
     Index(usize),
 }
 
-fn segments(path: &str) -> Vec<Segment> {
+pub(super) fn segments(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
     for part in path.split('.') {
         let (name, rest) = match part.find('[') {
@@ -110,7 +162,7 @@ fn is_key(content: &str, key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::line_of;
+    use super::{elements, line_of};
 
     const DOC: &str = "apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -129,6 +181,19 @@ spec:
       - protocol: TCP
         port: 9
 ";
+
+    #[test]
+    fn lists_the_elements_of_a_block_sequence() {
+        assert_eq!(elements(DOC, "spec.ingress"), Some(vec![(7, 13), (13, 16)]));
+        assert_eq!(
+            elements(DOC, "spec.ingress[0].ports"),
+            Some(vec![(10, 11), (11, 13)])
+        );
+        assert_eq!(elements(DOC, "spec.egress"), None);
+        assert_eq!(elements("a: [x, y]\n", "a"), None);
+        let list = "apiVersion: v1\nitems:\n- kind: Pod\n  metadata:\n    name: a\n- kind: Pod\nkind: List\n";
+        assert_eq!(elements(list, "items"), Some(vec![(2, 5), (5, 6)]));
+    }
 
     #[test]
     fn finds_nested_fields() {

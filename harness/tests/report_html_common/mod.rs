@@ -264,3 +264,53 @@ pub fn step(
 pub fn scenario(name: &str, source: &str, steps: Vec<StepReport>) -> ScenarioReport {
     from_json(json!({"name": name, "source": source, "steps": steps}))
 }
+
+/// Pods per axis of [`big_scenario`]: its one matrix (1,600 cells) is over the HTML report's
+/// threshold for drawing up front, so the page's script draws it on demand.
+pub const BIG_PODS: usize = 40;
+
+/// A scenario with one 40 × 40 step on 80/TCP: cells to the first ten pods are denied, the rest
+/// allowed; three cells fail (two allowed although denied, one blocked although allowed).
+pub fn big_scenario() -> ScenarioReport {
+    use Connectivity as C;
+    use Outcome as O;
+    let pod = |i: usize| format!("big/p{i:02}");
+    let mut cells = Vec::with_capacity(BIG_PODS * BIG_PODS);
+    for i in 0..BIG_PODS {
+        for j in 0..BIG_PODS {
+            let expected = j >= 10;
+            let wrong = matches!((i, j), (3, 4) | (20, 5) | (33, 30));
+            let observed = if wrong { !expected } else { expected };
+            let (outcome, attempts) = if wrong { (O::Fail, 2) } else { (O::Pass, 1) };
+            let conn = if observed { C::Connected } else { C::Timeout };
+            let mut c = cell(
+                &pod(i),
+                &pod(j),
+                80,
+                Protocol::Tcp,
+                expected,
+                Some(observed),
+                outcome,
+                attempts,
+                conn,
+            );
+            if !wrong {
+                c.explanation = None;
+            }
+            cells.push(c);
+        }
+    }
+    scenario(
+        "big-matrix",
+        "scenarios/big.yaml",
+        vec![step("wide", Some(7), 3100, 1, cells)],
+    )
+}
+
+/// [`all_outcomes`] plus [`big_scenario`], counts and verdict kept consistent.
+pub fn all_outcomes_and_a_big_matrix() -> RunReport {
+    let mut r = all_outcomes();
+    r.scenarios.push(big_scenario());
+    r.summary = summarize(&r.scenarios);
+    r
+}
