@@ -366,9 +366,9 @@ fn the_same_cluster_policy_twice_is_bad_input() {
     let out = netpolc_expect(dir.path(), "m.yaml", &format!("{POD}{p}---\n{p}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    // (The line is where the loader places the document: its `---` separator.)
+    // (The line is that of the second copy's name, as for every duplicate object.)
     assert!(
-        stderr.contains("document 3 (index 2), line 10: field metadata.name: ClusterNetworkPolicy/twice is declared twice"),
+        stderr.contains("document 3 (index 2), line 13: field metadata.name: ClusterNetworkPolicy/twice is declared twice"),
         "{stderr}"
     );
     // Same name, different kinds: two objects.
