@@ -308,6 +308,8 @@ fn classify(path: &[Step], scenario: bool) -> Option<Class> {
         "name" if scenario && (keys.len() == 1 || (keys.len() == 2 && keys[0] == "steps")) => {
             Some(Class::Text)
         }
+        // A cluster-wide policy's rule name: free text to the API, single-line to netpolc.
+        "name" if matches!(parent, Some("ingress" | "egress")) => Some(Class::Text),
         "name" => Some(Class::Dns),
         _ => None,
     }

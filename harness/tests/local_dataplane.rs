@@ -358,6 +358,17 @@ fn policy(name: &str, spec: &str) -> String {
     )
 }
 
+/// A ClusterNetworkPolicy of `tier` at `priority` whose subject is x/a, with `rules` (YAML of
+/// the `ingress`/`egress` keys).
+fn cnp(name: &str, tier: &str, priority: u32, rules: &str) -> String {
+    format!(
+        "      - apiVersion: policy.networking.k8s.io/v1alpha2\n        kind: ClusterNetworkPolicy\n        \
+         metadata: {{name: {name}}}\n        spec: {{tier: {tier}, priority: {priority}, \
+         subject: {{pods: {{namespaceSelector: {{matchLabels: {{ns: x}}}}, podSelector: {{matchLabels: {{pod: a}}}}}}}}, \
+         {rules}}}\n"
+    )
+}
+
 fn one_step(policies: &[String]) -> String {
     format!(
         "{FAULT_MODEL}  - name: only\n    apply:\n{}",
@@ -375,6 +386,7 @@ struct FaultCase {
 fn fault_cases() -> Vec<FaultCase> {
     let tcp80 = Probe::new(80, Protocol::Tcp);
     let to_a = "{matchLabels: {pod: a}}";
+    let from_b = "{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}}";
     vec![
         FaultCase {
             fault: Fault::Intersection,
@@ -470,6 +482,77 @@ fn fault_cases() -> Vec<FaultCase> {
                 &format!("{{podSelector: {to_a}, policyTypes: [Egress]}}"),
             )]),
             cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::ClusterPriorityInverted,
+            yaml: one_step(&[
+                cnp(
+                    "deny-b",
+                    "Admin",
+                    10,
+                    &format!("ingress: [{{action: Deny, from: [{from_b}]}}]"),
+                ),
+                cnp(
+                    "accept-b",
+                    "Admin",
+                    20,
+                    &format!("ingress: [{{action: Accept, from: [{from_b}]}}]"),
+                ),
+            ]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::PassAsAccept,
+            yaml: one_step(&[
+                cnp(
+                    "pass-b",
+                    "Admin",
+                    10,
+                    &format!("ingress: [{{action: Pass, from: [{from_b}]}}]"),
+                ),
+                policy("deny-a", &format!("{{podSelector: {to_a}}}")),
+            ]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::ClusterRuleOrderIgnored,
+            yaml: one_step(&[cnp(
+                "b-then-all",
+                "Admin",
+                10,
+                &format!(
+                    "ingress: [{{action: Accept, from: [{from_b}]}}, {{action: Deny, from: [{{namespaces: {{}}}}]}}]"
+                ),
+            )]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::BaselineIgnoresIsolation,
+            yaml: one_step(&[
+                cnp(
+                    "deny-b",
+                    "Baseline",
+                    10,
+                    &format!("ingress: [{{action: Deny, from: [{from_b}]}}]"),
+                ),
+                policy(
+                    "a-from-b",
+                    &format!(
+                        "{{podSelector: {to_a}, ingress: [{{from: [{{podSelector: {{matchLabels: {{pod: b}}}}}}]}}]}}"
+                    ),
+                ),
+            ]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::NetworksSkipPods,
+            yaml: one_step(&[cnp(
+                "deny-pod-net",
+                "Admin",
+                10,
+                "egress: [{action: Deny, to: [{networks: [10.9.0.0/24]}]}]",
+            )]),
+            cell: ("x/a", "x/b", tcp80),
         },
     ]
 }

@@ -316,7 +316,7 @@ mod tests {
             port: 80,
             protocol: Protocol::Tcp,
             via: Default::default(),
-            expected,
+            expected: Some(expected),
             observed: conn.allowed(),
             outcome: if conn.allowed() == Some(expected) {
                 Outcome::Pass

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::html::{allowed_word, observed_word, outcome_str};
+use super::html::{expected_word, observed_word, outcome_str};
 use super::model::{CellReport, RunReport, ScenarioReport, StepReport, Summary, Verdict};
 use crate::model::{PodRef, Protocol};
 use crate::probe::{Connectivity, Outcome};
@@ -180,7 +180,7 @@ pub fn cell_features(
 /// One side of a differing cell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CellSide {
-    pub expected: bool,
+    pub expected: Option<bool>,
     pub observed: Option<bool>,
     pub outcome: Outcome,
     pub connectivity: Connectivity,
@@ -422,10 +422,10 @@ impl RunDiff {
                 let expected = match (&d.a, &d.b) {
                     (Some(x), Some(y)) if x.expected != y.expected => format!(
                         "A {} / B {}",
-                        allowed_word(x.expected),
-                        allowed_word(y.expected)
+                        expected_word(x.expected),
+                        expected_word(y.expected)
                     ),
-                    (Some(x), _) | (None, Some(x)) => allowed_word(x.expected).to_string(),
+                    (Some(x), _) | (None, Some(x)) => expected_word(x.expected).to_string(),
                     (None, None) => String::new(),
                 };
                 let side =

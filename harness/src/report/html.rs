@@ -170,6 +170,11 @@ pub(crate) fn allowed_word(b: bool) -> &'static str {
     if b { "allowed" } else { "blocked" }
 }
 
+/// The oracle's answer in words (`None`: the API leaves it to the implementation).
+pub(crate) fn expected_word(e: Option<bool>) -> &'static str {
+    e.map_or("implementation-defined", allowed_word)
+}
+
 pub(crate) fn observed_word(o: Option<bool>) -> &'static str {
     match o {
         Some(b) => allowed_word(b),
@@ -196,12 +201,25 @@ fn outcome_text(c: &CellReport) -> String {
         Outcome::Fail => format!(
             "fail: {} but the oracle expects it {}",
             observed_word(c.observed),
-            allowed_word(c.expected)
+            expected_word(c.expected)
         ),
         Outcome::Flaky => format!(
             "flaky: wrong at first, right after {} attempts (counted as passed with reruns)",
             c.attempts
         ),
+        Outcome::Unsupported if c.expected.is_none() => {
+            "unsupported: the API leaves this cell to the implementation; probed and recorded, \
+             not judged"
+                .to_string()
+        }
+        Outcome::Unsupported
+            if c.connectivity == Connectivity::Unsupported
+                && c.protocol != crate::model::Protocol::Sctp =>
+        {
+            "unsupported: this dataplane cannot realise what decides this cell (see the detail); \
+             no verdict"
+                .to_string()
+        }
         Outcome::Unsupported => {
             "unsupported: this protocol cannot be probed here; no verdict".to_string()
         }
@@ -323,13 +341,14 @@ pub const CODES: &[Code] = &[
 
 /// The code of a cell (see [`CODES`]).
 pub fn cell_code(c: &CellReport) -> char {
-    let seen = c.observed.unwrap_or(!c.expected);
+    // Only unsupported cells lack an expectation (the API leaves them to the implementation).
+    let seen = c.observed.unwrap_or(c.expected == Some(false));
     match c.outcome {
-        Outcome::Pass if c.expected => '.',
+        Outcome::Pass if c.expected == Some(true) => '.',
         Outcome::Pass => 'x',
         Outcome::Fail if seen => 'A',
         Outcome::Fail => 'B',
-        Outcome::Flaky if c.observed.unwrap_or(c.expected) => 'f',
+        Outcome::Flaky if c.observed.unwrap_or(c.expected == Some(true)) => 'f',
         Outcome::Flaky => 'g',
         Outcome::Unsupported => 'u',
         Outcome::Error => 'e',
@@ -818,7 +837,7 @@ fn step_view(
                     c.from,
                     c.to,
                     probe_label(c),
-                    allowed_word(c.expected),
+                    expected_word(c.expected),
                     observed_word(c.observed),
                     c.connectivity.describe(),
                     c.attempts
@@ -856,7 +875,7 @@ fn detail(id: String, c: &CellReport, timeout_ms: u64) -> Detail {
         outcome: outcome_str(c.outcome),
         headline: format!("{} → {} on {}", c.from, c.to, probe_label(c)),
         outcome_text: outcome_text(c),
-        expected: allowed_word(c.expected),
+        expected: expected_word(c.expected),
         observed: observed_word(c.observed),
         connectivity: connectivity_text(c.connectivity, timeout_ms),
         attempts: c.attempts,

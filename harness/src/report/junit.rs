@@ -160,7 +160,7 @@ enum Status {
 /// Whether a failing cell is exactly what a declared non-enforcing dataplane does: allowed
 /// although the oracle denies it.
 fn shows_non_enforcement(c: &CellReport) -> bool {
-    c.outcome == Outcome::Fail && !c.expected && c.observed == Some(true)
+    c.outcome == Outcome::Fail && c.expected == Some(false) && c.observed == Some(true)
 }
 
 /// The cells of one case by outcome, and its status.

@@ -81,7 +81,9 @@ pub struct CellReport {
     /// probe modes existed read as `pod-ip`).
     #[serde(default)]
     pub via: ProbeMode,
-    pub expected: bool,
+    /// The oracle's answer; `None` (JSON `null`) where the API leaves it to the implementation
+    /// (such a cell is probed and recorded, outcome `unsupported`, never judged).
+    pub expected: Option<bool>,
     /// `None` when nothing could be observed (unsupported, error).
     pub observed: Option<bool>,
     pub outcome: Outcome,

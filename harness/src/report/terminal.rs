@@ -86,7 +86,9 @@ impl ProbeTable<'_> {
     /// `.` allowed / `X` blocked, as the oracle requires.
     pub fn render_expected(&self) -> String {
         render_grid(&self.table, |c| match c {
-            Some(c) if c.expected => ".".into(),
+            Some(c) if c.expected == Some(true) => ".".into(),
+            // Implementation-defined: the oracle has no answer.
+            Some(c) if c.expected.is_none() => "?".into(),
             Some(_) => "X".into(),
             None => " ".into(),
         })
@@ -180,6 +182,10 @@ fn word(b: bool) -> &'static str {
     if b { "allowed" } else { "blocked" }
 }
 
+fn expected(e: Option<bool>) -> &'static str {
+    e.map_or("implementation-defined", word)
+}
+
 /// One line describing a non-passing cell.
 pub fn describe_cell(c: &CellReport) -> String {
     let mut s = format!(
@@ -193,7 +199,7 @@ pub fn describe_cell(c: &CellReport) -> String {
             let _ = write!(
                 s,
                 "expected {}, observed {} ({})",
-                word(c.expected),
+                expected(c.expected),
                 c.observed.map_or("nothing", word),
                 c.connectivity.describe()
             );
@@ -203,7 +209,7 @@ pub fn describe_cell(c: &CellReport) -> String {
             let _ = write!(
                 s,
                 "flaky: expected {}, first attempt {first}, right after {} attempts",
-                word(c.expected),
+                expected(c.expected),
                 c.attempts
             );
         }
@@ -212,7 +218,7 @@ pub fn describe_cell(c: &CellReport) -> String {
         }
         Outcome::Unsupported => s.push_str("unsupported"),
         Outcome::Pass => {
-            let _ = write!(s, "{} as expected", word(c.expected));
+            let _ = write!(s, "{} as expected", expected(c.expected));
         }
     }
     if let Some(d) = &c.detail {

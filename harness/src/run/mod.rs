@@ -240,6 +240,9 @@ struct Ctx<'r> {
     timed: bool,
     /// Run warnings found by sessions (calibration), in the order found.
     warnings: &'r Mutex<Vec<String>>,
+    /// [`Platform::cluster_policy_gap`]: why cells a cluster-wide policy decides are not probed
+    /// on this platform (`None`: they are).
+    gap: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -264,7 +267,14 @@ pub fn step_probes(overrides: &[Probe], step: &Step) -> Vec<Probe> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedCell {
     pub request: ProbeRequest,
-    pub expected: bool,
+    /// `None`: the API leaves the answer to the implementation; the cell is probed and recorded
+    /// but not judged (outcome `unsupported`).
+    pub expected: Option<bool>,
+    /// Why `expected` is `None` (which policies of one tier and priority disagree).
+    pub note: Option<String>,
+    /// A cluster-wide policy selects an end of this cell: only a platform realising them can be
+    /// judged on it ([`Platform::cluster_policy_gap`]).
+    pub cluster: bool,
 }
 
 /// Every cell of a step, probe by probe, then row by row (from), then column by column (to) in
@@ -285,15 +295,26 @@ pub fn plan_step_via(step: &Step, probes: &[Probe], modes: &[ProbeMode]) -> Vec<
     } else {
         Vec::new()
     };
-    let tables: Vec<(Probe, crate::truthtable::TruthTable<bool>)> =
-        probes.iter().map(|&p| (p, oracle.matrix(p))).collect();
     let mut out = Vec::new();
     for &via in modes {
-        for (probe, table) in &tables {
-            let probe = *probe;
+        // A pod reaching itself through a Service stays subject to cluster-wide policies, unlike
+        // the pod-IP hairpin (the oracle's `Addressing`).
+        let addressing = if via.is_service() {
+            crate::policy::Addressing::ServiceIp
+        } else {
+            crate::policy::Addressing::PodIp
+        };
+        for &probe in probes {
+            let table = oracle.expected_matrix_via(probe, addressing);
             for (from, to, &expected) in table.iter() {
                 let Some(dst) = step.model.pod(to) else {
                     continue;
+                };
+                let note = match expected {
+                    Some(_) => None,
+                    None => oracle
+                        .decide_via(from, to, probe, addressing)
+                        .map(|d| undefined_note(&d)),
                 };
                 let service = via
                     .is_service()
@@ -309,11 +330,41 @@ pub fn plan_step_via(step: &Step, probes: &[Probe], modes: &[ProbeMode]) -> Vec<
                         service,
                     },
                     expected,
+                    note,
+                    cluster: !step.cluster_policies.is_empty()
+                        && oracle.cluster_policies_apply(from, to, addressing),
                 });
             }
         }
     }
     out
+}
+
+/// The reason an implementation-defined cell is not judged, naming the disagreeing policies.
+fn undefined_note(d: &crate::policy::Decision) -> String {
+    let mut parts = Vec::new();
+    for side in [&d.egress, &d.ingress] {
+        for c in side.tiers.iter().flat_map(|t| &t.conflicts) {
+            let who: Vec<String> = c
+                .policies
+                .iter()
+                .map(|(p, a)| format!("{p} ({})", a.word(p.kind)))
+                .collect();
+            parts.push(format!(
+                "{} at the {} tier{}: {}",
+                side.direction.key(),
+                c.tier,
+                c.priority
+                    .map_or_else(String::new, |p| format!(" priority {p}")),
+                who.join(", ")
+            ));
+        }
+    }
+    format!(
+        "not judged: the API leaves this cell to the implementation (same priority, different \
+         actions: {})",
+        parts.join("; ")
+    )
 }
 
 /// Whether an observation calls for another attempt: it contradicts the oracle, or it failed.
@@ -377,16 +428,24 @@ fn classify_skipping(
 
 /// Builds a cell's report from its attempts.
 pub fn cell_report(cell: &PlannedCell, attempts: &[Observation]) -> CellReport {
-    report_cell(&cell.request, cell.expected, attempts)
-}
-
-fn report_cell(r: &ProbeRequest, expected: bool, attempts: &[Observation]) -> CellReport {
-    report_cell_judged(r, expected, attempts, classify(expected, attempts))
+    let judged = match cell.expected {
+        Some(e) => classify(e, attempts),
+        // Recorded as observed, never judged.
+        None => (Outcome::Unsupported, attempts.len().saturating_sub(1)),
+    };
+    report_cell_judged(
+        &cell.request,
+        cell.expected,
+        cell.note.as_deref(),
+        attempts,
+        judged,
+    )
 }
 
 fn report_cell_judged(
     r: &ProbeRequest,
-    expected: bool,
+    expected: Option<bool>,
+    note: Option<&str>,
     attempts: &[Observation],
     (outcome, i): (Outcome, usize),
 ) -> CellReport {
@@ -402,9 +461,11 @@ fn report_cell_judged(
         outcome,
         attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
         connectivity: deciding.map_or(Connectivity::Error, |o| o.result),
-        detail: deciding
-            .and_then(|o| o.detail.clone())
-            .or_else(|| deciding.is_none().then(|| "never probed".to_string())),
+        detail: match (note, deciding.and_then(|o| o.detail.clone())) {
+            (Some(n), Some(d)) => Some(format!("{n}; {d}")),
+            (Some(n), None) => Some(n.to_string()),
+            (None, d) => d.or_else(|| deciding.is_none().then(|| "never probed".to_string())),
+        },
         explanation: None,
         command: deciding.map(|o| o.command.clone()).unwrap_or_default(),
         features: Vec::new(),
@@ -513,11 +574,13 @@ async fn probe_once<S: Session>(
     })
 }
 
-fn mismatches(expected: &[bool], obs: &[Observation]) -> usize {
+fn mismatches(expected: &[Option<bool>], obs: &[Observation]) -> usize {
     expected
         .iter()
         .zip(obs)
-        .filter(|(e, o)| o.result != Connectivity::Unsupported && o.result.allowed() != Some(**e))
+        .filter(|(e, o)| {
+            e.is_some() && o.result != Connectivity::Unsupported && o.result.allowed() != **e
+        })
         .count()
 }
 
@@ -584,7 +647,7 @@ impl Calibrator {
 /// non-enforcing dataplane gets lost now and then. `blocked_before` carries the denied cells
 /// that timed out on the previous pass.
 fn enforcement_shown(
-    expected: &[bool],
+    expected: &[Option<bool>],
     obs: &[Observation],
     blocked_before: &mut [bool],
     matched: bool,
@@ -593,8 +656,9 @@ fn enforcement_shown(
     let mut shown = false;
     let mut timed_out = 0usize;
     for (i, (&e, o)) in expected.iter().zip(obs).enumerate() {
-        let blocked = !e && o.result == Connectivity::Timeout && !timeouts_inconclusive;
-        if !e && o.result == Connectivity::Refused {
+        let denied = e == Some(false);
+        let blocked = denied && o.result == Connectivity::Timeout && !timeouts_inconclusive;
+        if denied && o.result == Connectivity::Refused {
             shown = true;
         }
         if blocked {
@@ -607,8 +671,10 @@ fn enforcement_shown(
 }
 
 /// Up to `n` cells the oracle allows, spread over the plan (TCP first: the cheapest to time).
-fn calibration_cells(requests: &[ProbeRequest], expected: &[bool], n: usize) -> Vec<usize> {
-    let allowed: Vec<usize> = (0..requests.len()).filter(|&i| expected[i]).collect();
+fn calibration_cells(requests: &[ProbeRequest], expected: &[Option<bool>], n: usize) -> Vec<usize> {
+    let allowed: Vec<usize> = (0..requests.len())
+        .filter(|&i| expected[i] == Some(true))
+        .collect();
     let (tcp, other): (Vec<usize>, Vec<usize>) = allowed
         .into_iter()
         .partition(|&i| requests[i].probe.protocol == Protocol::Tcp);
@@ -673,6 +739,7 @@ pub async fn execute<P: Platform>(
         watch: &watch,
         timed: platform.times_each_probe(),
         warnings: &found,
+        gap: platform.cluster_policy_gap(),
     };
     let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut first_err: Option<ProviderError> = None;
@@ -859,7 +926,7 @@ async fn run_scenario<P: Platform>(
 fn enforced_something(step: &StepReport) -> bool {
     step.cells
         .iter()
-        .any(|c| !c.expected && c.observed == Some(false))
+        .any(|c| c.expected == Some(false) && c.observed == Some(false))
 }
 
 async fn run_steps<S: Session>(
@@ -927,11 +994,18 @@ struct StepRef<'a> {
 /// The cells a step probes (the whole plan, or its sample), split so requests are not copied.
 struct StepPlan {
     requests: Vec<ProbeRequest>,
-    expected: Vec<bool>,
+    /// `None`: the API leaves the cell to the implementation (probed, never judged).
+    expected: Vec<Option<bool>>,
+    /// The oracle's note on each cell (why it is implementation-defined).
+    notes: Vec<Option<String>>,
+    /// Cells not probed because the platform cannot realise the cluster-wide policy deciding
+    /// them, with their position among all the step's cells.
+    held: Vec<(usize, PlannedCell)>,
     sample: Option<StepSample>,
 }
 
-fn step_plan(at: &StepRef<'_>, probes: &[Probe], opts: &RunOptions) -> StepPlan {
+/// `gap`: the platform cannot realise cluster-wide policies, so the cells they decide are held.
+fn step_plan(at: &StepRef<'_>, probes: &[Probe], opts: &RunOptions, gap: bool) -> StepPlan {
     let modes: &[ProbeMode] = if opts.probe_modes.is_empty() {
         &[ProbeMode::PodIp]
     } else {
@@ -965,12 +1039,25 @@ fn step_plan(at: &StepRef<'_>, probes: &[Probe], opts: &RunOptions) -> StepPlan 
             (cells, Some(info))
         }
     };
-    let (requests, expected) = cells.into_iter().map(|c| (c.request, c.expected)).unzip();
-    StepPlan {
-        requests,
-        expected,
+    // Cells a cluster-wide policy decides are not probed where the platform cannot realise those
+    // policies: they are reported unsupported with the platform's reason, never judged.
+    let mut plan = StepPlan {
+        requests: Vec::with_capacity(cells.len()),
+        expected: Vec::with_capacity(cells.len()),
+        notes: Vec::with_capacity(cells.len()),
+        held: Vec::new(),
         sample,
+    };
+    for (pos, c) in cells.into_iter().enumerate() {
+        if gap && c.cluster {
+            plan.held.push((pos, c));
+        } else {
+            plan.requests.push(c.request);
+            plan.expected.push(c.expected);
+            plan.notes.push(c.note);
+        }
     }
+    plan
 }
 
 async fn run_step<S: Session>(
@@ -984,8 +1071,10 @@ async fn run_step<S: Session>(
     let StepPlan {
         requests,
         expected,
+        notes,
+        held,
         sample,
-    } = step_plan(&at, &probes, opts);
+    } = step_plan(&at, &probes, opts, ctx.gap.is_some());
     emit(
         ctx.sink,
         Event::StepStarted {
@@ -994,13 +1083,13 @@ async fn run_step<S: Session>(
             step: at.k,
             step_name: at.step.name.clone(),
             probes: probes.clone(),
-            cells: requests.len(),
+            cells: requests.len() + held.len(),
         },
     );
     session.apply(at.step).await?;
     let applied = Instant::now();
     ctx.watch
-        .step_applied(expected.iter().any(|&e| !e), applied);
+        .step_applied(expected.contains(&Some(false)), applied);
     let deadline = applied + opts.step_timeout;
     let timeout_ms = ms(opts.probe_timeout);
 
@@ -1126,7 +1215,7 @@ async fn run_step<S: Session>(
             .filter(|&i| {
                 history[i]
                     .last()
-                    .is_some_and(|o| needs_retry(expected[i], o))
+                    .is_some_and(|o| expected[i].is_some_and(|e| needs_retry(e, o)))
             })
             .collect();
         if wrong.is_empty() {
@@ -1138,7 +1227,7 @@ async fn run_step<S: Session>(
         }
         let (slow, plain): (Vec<usize>, Vec<usize>) = wrong.into_iter().partition(|&i| {
             ctx.timed
-                && expected[i]
+                && expected[i] == Some(true)
                 && history[i]
                     .last()
                     .is_some_and(|o| o.result == Connectivity::Timeout)
@@ -1162,7 +1251,7 @@ async fn run_step<S: Session>(
         late_cells += late.len() as u32;
         calibrator.retried(
             &late,
-            expected.iter().filter(|&&e| e).count(),
+            expected.iter().filter(|&&e| e == Some(true)).count(),
             timeout_ms,
             ms(opts.calibration_timeout()),
         );
@@ -1177,21 +1266,23 @@ async fn run_step<S: Session>(
     }
 
     let inadequate = calibrator.too_short.clone();
-    let cells: Vec<CellReport> = requests
+    let mut cells: Vec<CellReport> = requests
         .iter()
         .zip(&expected)
+        .zip(&notes)
         .zip(&history)
-        .map(|((r, &e), h)| {
+        .map(|(((r, &e), note), h)| {
             // With a timeout shorter than allowed connections take, a timeout proves nothing:
             // such attempts are skipped like harness errors.
-            let judged = if inadequate.is_some() {
-                classify_skipping(e, h, |c| {
+            let judged = match e {
+                // Implementation-defined: recorded as observed, never judged.
+                None => (Outcome::Unsupported, h.len().saturating_sub(1)),
+                Some(e) if inadequate.is_some() => classify_skipping(e, h, |c| {
                     matches!(c, Connectivity::Harness | Connectivity::Timeout)
-                })
-            } else {
-                classify(e, h)
+                }),
+                Some(e) => classify(e, h),
             };
-            let mut rep = report_cell_judged(r, e, h, judged);
+            let mut rep = report_cell_judged(r, e, note.as_deref(), h, judged);
             if let Some((_, why)) = &inadequate
                 && rep.outcome == Outcome::Error
                 && rep.connectivity == Connectivity::Timeout
@@ -1220,6 +1311,25 @@ async fn run_step<S: Session>(
         })
         .collect();
     drop(history);
+    if !held.is_empty() {
+        // Back in plan order, the held cells with the platform's reason as their only
+        // observation.
+        let not_realised = [Observation {
+            result: Connectivity::Unsupported,
+            detail: ctx.gap.clone(),
+            elapsed_ms: 0,
+            command: String::new(),
+        }];
+        let total = cells.len() + held.len();
+        let mut probed = cells.into_iter();
+        let mut held = held.into_iter().peekable();
+        cells = (0..total)
+            .filter_map(|pos| match held.next_if(|(p, _)| *p == pos) {
+                Some((_, c)) => Some(cell_report(&c, &not_realised)),
+                None => probed.next(),
+            })
+            .collect();
+    }
     for cell in &cells {
         emit(
             ctx.sink,
@@ -1368,7 +1478,7 @@ mod tests {
     #[test]
     fn a_lone_timeout_is_no_evidence_of_enforcement() {
         use Connectivity::*;
-        let expected = [false, false, true];
+        let expected = [Some(false), Some(false), Some(true)];
         let mut before = [false; 3];
         // One denied cell times out once, the pass does not match: a lost SYN, maybe.
         let pass = [obs(Timeout), obs(Connected), obs(Connected)];
@@ -1470,12 +1580,12 @@ mod tests {
         }
         // x/a is isolated with no rules: denied from everyone, through its Service too, and to
         // itself (hairpin answered like loopback).
-        let to_a: Vec<bool> = svc
+        let to_a: Vec<Option<bool>> = svc
             .iter()
             .filter(|c| c.request.to.name == "a")
             .map(|c| c.expected)
             .collect();
-        assert_eq!(to_a, vec![false, false, false]);
+        assert_eq!(to_a, vec![Some(false); 3]);
         // The pod-ip plan is unchanged by the modes.
         assert_eq!(plan_step(step, &probes), pod.to_vec());
     }

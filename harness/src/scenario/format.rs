@@ -168,12 +168,13 @@ pub struct StepSpec {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// NetworkPolicy objects created, or replaced when one of that namespace/name exists.
+    /// NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy
+    /// objects, created or replaced when one of that kind and (namespace/)name exists.
     #[serde(default)]
     pub apply: Vec<serde_json::Value>,
-    /// Policies to delete, as `namespace/name`.
+    /// Policies to delete: `namespace/name` (NetworkPolicy) or `Kind/name` (cluster-wide).
     #[serde(default)]
-    pub delete: Vec<String>,
+    pub delete: Vec<DeleteSpec>,
     #[serde(default)]
     pub label_pods: Vec<LabelPodSpec>,
     #[serde(default)]
@@ -182,6 +183,25 @@ pub struct StepSpec {
     pub probes: Option<Vec<Probe>>,
     #[serde(default)]
     pub expect: Vec<ExpectationSpec>,
+}
+
+/// A policy to delete: `"namespace/name"` or `"name"` (a NetworkPolicy; namespace `default`),
+/// `"ClusterNetworkPolicy/name"` (and the two v1alpha1 kinds), or `{kind, name, namespace}`.
+/// Kinds are CamelCase and namespaces lower-case DNS labels, so the string forms never collide.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DeleteSpec {
+    Name(String),
+    Object(DeleteObject),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteObject {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,11 +249,18 @@ pub struct ExpectationSpec {
     pub table: Option<String>,
 }
 
-/// `from`/`to` patterns: `*` (every pod), `ns/*`, `*/pod` or `ns/pod`.
+/// `from`/`to` patterns: `*` (every pod), `ns/*`, `*/pod` or `ns/pod`. `allow` is required:
+/// `true`, `false`, or `null` where the API leaves the answer to the implementation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CellSpec {
     pub from: String,
     pub to: String,
-    pub allow: bool,
+    #[serde(deserialize_with = "allow_value")]
+    pub allow: Option<bool>,
+}
+
+/// Present but possibly `null` (a missing `allow` stays an error).
+fn allow_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Option::<bool>::deserialize(d)
 }

@@ -16,7 +16,7 @@ use crate::model::{
     ContainerPort, Labels, Model, Namespace, Pod, PodRef, Probe, Protocol, Workload,
 };
 use crate::names;
-use crate::policy::{FieldError, PolicyRef};
+use crate::policy::{ClusterKind, FieldError, PolicyRef};
 use crate::truthtable::TruthTable;
 
 use super::docs::{self, Doc, DocCtx, join_path};
@@ -171,7 +171,7 @@ fn kind_list() -> String {
         .chain(WORKLOAD_KINDS.iter())
         .map(|(k, _)| *k)
         .collect();
-    kinds.join(", ")
+    format!("{} and the cluster-wide policy kinds", kinds.join(", "))
 }
 
 /// Reads one manifest document (or an object nested at `base`: a scenario's `apply` entry, a
@@ -194,6 +194,20 @@ fn read_object(
         errors.push(ctx.field(base, &FieldError::new("kind", "is required")));
         return;
     };
+    if let Some(ck) = ClusterKind::from_kind(kind) {
+        match super::cluster::read(v, ck) {
+            Ok(cp) => {
+                for w in &cp.warnings {
+                    objs.warnings
+                        .push(format!("{kind} field"), ctx.field(base, w));
+                }
+                let origin = Origin::new(ctx, base, &join_path(base, "metadata.name"));
+                objs.cluster.push((cp, origin));
+            }
+            Err(e) => errors.extend(e.iter().map(|e| ctx.field(base, e))),
+        }
+        return;
+    }
     if kind == "List"
         || (kind.ends_with("List") && api_version_of(&kind[..kind.len() - 4]).is_some())
     {
@@ -343,17 +357,30 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path, pods: Pods) -> Result<FileL
         .policies
         .keys()
         .map(|k| Change::ApplyPolicy { policy: k.clone() })
+        .chain(
+            state
+                .cluster
+                .keys()
+                .map(|k| Change::ApplyClusterPolicy { policy: k.clone() }),
+        )
         .collect();
     let probes = state.model.declared_probes();
     let step = Step {
         name: "initial".into(),
         description: None,
         policies: state.policies.into_values().collect(),
+        cluster_policies: state.cluster.into_values().collect(),
         model: state.model,
         changes,
         probes,
         expectations: Vec::new(),
     };
+    let mut warnings = warnings.into_vec();
+    warnings.extend(
+        super::cluster::warnings(&step)
+            .into_iter()
+            .map(|w| InputError::file(file, w)),
+    );
     Ok(FileLoad {
         loaded: Loaded {
             scenarios: vec![Scenario {
@@ -362,7 +389,7 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path, pods: Pods) -> Result<FileL
                 description: None,
                 steps: vec![step],
             }],
-            warnings: warnings.into_vec(),
+            warnings,
         },
         name_at: InputError::file(file, ""),
     })
@@ -819,9 +846,22 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
     }
     let mut objs = Objects::default();
     model_objects(&sf.model, &ctx, &mut objs, &mut errors);
-    let initial_policies: Vec<PolicyRef> =
-        objs.policies.iter().map(|(p, _)| p.key.clone()).collect();
+    let initial_policies: Vec<Change> = objs
+        .policies
+        .iter()
+        .map(|(p, _)| Change::ApplyPolicy {
+            policy: p.key.clone(),
+        })
+        .chain(
+            objs.cluster
+                .iter()
+                .map(|(p, _)| Change::ApplyClusterPolicy {
+                    policy: p.key.clone(),
+                }),
+        )
+        .collect();
     let (mut state, mut warnings) = objects::resolve(objs, &mut errors);
+    let mut cluster_warnings: Vec<InputError> = Vec::new();
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
@@ -882,25 +922,34 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
         }
         errors.extend(errs.iter().map(|e| ctx.field(&base, e)));
         let mut changes: Vec<Change> = if si == 0 {
-            initial_policies
-                .iter()
-                .map(|p| Change::ApplyPolicy { policy: p.clone() })
-                .collect()
+            initial_policies.clone()
         } else {
             Vec::new()
         };
         for (ai, v) in spec.apply.iter().enumerate() {
             let abase = format!("{base}.apply[{ai}]");
             let mut objs = Objects::default();
-            if str_field(v, "kind") != Some("NetworkPolicy") {
+            let kind = str_field(v, "kind");
+            let policy_kind = |k: &str| k == "NetworkPolicy" || ClusterKind::from_kind(k).is_some();
+            if !kind.is_some_and(policy_kind) {
                 errors.push(ctx.field(
                     &abase,
-                    &FieldError::new("kind", "steps apply NetworkPolicy objects only"),
+                    &FieldError::new(
+                        "kind",
+                        "steps apply NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy or \
+                         BaselineAdminNetworkPolicy objects only",
+                    ),
                 ));
                 continue;
             }
             read_object(v, &ctx, &abase, &mut objs, &mut errors);
             warnings.append(objs.warnings);
+            for (p, _) in objs.cluster {
+                changes.push(Change::ApplyClusterPolicy {
+                    policy: p.key.clone(),
+                });
+                state.cluster.insert(p.key.clone(), p);
+            }
             for (p, _) in objs.policies {
                 state
                     .model
@@ -956,15 +1005,27 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
                 Err(fe) => errors.push(ctx.field(&ebase, &fe)),
             }
         }
-        steps.push(Step {
+        let step = Step {
             name: spec.name.clone(),
             description: spec.description.clone(),
             model: state.model.clone(),
             policies: state.policies.values().cloned().collect(),
+            cluster_policies: state.cluster.values().cloned().collect(),
             changes,
             probes,
             expectations,
-        });
+        };
+        // Not capped per kind like object warnings: each names a different step's cells.
+        let step_at = FieldError::new("name", "");
+        cluster_warnings.extend(
+            super::cluster::warnings(&step)
+                .into_iter()
+                .map(|w| InputError {
+                    message: w,
+                    ..ctx.field(&base, &step_at)
+                }),
+        );
+        steps.push(step);
     }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
@@ -977,7 +1038,11 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
                 description: sf.description,
                 steps,
             }],
-            warnings: warnings.into_vec(),
+            warnings: {
+                let mut all = warnings.into_vec();
+                all.append(&mut cluster_warnings);
+                all
+            },
         },
         name_at,
     })
@@ -1016,8 +1081,29 @@ fn apply_deletes(
 ) {
     for (di, d) in spec.delete.iter().enumerate() {
         let path = format!("delete[{di}]");
-        let key = match policy_ref(d) {
-            Ok(k) => k,
+        let key = match super::cluster::delete_target(d) {
+            Ok(super::cluster::DeleteTarget::NetworkPolicy(key)) => {
+                match policy_ref(&format!("{}/{}", key.namespace, key.name)) {
+                    Ok(k) => k,
+                    Err(m) => {
+                        errors.push(ctx.field(base, &FieldError::new(path, m)));
+                        continue;
+                    }
+                }
+            }
+            Ok(super::cluster::DeleteTarget::Cluster(key)) => {
+                if let Err(e) = names::object(&key.kind.to_string(), &key.name) {
+                    errors.push(ctx.field(base, &FieldError::new(path, e.to_string())));
+                } else if state.cluster.remove(&key).is_none() {
+                    errors.push(ctx.field(
+                        base,
+                        &FieldError::new(path, format!("no {key} exists at this step")),
+                    ));
+                } else {
+                    changes.push(Change::DeleteClusterPolicy { policy: key });
+                }
+                continue;
+            }
             Err(m) => {
                 errors.push(ctx.field(base, &FieldError::new(path, m)));
                 continue;
@@ -1188,7 +1274,7 @@ fn resolve_expectation(
             ));
         }
     };
-    let base = e.default.unwrap_or(AllowWord::Allow) == AllowWord::Allow;
+    let base = Some(e.default.unwrap_or(AllowWord::Allow) == AllowWord::Allow);
     let mut table = TruthTable::new(model.pod_refs(), base);
     if let Some(t) = &e.table {
         if !e.cells.is_empty() {
@@ -1228,12 +1314,16 @@ fn resolve_expectation(
             }
             for (to, m) in cols.iter().zip(marks) {
                 let allowed = match m {
-                    "." => true,
-                    "X" | "x" => false,
+                    "." => Some(true),
+                    "X" | "x" => Some(false),
+                    // Implementation-defined (cluster-wide policies of one priority disagreeing).
+                    "?" => None,
                     other => {
                         return Err(FieldError::new(
                             "table",
-                            format!("cell {other:?} in row {from} (use . or X)"),
+                            format!(
+                                "cell {other:?} in row {from} (use . or X, or ? where the API leaves the answer to the implementation)"
+                            ),
                         ));
                     }
                 };

@@ -7,6 +7,7 @@
 //! complete state after its changes — model and compiled policies — so the oracle and every
 //! provider see the same thing, and providers derive what to change from consecutive steps.
 
+mod cluster;
 mod docs;
 mod error;
 mod format;
@@ -24,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::Serialize;
 
 use crate::model::{Model, PodRef, Probe};
-use crate::policy::{CompiledPolicy, Decision, Oracle, PolicyRef};
+use crate::policy::{ClusterPolicy, ClusterPolicyRef, CompiledPolicy, Decision, Oracle, PolicyRef};
 use crate::truthtable::TruthTable;
 
 pub use error::{InputError, InputErrors};
@@ -47,6 +48,13 @@ pub enum Change {
     DeletePolicy {
         policy: PolicyRef,
     },
+    /// A cluster-wide policy created or replaced (`Kind/name`).
+    ApplyClusterPolicy {
+        policy: ClusterPolicyRef,
+    },
+    DeleteClusterPolicy {
+        policy: ClusterPolicyRef,
+    },
     LabelPod {
         pod: PodRef,
         set: BTreeMap<String, String>,
@@ -59,11 +67,12 @@ pub enum Change {
     },
 }
 
-/// Hand-written expectations for some probes of a step: a full truth table per probe.
+/// Hand-written expectations for some probes of a step: a full truth table per probe (`None`:
+/// written as implementation-defined).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
     pub probe: Probe,
-    pub table: TruthTable<bool>,
+    pub table: TruthTable<Option<bool>>,
     /// File, document, field path and line of the `expect` entry (its message is empty).
     pub written_at: Option<InputError>,
 }
@@ -76,6 +85,8 @@ pub struct Step {
     pub model: Model,
     /// Every policy present after this step, sorted by namespace/name.
     pub policies: Vec<CompiledPolicy>,
+    /// Every cluster-wide policy present after this step, sorted by kind/name.
+    pub cluster_policies: Vec<ClusterPolicy>,
     /// What this step changed relative to the previous one (the initial step: every policy).
     pub changes: Vec<Change>,
     pub probes: Vec<Probe>,
@@ -84,7 +95,7 @@ pub struct Step {
 
 impl Step {
     pub fn oracle(&self) -> Oracle<'_> {
-        Oracle::new(&self.model, &self.policies)
+        Oracle::with_cluster(&self.model, &self.policies, &self.cluster_policies)
     }
 
     /// Explains one cell; `None` when a pod is unknown.
@@ -97,7 +108,7 @@ impl Step {
         let oracle = self.oracle();
         let mut out = Vec::new();
         for exp in &self.expectations {
-            let actual = oracle.matrix(exp.probe);
+            let actual = oracle.expected_matrix(exp.probe);
             for (from, to, expected) in exp.table.iter() {
                 let got = *actual.try_get(from, to).unwrap_or(expected);
                 if got != *expected {
@@ -125,13 +136,18 @@ pub struct ExpectationMismatch {
     pub probe: Probe,
     pub from: PodRef,
     pub to: PodRef,
-    pub written: bool,
-    pub oracle: bool,
+    /// `None`: implementation-defined.
+    pub written: Option<bool>,
+    pub oracle: Option<bool>,
 }
 
 impl std::fmt::Display for ExpectationMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let word = |b: bool| if b { "allowed" } else { "denied" };
+        let word = |b: Option<bool>| match b {
+            Some(true) => "allowed",
+            Some(false) => "denied",
+            None => "implementation-defined",
+        };
         if let Some(at) = &self.written_at {
             // InputError's Display ends with ": <message>"; the message is empty here.
             write!(f, "{}: ", at.to_string().trim_end_matches(": "))?;

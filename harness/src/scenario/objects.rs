@@ -27,7 +27,9 @@ use crate::model::{
     ContainerPort, Labels, Model, NAMESPACE_NAME_LABEL, Namespace, Pod, PodRef, Protocol, Workload,
 };
 use crate::names;
-use crate::policy::{CompiledPolicy, FieldError, PolicyRef, Selector};
+use crate::policy::{
+    ClusterPolicy, ClusterPolicyRef, CompiledPolicy, FieldError, PolicyRef, Selector,
+};
 
 use super::docs::{DocCtx, join_path};
 use super::limits::{MAX_PODS, MAX_REPLICAS};
@@ -182,6 +184,7 @@ pub(super) struct Objects {
     pub workloads: Vec<WorkloadObj>,
     pub policies: Vec<(CompiledPolicy, Origin)>,
     pub services: Vec<(crate::service::Service, Origin)>,
+    pub cluster: Vec<(ClusterPolicy, Origin)>,
     pub warnings: Warnings,
 }
 
@@ -838,6 +841,7 @@ pub(super) fn read_network_policy(
 pub(super) struct State {
     pub model: Model,
     pub policies: BTreeMap<PolicyRef, CompiledPolicy>,
+    pub cluster: BTreeMap<ClusterPolicyRef, ClusterPolicy>,
 }
 
 type WorkloadKey = (String, String, String);
@@ -910,6 +914,7 @@ pub(super) fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> (State, Wa
         workloads,
         policies: read_policies,
         services: read_services,
+        cluster: read_cluster,
         mut warnings,
     } = objs;
     let mut model = Model::default();
@@ -980,6 +985,7 @@ pub(super) fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> (State, Wa
             State {
                 model,
                 policies: BTreeMap::new(),
+                cluster: BTreeMap::new(),
             },
             warnings,
         );
@@ -1133,7 +1139,21 @@ pub(super) fn resolve(objs: Objects, errors: &mut Vec<InputError>) -> (State, Wa
             .values()
             .all(|n| n.labels.get(NAMESPACE_NAME_LABEL) == Some(&n.name))
     );
-    (State { model, policies }, warnings)
+    let mut cluster = BTreeMap::new();
+    for (p, origin) in read_cluster {
+        if cluster.contains_key(&p.key) {
+            errors.push(origin.name_error(format!("{} is declared twice", p.key)));
+        }
+        cluster.insert(p.key.clone(), p);
+    }
+    (
+        State {
+            model,
+            policies,
+            cluster,
+        },
+        warnings,
+    )
 }
 
 #[cfg(test)]

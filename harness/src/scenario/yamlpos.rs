@@ -48,10 +48,14 @@ fn walk(lines: &[&str], path: &str) -> Located {
     let mut range = (0usize, lines.len());
     let mut parent_indent: isize = -1;
     let mut found = None;
+    // Whether the range starts at the line of the key just matched: that line (`- key:` when the
+    // key opens a list item itself) is never one of the key's own items.
+    let mut after_key = false;
     let mut complete = true;
     for seg in segments(path) {
         match seg {
             Segment::Key(k) => {
+                after_key = true;
                 let hit = (range.0..range.1).find_map(|i| {
                     let (indent, content) = split_indent(lines[i]);
                     let content = content
@@ -86,7 +90,9 @@ fn walk(lines: &[&str], path: &str) -> Located {
             }
             Segment::Index(n) => {
                 // Items are the `- ` lines at the smallest indentation inside the range.
-                let dashes: Vec<(usize, usize)> = (range.0..range.1)
+                let first = range.0 + usize::from(after_key);
+                after_key = false;
+                let dashes: Vec<(usize, usize)> = (first..range.1)
                     .filter_map(|i| {
                         let (ind, c) = split_indent(lines[i]);
                         c.starts_with("- ")
@@ -197,5 +203,13 @@ spec:
         assert_eq!(line_of(DOC, "spec.ingress[0].from[0].podSelector"), Some(9));
         assert_eq!(line_of(DOC, "metadata.name"), Some(4));
         assert_eq!(line_of(DOC, "spec.egress[0]"), Some(5));
+    }
+
+    #[test]
+    fn items_of_a_key_that_opens_a_list_item() {
+        let doc = "spec:\n  egress:\n  - to:\n    - networks:\n      - 10.0.0.0/8\n      - 10.1.0.0/16\n  - ports:\n      - port: 1\n      - port: 2\n";
+        assert_eq!(line_of(doc, "spec.egress[0].to[0].networks[1]"), Some(6));
+        assert_eq!(line_of(doc, "spec.egress[0].to[0].networks[0]"), Some(5));
+        assert_eq!(line_of(doc, "spec.egress[1].ports[1].port"), Some(9));
     }
 }

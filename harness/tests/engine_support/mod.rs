@@ -50,6 +50,9 @@ pub struct Script {
     pub max_parallel: usize,
     /// `apply` fails at (scenario index, step index).
     pub fail_apply: Option<(usize, usize)>,
+    /// The fake dataplane realises cluster-wide policies (it answers from the oracle, which
+    /// includes them); otherwise the platform says it cannot, as real providers do today.
+    pub realises_cluster_policies: bool,
     /// The harness fails the first N probes of the cell in each step (descriptors ran out…).
     pub harness_times: HashMap<Key, u32>,
     /// Observations time each probe alone (like the local dataplane), so the engine calibrates.
@@ -301,6 +304,11 @@ impl Platform for FakePlatform {
     fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
         self.log.lock().expect("log lock").closed += 1;
         async { Ok(()) }
+    }
+
+    fn cluster_policy_gap(&self) -> Option<String> {
+        (!self.script.realises_cluster_policies)
+            .then(|| "the fake dataplane does not realise cluster-wide policies".to_string())
     }
 }
 

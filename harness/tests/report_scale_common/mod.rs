@@ -71,7 +71,7 @@ pub fn report(pods: usize, shape: Shape) -> RunReport {
             c.to = to.clone();
             c.port = 80;
             c.protocol = Protocol::Tcp;
-            c.expected = expected;
+            c.expected = Some(expected);
             c.observed = Some(observed);
             c.connectivity = connectivity;
             c.command = format!(
