@@ -19,7 +19,8 @@
 //!   chain's policy accepts: the Baseline-tier rules, `Pass` returning to that default allow.
 //!
 //! Both jumps skip the pod's own address: a pod reaching its own pod IP is not subject to cluster
-//! policies (see [`crate::policy::Addressing`]), while NetworkPolicies still apply to it.
+//! policies (see [`crate::policy::Addressing`]), while NetworkPolicies still apply to it. A pod
+//! reaching itself through a Service (conntrack status `dnat`) is: a second jump per tier takes it.
 //!
 //! Loopback: a pod connecting to its own address sends through `lo` inside its namespace, and the
 //! packet crosses this pod's `egress` chain and then its `ingress` chain. The oracle evaluates a
@@ -499,26 +500,44 @@ impl PodRuleset {
             ));
         }
         let tiers = self.tiers(dir);
-        // Jumps into a tier chain skip the pod's own address (the pod-IP hairpin).
-        let not_self = || -> Vec<Stmt> {
-            self.addr
-                .map(|a| {
-                    let key = match dir {
-                        Direction::Ingress => Key::IpSaddr,
-                        Direction::Egress => Key::IpDaddr,
-                    };
-                    let mut m = Match::new(key, vec![Val::Addr(a)]);
-                    m.negate = true;
-                    Stmt::Match(m)
-                })
-                .into_iter()
-                .collect()
+        // Jumps into a tier chain skip the pod's own address (the pod-IP hairpin), but not a
+        // pod reaching itself through a Service (DNAT'ed to its own address): that hairpin stays
+        // subject to cluster-wide policies, as the oracle's `Addressing::ServiceIp` says. Two
+        // rules with exclusive conditions, so a tier chain that returns is never entered twice.
+        let tier_jumps = |target: &str| -> Vec<nft::Rule> {
+            let key = match dir {
+                Direction::Ingress => Key::IpSaddr,
+                Direction::Egress => Key::IpDaddr,
+            };
+            match self.addr {
+                None => vec![with(Vec::new(), Verdict::Jump(target.to_string()))],
+                Some(a) => {
+                    let mut not_self = Match::new(key.clone(), vec![Val::Addr(a)]);
+                    not_self.negate = true;
+                    vec![
+                        with(
+                            vec![Stmt::Match(not_self)],
+                            Verdict::Jump(target.to_string()),
+                        ),
+                        with(
+                            vec![
+                                Stmt::Match(Match::new(key, vec![Val::Addr(a)])),
+                                Stmt::Match(Match::new(
+                                    Key::CtStatus,
+                                    vec![Val::CtStatus(nft::CtStatusFlag::Dnat)],
+                                )),
+                            ],
+                            Verdict::Jump(target.to_string()),
+                        ),
+                    ]
+                }
+            }
         };
         let admin = format!("{name}_admin");
         let baseline = format!("{name}_baseline");
         if !tiers.admin.is_empty() {
             out.push(tier_chain(&admin, &tiers.admin, dir));
-            rules.push(with(not_self(), Verdict::Jump(admin)));
+            rules.extend(tier_jumps(&admin));
         }
         let has_baseline = !tiers.baseline.is_empty();
         if has_baseline {
@@ -531,7 +550,7 @@ impl PodRuleset {
         match self.chain(dir) {
             Chain::Open => {
                 if has_baseline {
-                    rules.push(with(not_self(), Verdict::Jump(baseline.clone())));
+                    rules.extend(tier_jumps(&baseline));
                 }
             }
             Chain::Isolated(pols) => {
@@ -539,10 +558,10 @@ impl PodRuleset {
                     out.push(nft::Chain {
                         name: allowed.clone(),
                         base: None,
-                        rules: vec![
-                            with(not_self(), Verdict::Jump(baseline.clone())),
-                            with(Vec::new(), Verdict::Accept),
-                        ],
+                        rules: tier_jumps(&baseline)
+                            .into_iter()
+                            .chain([with(Vec::new(), Verdict::Accept)])
+                            .collect(),
                     });
                 }
                 let accept = || {
@@ -1476,11 +1495,19 @@ steps:
             .iter()
             .filter(|r| matches!(r.stmts.last(), Some(Stmt::Verdict(Verdict::Jump(_)))))
             .collect();
-        assert_eq!(jumps.len(), 2, "admin then baseline");
-        for j in jumps {
+        // Per tier: one jump for other addresses, one for the pod itself through a Service.
+        assert_eq!(jumps.len(), 4, "admin then baseline, two jumps each");
+        let own = [Val::Addr(Ipv4Addr::new(10, 1, 0, 1))];
+        for pair in jumps.chunks(2) {
             assert!(
-                matches!(&j.stmts[0], Stmt::Match(m) if m.negate && m.values == [Val::Addr(Ipv4Addr::new(10, 1, 0, 1))]),
-                "{j:?}"
+                matches!(&pair[0].stmts[0], Stmt::Match(m) if m.negate && m.values == own),
+                "{pair:?}"
+            );
+            assert!(
+                matches!(&pair[1].stmts[0], Stmt::Match(m) if !m.negate && m.values == own)
+                    && matches!(&pair[1].stmts[1], Stmt::Match(m)
+                        if m.values == [Val::CtStatus(nft::CtStatusFlag::Dnat)]),
+                "{pair:?}"
             );
         }
         let me = Ipv4Addr::new(10, 1, 0, 1);
