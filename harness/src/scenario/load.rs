@@ -682,13 +682,7 @@ fn model_objects(spec: &ModelSpec, ctx: &DocCtx, objs: &mut Objects, errors: &mu
             errors.extend(errs.iter().map(|e| ctx.field(&base, e)));
             continue;
         }
-        let origin = Origin::new(ctx, &base, &join_path(&base, "name"));
-        match read {
-            super::service_input::Read::Service(svc) => objs.services.push((svc, origin)),
-            super::service_input::Read::Ignored(why) => {
-                objs.warnings.push("service", origin.error(why))
-            }
-        }
+        objs.add_service(read, Origin::new(ctx, &base, &join_path(&base, "name")));
     }
     for (i, m) in spec.manifests.iter().enumerate() {
         let path = ctx.file.parent().unwrap_or(Path::new(".")).join(m);

@@ -188,6 +188,19 @@ pub(super) struct Objects {
     pub warnings: Warnings,
 }
 
+impl Objects {
+    /// A Service as read from a manifest or a scenario's `model.services`: kept, or a warning
+    /// saying why it is not probed.
+    pub fn add_service(&mut self, read: super::service_input::Read, origin: Origin) {
+        match read {
+            super::service_input::Read::Service(s) => self.services.push((s, origin)),
+            super::service_input::Read::Ignored(why) => {
+                self.warnings.push("service", origin.error(why))
+            }
+        }
+    }
+}
+
 /// Deserializes an untyped value into `T`, reporting the field path of a failure.
 pub(super) fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
@@ -505,13 +518,10 @@ pub(super) fn read_service(
     let mut errs = Vec::new();
     let read = super::service_input::from_k8s(&svc, &mut errs);
     if errs.is_empty() {
-        let origin = Origin::new(ctx, base, &join_path(base, "metadata.name"));
-        match read {
-            super::service_input::Read::Service(s) => objs.services.push((s, origin)),
-            super::service_input::Read::Ignored(why) => {
-                objs.warnings.push("service", origin.error(why))
-            }
-        }
+        objs.add_service(
+            read,
+            Origin::new(ctx, base, &join_path(base, "metadata.name")),
+        );
     }
     errs
 }
