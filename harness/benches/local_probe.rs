@@ -82,12 +82,8 @@ async fn measure(name: &str, yaml: &str, goal: f64) {
         Err(e) => panic!("{name} does not load: {e:?}"),
     };
     let run_id = format!("bench{}-{name}", std::process::id());
-    let platform = LocalPlatform::new(LocalOptions {
-        run_id,
-        cni: LocalCni::Nftables,
-        faults: vec![],
-    })
-    .unwrap_or_else(|e| panic!("local dataplane unavailable: {e}"));
+    let platform = LocalPlatform::new(LocalOptions::new(run_id, LocalCni::Nftables))
+        .unwrap_or_else(|e| panic!("local dataplane unavailable: {e}"));
     let step = &sc.steps[0];
     let reqs = batch(step);
     let t = Instant::now();

@@ -83,12 +83,8 @@ async fn measure(n: usize, cni: LocalCni) {
         Err(e) => panic!("setup-{n} does not load: {e:?}"),
     };
     let run_id = format!("dataplane-bench{}-{n}-{}", std::process::id(), cni.name());
-    let platform = LocalPlatform::new(LocalOptions {
-        run_id: run_id.clone(),
-        cni,
-        faults: vec![],
-    })
-    .unwrap_or_else(|e| panic!("local dataplane unavailable: {e}"));
+    let platform = LocalPlatform::new(LocalOptions::new(run_id.clone(), cni))
+        .unwrap_or_else(|e| panic!("local dataplane unavailable: {e}"));
     let step = &sc.steps[0];
     let slab0 = slab_kib();
     let t = Instant::now();
@@ -117,6 +113,8 @@ async fn measure(n: usize, cni: LocalCni) {
                     80,
                     netpol_conformance::model::Protocol::Tcp,
                 ),
+                via: netpol_conformance::service::ProbeMode::PodIp,
+                service: None,
             }
         })
         .collect();

@@ -12,6 +12,7 @@
 //! - [`scenario::Scenario`]: a model and a sequence of [`scenario::Step`]s, loaded from scenario
 //!   files or plain Kubernetes manifests.
 //! - [`truthtable::TruthTable`]: a from × to matrix (upstream's `TruthTable`).
+//! - [`names`]: the API server's rules for names and labels, applied to every input.
 //!
 //! ```
 //! use netpol_conformance::scenario::load_str;
@@ -48,12 +49,14 @@ pub mod audit;
 pub mod cli;
 pub mod cni;
 pub mod model;
+pub mod names;
 pub mod policy;
 pub mod probe;
 pub mod provider;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod service;
 pub mod shell;
 pub mod truthtable;
 pub mod verdict;

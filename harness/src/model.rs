@@ -95,17 +95,26 @@ impl fmt::Display for PodRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not of the form NAMESPACE/POD")]
-pub struct BadPodRef(pub String);
+pub enum BadPodRef {
+    #[error("{0:?} is not of the form NAMESPACE/POD")]
+    Shape(String),
+    /// A part is not a valid namespace or pod name (as the API server validates them).
+    #[error("{0}")]
+    Name(#[from] crate::names::Invalid),
+}
 
 impl FromStr for PodRef {
     type Err = BadPodRef;
+    /// Both parts are validated: a `PodRef` parsed from input (`--from`, `labelPods`, tables)
+    /// only ever names something the API server would accept.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('/') {
             Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
+                crate::names::namespace(ns)?;
+                crate::names::pod(pod)?;
                 Ok(PodRef::new(ns, pod))
             }
-            _ => Err(BadPodRef(s.to_string())),
+            _ => Err(BadPodRef::Shape(s.to_string())),
         }
     }
 }
@@ -196,7 +205,9 @@ pub struct ContainerPort {
 }
 
 /// Where a pod came from, so real providers can realise it the same way (a bare Pod or one replica
-/// of a Deployment).
+/// of a Deployment). Pods synthesised for any controller read from manifests (StatefulSet,
+/// DaemonSet, ReplicaSet, ReplicationController, Job, CronJob) are `Deployment` replicas too:
+/// for probing, N identical pods behind one controller are all that matters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Workload {
@@ -280,6 +291,10 @@ impl Namespace {
 pub struct Model {
     pub namespaces: BTreeMap<String, Namespace>,
     pub pods: BTreeMap<PodRef, Pod>,
+    /// The input's ClusterIP Services (`kind: Service`, `model.services`); the per-pod ones
+    /// probing needs are added by [`crate::service::probe_services`], never stored here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<crate::service::Service>,
 }
 
 impl Model {
@@ -332,6 +347,13 @@ mod tests {
         assert!("x".parse::<PodRef>().is_err());
         assert!("x/a/b".parse::<PodRef>().is_err());
         assert!("/a".parse::<PodRef>().is_err());
+        assert!(matches!("X/a".parse::<PodRef>(), Err(BadPodRef::Name(_))));
+        assert!(matches!(
+            "x/a\nb".parse::<PodRef>(),
+            Err(BadPodRef::Name(_))
+        ));
+        assert!(matches!("x;y/a".parse::<PodRef>(), Err(BadPodRef::Name(_))));
+        assert!("x/a.b-1".parse::<PodRef>().is_ok());
     }
 
     #[test]

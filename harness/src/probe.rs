@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{PodRef, Probe};
+use crate::service::{ProbeMode, ServiceTarget};
 
 /// How one connection attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -23,6 +24,11 @@ pub enum Connectivity {
     Unsupported,
     /// The probe itself failed (could not enter the namespace, exec failed…).
     Error,
+    /// The harness ran short of its own resources (descriptors, ports, memory, threads): says
+    /// nothing about the dataplane. The engine re-probes such cells and never counts them as a
+    /// dataplane's `flaky` or `fail`; if they persist the cell is `error` with this reason.
+    #[serde(rename = "harness-error")]
+    Harness,
 }
 
 impl Connectivity {
@@ -34,6 +40,7 @@ impl Connectivity {
             Connectivity::Timeout => "timeout",
             Connectivity::Unsupported => "unsupported",
             Connectivity::Error => "probe error",
+            Connectivity::Harness => "harness error",
         }
     }
 
@@ -42,7 +49,7 @@ impl Connectivity {
         match self {
             Connectivity::Connected => Some(true),
             Connectivity::Refused | Connectivity::Timeout => Some(false),
-            Connectivity::Unsupported | Connectivity::Error => None,
+            Connectivity::Unsupported | Connectivity::Error | Connectivity::Harness => None,
         }
     }
 }
@@ -58,13 +65,41 @@ pub struct Observation {
     pub command: String,
 }
 
-/// A cell to probe: source pod, destination pod and address, port and protocol.
+/// A cell to probe: source pod, destination pod and address, port and protocol, and what the
+/// probe connects to (`via`; with a Service, `service` says which and the port dialled — `None`
+/// when no Service backs exactly this pod and port, and the provider reports it unsupported).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProbeRequest {
     pub from: PodRef,
     pub to: PodRef,
     pub to_ip: IpAddr,
     pub probe: Probe,
+    pub via: ProbeMode,
+    pub service: Option<ServiceTarget>,
+}
+
+impl ProbeRequest {
+    /// A probe of the pod's own address (`via: pod-ip`).
+    pub fn pod_ip(from: PodRef, to: PodRef, to_ip: IpAddr, probe: Probe) -> Self {
+        ProbeRequest {
+            from,
+            to,
+            to_ip,
+            probe,
+            via: ProbeMode::PodIp,
+            service: None,
+        }
+    }
+
+    /// Why a Service-mode request cannot be probed at all (no Service backs the cell).
+    pub fn missing_service(&self) -> Option<String> {
+        (self.via.is_service() && self.service.is_none()).then(|| {
+            format!(
+                "no Service selects exactly {} with a port targeting {}",
+                self.to, self.probe
+            )
+        })
+    }
 }
 
 /// The collector's classification of a cell (contract: pass · fail · flaky · unsupported · error).

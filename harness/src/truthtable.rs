@@ -70,6 +70,15 @@ impl<T> TruthTable<T> {
         }
     }
 
+    /// The same axes with every cell mapped through `f`.
+    pub fn map<U>(&self, f: impl FnMut(&T) -> U) -> TruthTable<U> {
+        TruthTable {
+            pods: self.pods.clone(),
+            index: self.index.clone(),
+            cells: self.cells.iter().map(f).collect(),
+        }
+    }
+
     /// Every cell as (from, to, value), row by row.
     pub fn iter(&self) -> impl Iterator<Item = (&PodRef, &PodRef, &T)> {
         let n = self.pods.len();

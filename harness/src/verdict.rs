@@ -163,7 +163,7 @@ pub fn judge(scenarios: &[ScenarioReport]) -> Verdict {
                 if c.observed != Some(true) {
                     all_allowed = false;
                 }
-                if !c.expected {
+                if c.expected == Some(false) {
                     any_denied_expected = true;
                 }
             }
@@ -233,7 +233,7 @@ pub fn cell_features(oracle: &Oracle, earlier: &[&Oracle], cell: &CellReport) ->
     let Some(d) = oracle.decide(&cell.from, &cell.to, probe) else {
         return out;
     };
-    if cell.expected {
+    if cell.expected == Some(true) {
         let isolated: Vec<&DirectionDecision> = [&d.egress, &d.ingress]
             .into_iter()
             .filter(|s| !s.selecting.is_empty())
@@ -469,7 +469,8 @@ mod tests {
             to: t,
             port: p.port,
             protocol: p.protocol,
-            expected,
+            via: Default::default(),
+            expected: Some(expected),
             observed: Some(observed),
             outcome: if expected == observed {
                 Outcome::Pass
@@ -496,7 +497,11 @@ mod tests {
         let d = oracle
             .decide(&c.from, &c.to, Probe::new(c.port, c.protocol))
             .expect("pods exist");
-        assert_eq!(d.allowed, c.expected, "test cell's expectation is wrong");
+        assert_eq!(
+            Some(d.allowed),
+            c.expected,
+            "test cell's expectation is wrong"
+        );
         let earlier: Vec<Oracle> = earlier.iter().map(|s| s.oracle()).collect();
         let earlier: Vec<&Oracle> = earlier.iter().collect();
         cell_features(&oracle, &earlier, c)
@@ -646,6 +651,7 @@ mod tests {
                 probe_wall_ms: 0,
                 passes: 1,
                 cells,
+                ..StepReport::default()
             }],
         }]
     }

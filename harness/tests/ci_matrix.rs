@@ -89,17 +89,81 @@ fn every_job_runs_the_e2e_feature_filtered_by_its_cni() {
     );
 }
 
-/// The workflow GitHub runs is the one under `ci/`: pushing this repository runs the per-CNI matrix.
+/// The workflows GitHub runs are the ones under `ci/`: pushing this repository runs the per-CNI
+/// matrix and publishes its JUnit.
 #[test]
-fn github_runs_the_ci_workflow_as_written() {
+fn github_runs_the_ci_workflows_as_written() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let read = |rel: &str| {
         std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     };
+    let names = |dir: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(root.join(dir))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let ci = names("ci/github");
+    assert_eq!(ci, ["netpol-e2e-publish.yml", "netpol-e2e.yml"]);
+    assert_eq!(names(".github/workflows"), ci);
+    for name in &ci {
+        assert_eq!(
+            read(&format!("ci/github/{name}")),
+            read(&format!(".github/workflows/{name}")),
+            "copy ci/github/{name} to .github/workflows/ after changing it"
+        );
+    }
+}
+
+/// Fork pull requests get a read-only token: the e2e workflow only uploads its JUnit, and the
+/// workflow_run one, which may write checks, publishes one check per catalogued CNI.
+#[test]
+fn junit_is_published_by_a_workflow_run_that_works_for_forks() {
+    let e2e = load("ci/github/netpol-e2e.yml");
     assert_eq!(
-        read("ci/github/netpol-e2e.yml"),
-        read(".github/workflows/netpol-e2e.yml"),
-        "copy ci/github/netpol-e2e.yml to .github/workflows/ after changing it"
+        e2e["permissions"]["checks"],
+        Value::Null,
+        "the e2e workflow must not need checks: write (forks do not have it)"
+    );
+    let steps = e2e["jobs"]["e2e"]["steps"].as_array().expect("steps");
+    let upload = steps
+        .iter()
+        .find(|s| s["with"]["name"] == "netpol-junit-${{ matrix.cni }}")
+        .expect("a step uploads the JUnit as an artifact");
+    assert_eq!(upload["uses"], "actions/upload-artifact@v4");
+    assert_eq!(upload["if"], "always()");
+    assert!(
+        !steps.iter().any(|s| s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("mikepenz/"))),
+        "publishing happens in netpol-e2e-publish.yml"
+    );
+
+    let publish = load("ci/github/netpol-e2e-publish.yml");
+    assert_eq!(publish["on"]["workflow_run"]["workflows"][0], e2e["name"]);
+    assert_eq!(publish["permissions"]["checks"], "write");
+    let job = &publish["jobs"]["publish"];
+    assert_eq!(
+        strings(&job["strategy"]["matrix"]["cni"], "publish matrix"),
+        catalogue_names()
+    );
+    let steps = job["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["with"]["name"], "netpol-junit-${{ matrix.cni }}");
+    assert_eq!(
+        steps[0]["with"]["run-id"],
+        "${{ github.event.workflow_run.id }}"
+    );
+    assert_eq!(
+        steps[1]["with"]["commit"],
+        "${{ github.event.workflow_run.head_sha }}"
+    );
+    assert!(
+        !steps.iter().any(|s| s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/checkout"))),
+        "the publishing workflow never checks out the triggering run's code"
     );
 }
 

@@ -290,9 +290,10 @@ fn a_document_that_is_not_an_object_is_bad_input_without_an_empty_field() {
     assert!(!stderr.contains("field :"), "empty field named: {stderr}");
 }
 
-/// A step without pods still has its probes, each with an empty `allowed` object.
+/// An input without pods is bad input (contract "Inputs"): an empty matrix would make any
+/// verdict vacuous, so there is no JSON document with empty `allowed` objects, only exit 2.
 #[test]
-fn a_step_without_pods_has_empty_allowed_objects() {
+fn an_input_without_pods_is_bad_input_not_an_empty_matrix() {
     let dir = scratch("nopods");
     let f = dir.join("nopods.yaml");
     std::fs::write(&f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n").expect("write");
@@ -303,9 +304,8 @@ fn a_step_without_pods_has_empty_allowed_objects() {
         .output()
         .expect("netpolc runs");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let probe = &v["scenarios"][0]["steps"][0]["probes"][0];
-    assert_eq!(probe["port"], 80);
-    assert_eq!(probe["allowed"], serde_json::json!({}));
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert!(stderr.contains("nopods.yaml: yields no pod"), "{stderr}");
 }

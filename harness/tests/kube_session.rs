@@ -119,12 +119,12 @@ async fn ipblock_cases_are_judged_on_real_addresses() {
         .iter()
         .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "y/b")
         .expect("x/a -> y/b");
-    assert_eq!((ayb.expected, ayb.observed), (true, Some(true)));
+    assert_eq!((ayb.expected, ayb.observed), (Some(true), Some(true)));
     let aya = cells
         .iter()
         .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "y/a")
         .expect("x/a -> y/a");
-    assert_eq!((aya.expected, aya.observed), (false, Some(false)));
+    assert_eq!((aya.expected, aya.observed), (Some(false), Some(false)));
 }
 
 /// A literal CIDR written for the model's addresses is still judged — on the real addresses:
@@ -169,7 +169,7 @@ steps:
         .expect("cell");
     assert_eq!(
         (cell.expected, cell.outcome),
-        (false, Outcome::Pass),
+        (Some(false), Outcome::Pass),
         "{cell:?}"
     );
 }
@@ -365,7 +365,7 @@ async fn an_external_peer_is_probed_on_its_real_address() {
     let allowed = cell(0, "x/a", "(external)/web");
     assert_eq!(
         (allowed.expected, allowed.observed, allowed.outcome),
-        (true, Some(true), Outcome::Pass),
+        (Some(true), Some(true), Outcome::Pass),
         "{allowed:?}"
     );
     assert!(
@@ -377,12 +377,12 @@ async fn an_external_peer_is_probed_on_its_real_address() {
         let denied = cell(step, "x/a", "(external)/web");
         assert_eq!(
             (denied.expected, denied.observed, denied.outcome),
-            (false, Some(false), Outcome::Pass),
+            (Some(false), Some(false), Outcome::Pass),
             "step {step}: {denied:?}"
         );
     }
     let other = cell(0, "x/b", "(external)/web");
-    assert_eq!((other.expected, other.observed), (true, Some(true)));
+    assert_eq!((other.expected, other.observed), (Some(true), Some(true)));
     let back = cell(0, "(external)/web", "x/b");
     assert_eq!(back.outcome, Outcome::Unsupported);
     assert!(

@@ -19,6 +19,11 @@ use netpol_conformance::scenario::{Scenario, Step, load_str};
 
 const TIMEOUT: Duration = Duration::from_millis(600);
 
+/// Timed-out cells are probed once more with this: on a loaded machine an allowed UDP exchange can
+/// take longer than `TIMEOUT`, while a dropped packet times out again however long one waits, so the
+/// retry cannot turn a real block into a pass.
+const RETRY_TIMEOUT: Duration = Duration::from_millis(2500);
+
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -34,9 +39,8 @@ fn run_id(test: &str) -> String {
 fn platform(run_id: &str, cni: LocalCni, faults: &[Fault]) -> LocalPlatform {
     require_root();
     match LocalPlatform::new(LocalOptions {
-        run_id: run_id.to_string(),
-        cni,
         faults: faults.to_vec(),
+        ..LocalOptions::new(run_id, cni)
     }) {
         Ok(p) => p,
         Err(e) => panic!("local dataplane unavailable: {e}"),
@@ -62,8 +66,19 @@ type Cells = BTreeMap<(PodRef, PodRef, Probe), Observation>;
 
 async fn observe(session: &impl Session, step: &Step) -> Cells {
     let reqs = batch(step);
-    let obs = session.probe(&reqs, TIMEOUT).await;
+    let mut obs = session.probe(&reqs, TIMEOUT).await;
     assert_eq!(obs.len(), reqs.len(), "one observation per request");
+    let late: Vec<usize> = (0..obs.len())
+        .filter(|&i| obs[i].result == Connectivity::Timeout)
+        .collect();
+    if !late.is_empty() {
+        let again: Vec<ProbeRequest> = late.iter().map(|&i| reqs[i].clone()).collect();
+        let retried = session.probe(&again, RETRY_TIMEOUT).await;
+        assert_eq!(retried.len(), again.len(), "one observation per request");
+        for (i, o) in late.into_iter().zip(retried) {
+            obs[i] = o;
+        }
+    }
     reqs.into_iter()
         .zip(obs)
         .map(|(r, o)| ((r.from, r.to, r.probe), o))
@@ -245,6 +260,8 @@ async fn a_port_no_step_lists_is_served_on_demand() {
         to: PodRef::new(to.0, to.1),
         to_ip: pod(to.0, to.1),
         probe: Probe::new(9999, Protocol::Udp),
+        via: netpol_conformance::service::ProbeMode::PodIp,
+        service: None,
     };
     let obs = session
         .probe(
@@ -341,6 +358,17 @@ fn policy(name: &str, spec: &str) -> String {
     )
 }
 
+/// A ClusterNetworkPolicy of `tier` at `priority` whose subject is x/a, with `rules` (YAML of
+/// the `ingress`/`egress` keys).
+fn cnp(name: &str, tier: &str, priority: u32, rules: &str) -> String {
+    format!(
+        "      - apiVersion: policy.networking.k8s.io/v1alpha2\n        kind: ClusterNetworkPolicy\n        \
+         metadata: {{name: {name}}}\n        spec: {{tier: {tier}, priority: {priority}, \
+         subject: {{pods: {{namespaceSelector: {{matchLabels: {{ns: x}}}}, podSelector: {{matchLabels: {{pod: a}}}}}}}}, \
+         {rules}}}\n"
+    )
+}
+
 fn one_step(policies: &[String]) -> String {
     format!(
         "{FAULT_MODEL}  - name: only\n    apply:\n{}",
@@ -358,6 +386,7 @@ struct FaultCase {
 fn fault_cases() -> Vec<FaultCase> {
     let tcp80 = Probe::new(80, Protocol::Tcp);
     let to_a = "{matchLabels: {pod: a}}";
+    let from_b = "{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}}";
     vec![
         FaultCase {
             fault: Fault::Intersection,
@@ -454,6 +483,77 @@ fn fault_cases() -> Vec<FaultCase> {
             )]),
             cell: ("x/b", "x/a", tcp80),
         },
+        FaultCase {
+            fault: Fault::ClusterPriorityInverted,
+            yaml: one_step(&[
+                cnp(
+                    "deny-b",
+                    "Admin",
+                    10,
+                    &format!("ingress: [{{action: Deny, from: [{from_b}]}}]"),
+                ),
+                cnp(
+                    "accept-b",
+                    "Admin",
+                    20,
+                    &format!("ingress: [{{action: Accept, from: [{from_b}]}}]"),
+                ),
+            ]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::PassAsAccept,
+            yaml: one_step(&[
+                cnp(
+                    "pass-b",
+                    "Admin",
+                    10,
+                    &format!("ingress: [{{action: Pass, from: [{from_b}]}}]"),
+                ),
+                policy("deny-a", &format!("{{podSelector: {to_a}}}")),
+            ]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::ClusterRuleOrderIgnored,
+            yaml: one_step(&[cnp(
+                "b-then-all",
+                "Admin",
+                10,
+                &format!(
+                    "ingress: [{{action: Accept, from: [{from_b}]}}, {{action: Deny, from: [{{namespaces: {{}}}}]}}]"
+                ),
+            )]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::BaselineIgnoresIsolation,
+            yaml: one_step(&[
+                cnp(
+                    "deny-b",
+                    "Baseline",
+                    10,
+                    &format!("ingress: [{{action: Deny, from: [{from_b}]}}]"),
+                ),
+                policy(
+                    "a-from-b",
+                    &format!(
+                        "{{podSelector: {to_a}, ingress: [{{from: [{{podSelector: {{matchLabels: {{pod: b}}}}}}]}}]}}"
+                    ),
+                ),
+            ]),
+            cell: ("x/b", "x/a", tcp80),
+        },
+        FaultCase {
+            fault: Fault::NetworksSkipPods,
+            yaml: one_step(&[cnp(
+                "deny-pod-net",
+                "Admin",
+                10,
+                "egress: [{action: Deny, to: [{networks: [10.9.0.0/24]}]}]",
+            )]),
+            cell: ("x/a", "x/b", tcp80),
+        },
     ]
 }
 
@@ -485,7 +585,11 @@ fn faulty_expectation(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_flips_its_cell() {
     let cases = fault_cases();
-    assert_eq!(cases.len(), Fault::ALL.len(), "one case per fault");
+    // The service-path faults act only on DNAT'ed connections, which these pod-address cells
+    // never make: they are checked through Services by `local_run` (caught via service-ip,
+    // invisible via pod-ip) and in software by `cni::service_nat`'s tests.
+    let pod_path = Fault::ALL.iter().filter(|f| !f.is_service()).count();
+    assert_eq!(cases.len(), pod_path, "one case per pod-path fault");
     let runs = cases.iter().enumerate().map(|(i, case)| async move {
         let id = run_id(&format!("fault{i}"));
         let platform = platform(&id, LocalCni::Nftables, &[case.fault]);

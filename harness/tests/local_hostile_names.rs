@@ -105,11 +105,7 @@ fn ours(run_id: &str) -> Vec<String> {
 }
 
 fn platform(id: &str) -> LocalPlatform {
-    match LocalPlatform::new(LocalOptions {
-        run_id: id.to_string(),
-        cni: LocalCni::Nftables,
-        faults: vec![],
-    }) {
+    match LocalPlatform::new(LocalOptions::new(id, LocalCni::Nftables)) {
         Ok(p) => p,
         Err(e) => panic!("local dataplane unavailable: {e}"),
     }
@@ -155,6 +151,8 @@ async fn hostile_names_become_literal_namespaces_and_run_nothing() {
             to: b.clone(),
             to_ip: step.model.pods[&b].ip,
             probe: Probe::new(port, Protocol::Tcp),
+            via: netpol_conformance::service::ProbeMode::PodIp,
+            service: None,
         };
         let obs = session.probe(&[req(80), req(81)], TIMEOUT).await;
         assert_eq!(

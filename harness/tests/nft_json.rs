@@ -173,6 +173,7 @@ fn every_shape_of_every_pod_loads_into_real_nft_as_modelled() {
             intersection: bits & 1 != 0,
             udp_unenforced: bits & 2 != 0,
             stateless: bits & 4 != 0,
+            ..Shape::default()
         };
         let rules = nftables::compile(&step.model, &step.policies, shape);
         // Each pod's table, then the next pod's over it: the second document replaces the first.
@@ -243,4 +244,83 @@ fn hostile_policy_names_are_only_comments() {
     assert_eq!(tables.len(), 1, "{tables:?}");
     assert_eq!(tables[0]["name"], TABLE);
     assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+/// The NetworkPolicies above plus both tiers over every pod: named ports, networks over pod
+/// addresses, Pass in both tiers, a fail-closed-free mix of actions.
+const TIERED: &str = r#"
+      - apiVersion: policy.networking.k8s.io/v1alpha2
+        kind: ClusterNetworkPolicy
+        metadata: {name: admin}
+        spec:
+          tier: Admin
+          priority: 3
+          subject: {namespaces: {}}
+          ingress:
+            - {name: pass-y, action: Pass, from: [{namespaces: {matchLabels: {ns: y}}}], protocols: [{tcp: {destinationPort: {range: {start: 80, end: 81}}}}]}
+            - {name: web, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}}], protocols: [{destinationNamedPort: web}]}
+          egress:
+            - {name: deny-net, action: Deny, to: [{networks: [10.1.0.0/30]}], protocols: [{udp: {destinationPort: {number: 53}}}]}
+            - {name: web-out, action: Accept, to: [{namespaces: {}}], protocols: [{destinationNamedPort: web}]}
+      - apiVersion: policy.networking.k8s.io/v1alpha2
+        kind: ClusterNetworkPolicy
+        metadata: {name: baseline}
+        spec:
+          tier: Baseline
+          priority: 3
+          subject: {namespaces: {}}
+          ingress:
+            - {name: pass-x, action: Pass, from: [{namespaces: {matchLabels: {ns: x}}}]}
+            - {name: deny-rest, action: Deny, from: [{namespaces: {}}]}
+          egress:
+            - {name: deny-all, action: Deny, to: [{namespaces: {}}]}
+"#;
+
+/// The tier chains, in every shape the faults give them (the NetworkPolicy-isolated path with
+/// its `goto` under baseline-ignores-isolation, per-policy chains under intersection), load into
+/// the real nft exactly as modelled.
+#[test]
+fn tier_chains_load_into_real_nft_as_modelled() {
+    require_root_and_nft();
+    let text = format!("{SCENARIO}{TIERED}");
+    let loaded = load_str(&text, "nft-json-tiers.yaml").expect("tiered scenario loads");
+    let step = &loaded.scenarios[0].steps[0];
+    assert_eq!(step.cluster_policies.len(), 2);
+    let mut checked = 0;
+    for bits in 0..4u8 {
+        let shape = Shape {
+            baseline_ignores_isolation: bits & 1 != 0,
+            intersection: bits & 2 != 0,
+            networks_skip_pods: bits & 1 != 0,
+            ..Shape::default()
+        };
+        let rules =
+            nftables::compile_tiered(&step.model, &step.policies, &step.cluster_policies, shape);
+        let pods: Vec<&PodRef> = rules.keys().collect();
+        let docs: Vec<Value> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, r)| rules[*r].table(i as u16 + 1).replace_commands())
+            .collect();
+        let texts: Vec<String> = docs.iter().map(Value::to_string).collect();
+        let listings = match load_in_fresh_netns(texts) {
+            Ok(l) => l,
+            Err(e) => panic!("{shape:?}: {e}"),
+        };
+        for ((r, doc), listing) in pods.iter().zip(&docs).zip(&listings) {
+            let shown = shown_from_listing(listing);
+            assert_eq!(shown, shown_from_commands(doc), "{r} {shape:?}");
+            for chain in ["ingress_admin", "egress_admin", "ingress_baseline"] {
+                assert!(
+                    shown.get(chain).is_some_and(|(_, rules)| !rules.is_empty()),
+                    "{r} {shape:?}: {chain} missing or empty"
+                );
+            }
+            if shape.baseline_ignores_isolation && r.name == "a" && r.namespace == "x" {
+                assert!(shown.contains_key("ingress_np_allowed"), "{r} {shape:?}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
 }

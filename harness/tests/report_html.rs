@@ -3,7 +3,7 @@
 mod report_html_common;
 
 use netpol_conformance::report::html;
-use report_html_common::{HOSTILE_POD, all_outcomes};
+use report_html_common::{HOSTILE_STEP, all_outcomes};
 
 /// The page's visible text, one block element per line: what a reader sees, minus styling.
 /// Drops `<style>`/`<script>` bodies; decodes the entities the renderer produces.
@@ -68,8 +68,8 @@ fn markup_in_names_commands_and_warnings_is_escaped() {
     for raw in ["<img src=x", "<script>alert(", "<b>bold</b>", "<warning>"] {
         assert!(!html.contains(raw), "unescaped {raw:?} in the page");
     }
-    assert!(html.contains("evil&lt;img src=x onerror=alert(1)&gt;"));
-    assert!(text_content(&html).contains(HOSTILE_POD));
+    assert!(html.contains("deny-all-ingress-in-x &lt;img src=x onerror=alert(1)&gt;"));
+    assert!(text_content(&html).contains(HOSTILE_STEP));
     // Exactly the one script of the page.
     assert_eq!(html.matches("<script").count(), 1);
 }
@@ -137,4 +137,27 @@ fn an_empty_run_still_renders_a_page() {
     let none = html::render(&r);
     assert!(none.contains("<h2>Summary</h2>") && none.ends_with("</html>\n"));
     assert!(!none.contains("could not be rendered"));
+}
+
+#[test]
+fn the_page_says_whether_the_verdict_is_the_expected_one() {
+    use netpol_conformance::report::Verdict;
+    let mut r = all_outcomes();
+    let plain = text_content(&html::render(&r));
+    assert!(!plain.contains("This is the expected verdict") && !plain.contains("did not reach it"));
+
+    r.expected_verdict = Some(Verdict::Error);
+    let same = text_content(&html::render(&r));
+    assert!(
+        same.contains("This is the expected verdict (--expect-verdict error)."),
+        "{same}"
+    );
+    r.expected_verdict = Some(Verdict::Conformant);
+    let differs = text_content(&html::render(&r));
+    assert!(
+        differs.contains(
+            "Expected conformant (--expect-verdict conformant): the run did not reach it."
+        ),
+        "{differs}"
+    );
 }

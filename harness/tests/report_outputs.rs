@@ -3,6 +3,7 @@
 //! injected run id and start time, so every byte is stable.
 
 mod engine_support;
+mod report_html_common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -123,18 +124,24 @@ async fn report_json_snapshot() {
     insta::assert_snapshot!("report_json", text);
 }
 
-#[tokio::test(start_paused = true)]
-async fn junit_snapshot_and_structure() {
-    let o = run(mixed_script(), Verbosity::Normal, false).await;
-    let xml = junit::render(&o.report).expect("junit");
-    insta::assert_snapshot!("junit_xml", xml);
+/// Checks junit.xml with a strict XML 1.0 parser (well-formed, one root) and returns the names of
+/// its suites in order.
+fn well_formed_suites(xml: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("junit.xml: {e}\n{xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    assert!(
+        root.attribute("skipped").is_none(),
+        "strict JUnit schemas reject `skipped` on <testsuites>"
+    );
+    root.children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .map(|n| n.attribute("name").unwrap_or_default().to_string())
+        .collect()
+}
 
-    let parsed = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
-    assert_eq!(parsed.test_suites.len(), 2, "a suite per scenario");
-    let total: usize = parsed.test_suites.iter().map(|s| s.test_cases.len()).sum();
-    assert_eq!(parsed.tests, total);
-    // two-ns: 2 steps × 80/TCP; with-sctp: 1 step × (80/TCP, 80/SCTP).
-    let names: Vec<(String, String)> = parsed
+fn case_names(parsed: &quick_junit::Report) -> Vec<(String, String)> {
+    parsed
         .test_suites
         .iter()
         .flat_map(|s| {
@@ -148,17 +155,49 @@ async fn junit_snapshot_and_structure() {
                 )
             })
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn junit_snapshot_and_structure() {
+    let o = run(mixed_script(), Verbosity::Normal, false).await;
+    let xml = junit::render(&o.report);
+    insta::assert_snapshot!("junit_xml", xml);
+    assert_eq!(well_formed_suites(&xml), ["netpolc", "two-ns", "with-sctp"]);
+
+    let parsed = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
     assert_eq!(
-        names,
+        parsed.test_suites.len(),
+        3,
+        "the run's suite, then one per scenario"
+    );
+    let total: usize = parsed.test_suites.iter().map(|s| s.test_cases.len()).sum();
+    assert_eq!(parsed.tests, total);
+    assert_eq!(parsed.failures, 3, "the verdict and the two-ns cases");
+    // two-ns: 2 steps × 80/TCP; with-sctp: 1 step × (80/TCP, 80/SCTP).
+    assert_eq!(
+        case_names(&parsed),
         [
+            ("netpolc".to_string(), "verdict".to_string()),
             ("two-ns".to_string(), "initial 80/TCP".to_string()),
             ("two-ns".to_string(), "open-y 80/TCP".to_string()),
             ("with-sctp".to_string(), "initial 80/TCP".to_string()),
             ("with-sctp".to_string(), "initial 80/SCTP".to_string()),
         ]
     );
-    let suite = &parsed.test_suites[0];
+    // No --expect-verdict recorded: judged against the CLI's default, conformant.
+    match &parsed.test_suites[0].test_cases[0].status {
+        TestCaseStatus::NonSuccess {
+            kind: NonSuccessKind::Failure,
+            message,
+            ..
+        } => assert_eq!(
+            message.as_ref().map(|m| m.as_str()),
+            Some("verdict non-conformant differs from the expected conformant")
+        ),
+        other => panic!("the verdict case must fail: {other:?}"),
+    }
+    let suite = &parsed.test_suites[1];
     assert_eq!(suite.failures, 2, "the always-wrong cell fails both steps");
     for case in &suite.test_cases {
         match &case.status {
@@ -183,11 +222,11 @@ async fn junit_snapshot_and_structure() {
             other => panic!("two-ns cases must fail: {other:?}"),
         }
     }
-    let sctp = &parsed.test_suites[1].test_cases[1];
+    let sctp = &parsed.test_suites[2].test_cases[1];
     assert!(matches!(sctp.status, TestCaseStatus::Skipped { .. }));
-    assert_eq!(parsed.test_suites[1].skipped, 1);
+    assert_eq!(parsed.test_suites[2].skipped, 1);
     // with-sctp has no failing cell, only the flaky one: a pass with its failed attempt recorded.
-    match &parsed.test_suites[1].test_cases[0].status {
+    match &parsed.test_suites[2].test_cases[0].status {
         TestCaseStatus::Success { flaky_runs } => {
             assert_eq!(flaky_runs.len(), 1);
             let m = flaky_runs[0].message.as_ref().expect("rerun message");
@@ -205,10 +244,79 @@ async fn junit_snapshot_and_structure() {
         "cni",
         "harness-version",
         "run-id",
+        "expected-verdict",
         "fake-version",
     ] {
         assert!(props.contains(&p), "property {p} missing: {props:?}");
     }
+}
+
+/// A CNI that ignores policies, run as `--expect-verdict policies-ignored` declares (the flannel
+/// job): the cells allowed although denied are the declared behaviour, so the JUnit a CI check
+/// publishes has no failure; the same run judged against `conformant`, or a run that does not
+/// reach the declared verdict, still fails.
+#[tokio::test(start_paused = true)]
+async fn junit_follows_the_expected_verdict_of_a_non_enforcing_cni() {
+    let ignoring = Script {
+        ignore_policies: true,
+        ..Script::default()
+    };
+    let mut o = run(ignoring, Verbosity::Quiet, false).await;
+    assert_eq!(o.report.verdict, Verdict::PoliciesIgnored);
+    assert!(o.report.summary.failed > 0, "the oracle denies some cells");
+
+    o.report.expected_verdict = Some(Verdict::PoliciesIgnored);
+    let xml = junit::render(&o.report);
+    well_formed_suites(&xml);
+    let parsed = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
+    assert_eq!(
+        parsed.failures, 0,
+        "declared non-enforcement is no failure:\n{xml}"
+    );
+    assert_eq!(parsed.errors, 0);
+    let declared: Vec<&str> = parsed
+        .test_suites
+        .iter()
+        .flat_map(|s| &s.test_cases)
+        .filter_map(|c| c.system_out.as_ref().map(|t| t.as_str()))
+        .filter(|t| t.starts_with("declared non-enforcement: "))
+        .collect();
+    assert!(!declared.is_empty(), "cases say why they pass:\n{xml}");
+    assert!(
+        declared
+            .iter()
+            .all(|t| t.contains("as --expect-verdict policies-ignored declares")),
+        "{declared:?}"
+    );
+
+    // Judged against conformant (a CNI that should enforce): every such case fails.
+    o.report.expected_verdict = Some(Verdict::Conformant);
+    let parsed = quick_junit::Report::deserialize_from_str(&junit::render(&o.report))
+        .expect("valid JUnit XML");
+    assert_eq!(
+        parsed.failures,
+        1 + declared.len(),
+        "verdict + every such case"
+    );
+
+    // Declared ignoring, but the dataplane enforced after all: the verdict case fails.
+    let mut enforcing = run(Script::default(), Verbosity::Quiet, false).await;
+    assert_eq!(enforcing.report.verdict, Verdict::Conformant);
+    enforcing.report.expected_verdict = Some(Verdict::PoliciesIgnored);
+    let parsed = quick_junit::Report::deserialize_from_str(&junit::render(&enforcing.report))
+        .expect("valid JUnit XML");
+    let verdict = &parsed.test_suites[0].test_cases[0];
+    assert!(
+        matches!(
+            verdict.status,
+            TestCaseStatus::NonSuccess {
+                kind: NonSuccessKind::Failure,
+                ..
+            }
+        ),
+        "{:?}",
+        verdict.status
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,8 +327,23 @@ async fn terminal_snapshots() {
     insta::assert_snapshot!("terminal_normal", normal.stdout);
 
     let verbose = run(mixed_script(), Verbosity::Verbose, false).await;
-    // Small matrices (≤ NORMAL_TABLE_PODS pods) print every table in both verbosities.
-    assert_eq!(verbose.stdout, normal.stdout);
+    // Every step here has a wrong cell, so both print its tables; -v adds what the other probes
+    // showed (here: why SCTP is unsupported).
+    assert!(
+        verbose
+            .stdout
+            .starts_with(normal.stdout.lines().next().unwrap_or("?"))
+    );
+    assert!(
+        verbose
+            .stdout
+            .contains("    protocol not supported by the fake kernel\n")
+    );
+    assert!(
+        !normal
+            .stdout
+            .contains("    protocol not supported by the fake kernel\n")
+    );
     insta::assert_snapshot!("terminal_verbose", verbose.stdout);
 
     let quiet = run(mixed_script(), Verbosity::Quiet, false).await;
@@ -233,6 +356,52 @@ async fn terminal_snapshots() {
     assert_eq!(
         colored.stdout,
         "verdict: \x1b[1;31mnon-conformant\x1b[0m (fake/scripted)\n"
+    );
+}
+
+/// A passing run is summarised: one line per step, no table; `-v` prints every table.
+#[tokio::test(start_paused = true)]
+async fn passing_steps_are_one_line_each_unless_verbose() {
+    let normal = run(Script::default(), Verbosity::Normal, false).await;
+    assert_eq!(normal.report.verdict, Verdict::Conformant);
+    let steps: usize = normal.report.scenarios.iter().map(|s| s.steps.len()).sum();
+    let step_lines: Vec<&str> = normal
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" › "))
+        .collect();
+    assert_eq!(step_lines.len(), steps, "{}", normal.stdout);
+    assert!(
+        step_lines.iter().all(|l| l.contains(" pass")),
+        "{}",
+        normal.stdout
+    );
+    for table_mark in ["  80/TCP (", "x/a .", "expected:"] {
+        assert!(
+            !normal.stdout.contains(table_mark),
+            "no table for passing steps: {}",
+            normal.stdout
+        );
+    }
+    // Step lines, then the summary (counts, unsupported, verdict): nothing else.
+    assert_eq!(
+        normal.stdout.lines().count(),
+        steps
+            + render_summary(&normal.report, TerminalOptions::default())
+                .lines()
+                .count()
+    );
+
+    let verbose = run(Script::default(), Verbosity::Verbose, false).await;
+    assert!(
+        verbose
+            .stdout
+            .contains("  80/TCP (16 cells): as expected\n")
+    );
+    assert!(
+        verbose.stdout.contains("    x/a .   .   .   .\n"),
+        "{}",
+        verbose.stdout
     );
 }
 
@@ -316,4 +485,42 @@ async fn reporters_and_files_agree() {
     .await
     .expect("run");
     assert_eq!(last.0.as_ref(), Some(&r));
+}
+
+/// Names, commands and details carry markup, quotes and characters XML 1.0 cannot hold at all
+/// (an ESC from a terminal colour, a NUL): junit.xml stays well-formed for a strict parser and
+/// keeps the text readable.
+#[test]
+fn junit_is_well_formed_whatever_the_texts() {
+    let mut r = report_html_common::all_outcomes();
+    r.scenarios[0]
+        .name
+        .push_str(" \u{1b}[31mred\u{1b}[0m \u{0} ]]> 'q' \"dq\"");
+    r.scenarios[0].steps[0].cells[5].detail = Some("bell\u{7} & <tag> \u{fffe}".into());
+    r.environment
+        .insert("odd\u{1}key".into(), "value\nwith\tbreaks".into());
+    let xml = junit::render(&r);
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite") && n.attribute("name") != Some("netpolc"))
+        .expect("the scenario's suite");
+    assert_eq!(
+        suite.attribute("name"),
+        Some(
+            "seed-frontend-backend <script>alert(\"scenario\")</script> \\u{1b}[31mred\\u{1b}[0m \\u{0} ]]> 'q' \"dq\""
+        )
+    );
+    let texts: String = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(texts.contains("bell\\u{7} & <tag> \\u{fffe}"), "{texts}");
+    let prop = doc
+        .descendants()
+        .find(|n| n.attribute("name") == Some("odd\\u{1}key"))
+        .expect("the property");
+    assert_eq!(prop.attribute("value"), Some("value\nwith\tbreaks"));
+    assert!(quick_junit::Report::deserialize_from_str(&xml).is_ok());
 }

@@ -109,6 +109,14 @@ fn exit_code_reports_flips_and_bad_changes_are_refused() {
             .code(),
         Some(2)
     );
+    // Names are validated as everywhere else, and printed escaped.
+    let o = netpolc(&["what-if", SHOP, "--delete", "shop/x\n;id"]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(r#"--delete: NetworkPolicy name "x\n;id" is invalid"#),
+        "{stderr}"
+    );
     let o = netpolc(&[
         "what-if",
         SHOP,

@@ -315,7 +315,8 @@ mod tests {
             to: to.clone(),
             port: 80,
             protocol: Protocol::Tcp,
-            expected,
+            via: Default::default(),
+            expected: Some(expected),
             observed: conn.allowed(),
             outcome: if conn.allowed() == Some(expected) {
                 Outcome::Pass
@@ -341,7 +342,9 @@ mod tests {
             convergence_ms: Some(420),
             probe_wall_ms: 10,
             passes: 1,
+            converged: true,
             cells,
+            ..StepReport::default()
         };
         RunReport {
             verdict: Verdict::Conformant,
@@ -378,6 +381,9 @@ mod tests {
             warnings: vec![],
             gaps: vec![],
             phases: Default::default(),
+            expected_verdict: None,
+            sample: None,
+            enforcement: Default::default(),
         }
     }
 

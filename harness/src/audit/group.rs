@@ -295,6 +295,7 @@ impl Grouping {
         let mut out = Model {
             namespaces: model.namespaces.clone(),
             pods: BTreeMap::new(),
+            services: Vec::new(),
         };
         for c in &self.classes {
             if let Some(rep) = model.pod(c.representative()) {

@@ -582,7 +582,7 @@ pub fn judge_cell(
 ) -> (CellJudgement, String) {
     use CellJudgement::*;
     match (expected, observed) {
-        (_, Connectivity::Error | Connectivity::Unsupported) => {
+        (_, Connectivity::Error | Connectivity::Unsupported | Connectivity::Harness) => {
             (Inconclusive, format!("the probe did not run: {detail}"))
         }
         (false, Connectivity::Connected) => (

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::group::{Owner, owner_of_job};
 use crate::model::PodRef;
-use crate::scenario::{InputErrors, Loaded, load_str};
+use crate::scenario::{InputErrors, Loaded, left_out_reason, load_str};
 
 /// The last-applied annotation `kubectl apply` leaves: a copy of the object, never needed here.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -80,17 +80,13 @@ fn pod_ref(p: &K8sPod) -> PodRef {
 
 /// Why a pod is not part of the NetworkPolicy model, if it is not.
 pub fn exclusion(p: &K8sPod) -> Option<String> {
-    if p.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
-        return Some(
-            "host network: NetworkPolicy does not govern it, and its address is the node's".into(),
-        );
-    }
     let status = p.status.as_ref();
-    if let Some(phase @ ("Succeeded" | "Failed")) = status.and_then(|s| s.phase.as_deref()) {
-        return Some(format!(
-            "finished ({phase}): its address is released and may belong to another pod"
-        ));
+    let host_network = p.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    if let Some(why) = left_out_reason(host_network, status.and_then(|s| s.phase.as_deref())) {
+        return Some(why);
     }
+    // A dump's pod without an address still gets one (the contract says so); a live pod
+    // without one cannot be probed and is only about to exist, so the audit leaves it out.
     let has_ip = status.is_some_and(|s| {
         s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
             || s.pod_ips.as_ref().is_some_and(|v| !v.is_empty())

@@ -320,7 +320,7 @@ fn cells_flip(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::load_str;
+    use crate::scenario::{Pods, load_str, load_str_with};
 
     const STATE: &str = r#"
 apiVersion: v1
@@ -361,7 +361,7 @@ spec:
     fn adding_the_seed_policy_flips_exactly_the_denied_cells_with_their_rule() {
         let state = load_str(STATE, "state.yaml").expect("state");
         let step = &state.scenarios[0].steps[0];
-        let add = load_str(POLICY, "add.yaml").expect("policy");
+        let add = load_str_with(POLICY, "add.yaml", Pods::Optional).expect("policy");
         let added = &add.scenarios[0].steps[0].policies;
         let (after, replaced) = apply_change(&step.policies, added, &[]).expect("change");
         assert!(replaced.is_empty());
@@ -417,7 +417,7 @@ spec:
         let state = load_str(&format!("{STATE}---{POLICY}"), "state.yaml").expect("state");
         let step = &state.scenarios[0].steps[0];
         let narrower = POLICY.replace("ports: [{port: 80}]", "ports: [{port: 8080}]");
-        let add = load_str(&narrower, "add.yaml").expect("policy");
+        let add = load_str_with(&narrower, "add.yaml", Pods::Optional).expect("policy");
         let added = &add.scenarios[0].steps[0].policies;
         let (after, replaced) = apply_change(&step.policies, added, &[]).expect("change");
         assert_eq!(replaced.len(), 1);

@@ -114,12 +114,12 @@ fn cni_warning(d: &DetectedCni) -> Option<String> {
 
 fn output(report: &AuditReport, args: &AuditArgs) -> u8 {
     if let Some(path) = &args.html
-        && let Err(e) = std::fs::write(path, render_html(report))
+        && let Err(e) = super::write_whole(path, &render_html(report))
     {
-        eprintln!("error: cannot write {}: {e}", path.display());
+        eprintln!("error: {e}");
         return exit::PREREQUISITE;
     }
-    match args.format {
+    let written = match args.format {
         Format::Json => match serde_json::to_string_pretty(report) {
             Ok(s) => emit(&format!("{s}\n")),
             Err(e) => {
@@ -128,8 +128,11 @@ fn output(report: &AuditReport, args: &AuditArgs) -> u8 {
             }
         },
         Format::Table => emit(&render_text(report)),
+    };
+    match written {
+        Ok(()) => exit::OK,
+        Err(code) => code,
     }
-    exit::OK
 }
 
 pub fn run(args: AuditArgs) -> u8 {
@@ -223,9 +226,9 @@ async fn run_live(args: &AuditArgs) -> u8 {
     };
     super::print_warnings(&loaded.warnings);
     if let Some(path) = &args.save_dump
-        && let Err(e) = std::fs::write(path, snapshot.dump_text())
+        && let Err(e) = super::write_whole(path, &snapshot.dump_text())
     {
-        eprintln!("error: cannot write {}: {e}", path.display());
+        eprintln!("error: {e}");
         return exit::PREREQUISITE;
     }
     let Some(step) = loaded.scenarios.first().and_then(|s| s.steps.first()) else {
@@ -251,8 +254,10 @@ async fn run_live(args: &AuditArgs) -> u8 {
     if args.probe {
         match probe_cluster(args, &client, &snapshot, &a).await {
             ProbeStep::DryRun(text) => {
-                emit(&text);
-                return exit::OK;
+                return match emit(&text) {
+                    Ok(()) => exit::OK,
+                    Err(code) => code,
+                };
             }
             ProbeStep::Refused(code) => return code,
             ProbeStep::Done(outcome, interrupted) => {

@@ -59,12 +59,17 @@ pub struct CheckArgs {
     pub dry_run: bool,
 }
 
-fn print(result: &CheckResult, format: Format) {
+/// Prints the result; `Err` carries the exit status when stdout failed other than by closing
+/// (a closed stdout keeps the check's own status).
+fn print(result: &CheckResult, format: Format) -> Result<(), u8> {
     match format {
         Format::Table => emit(&check::render_text(result)),
         Format::Json => match serde_json::to_string_pretty(result) {
             Ok(s) => emit(&format!("{s}\n")),
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(exit::PREREQUISITE)
+            }
         },
     }
 }
@@ -108,10 +113,10 @@ pub fn run(args: CheckArgs) -> u8 {
             return exit::BAD_INPUT;
         }
         return match kubeconfig::dry_run(std::slice::from_ref(&scenario), &kopts) {
-            Ok(text) => {
-                emit(&text);
-                exit::OK
-            }
+            Ok(text) => match emit(&text) {
+                Ok(()) => exit::OK,
+                Err(code) => code,
+            },
             Err(e) => {
                 eprintln!("error: {e}");
                 exit::PREREQUISITE
@@ -125,11 +130,7 @@ pub fn run(args: CheckArgs) -> u8 {
             .unwrap_or("nftables")
             .parse::<LocalCni>()
         {
-            Ok(cni) => Some(LocalOptions {
-                run_id: run_id.clone(),
-                cni,
-                faults: Vec::new(),
-            }),
+            Ok(cni) => Some(LocalOptions::new(run_id.clone(), cni)),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::BAD_INPUT;
@@ -216,8 +217,11 @@ pub fn run(args: CheckArgs) -> u8 {
             code = exit::PREREQUISITE;
         }
     }
-    print(&outcome, args.format);
-    code
+    match print(&outcome, args.format) {
+        // The check's verdict went nowhere: a clean status would claim a result nobody saw.
+        Err(c) if code == exit::OK => c,
+        _ => code,
+    }
 }
 
 /// How to remove what an interrupted or failed check left: everything it creates carries its run

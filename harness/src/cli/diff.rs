@@ -22,7 +22,7 @@ pub fn run(args: super::DiffArgs) -> u8 {
         &args.b.display().to_string(),
         &b,
     );
-    match args.format {
+    let written = match args.format {
         Format::Table => super::emit(&d.render_table()),
         Format::Json => match serde_json::to_string_pretty(&d) {
             Ok(s) => super::emit(&format!("{s}\n")),
@@ -31,6 +31,9 @@ pub fn run(args: super::DiffArgs) -> u8 {
                 return exit::BAD_INPUT;
             }
         },
+    };
+    if let Err(code) = written {
+        return code;
     }
     if d.identical {
         exit::OK

@@ -35,13 +35,15 @@ struct JsonProbe {
 }
 
 /// `allowed[from][to]`, written straight from the truth table: a 1,000-pod step has a million
-/// cells per probe, too many to copy into maps of strings first.
-struct Allowed(TruthTable<bool>);
+/// cells per probe, too many to copy into maps of strings first. `null` where the API leaves the
+/// answer to the implementation.
+struct Allowed(TruthTable<Option<bool>>);
 
 impl Serialize for Allowed {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let pods = self.0.pods();
-        let cells: Vec<(&PodRef, &bool)> = self.0.iter().map(|(_, to, v)| (to, v)).collect();
+        let cells: Vec<(&PodRef, &Option<bool>)> =
+            self.0.iter().map(|(_, to, v)| (to, v)).collect();
         let mut map = s.serialize_map(Some(pods.len()))?;
         if !pods.is_empty() {
             for (from, row) in pods.iter().zip(cells.chunks(pods.len())) {
@@ -53,7 +55,7 @@ impl Serialize for Allowed {
 }
 
 /// One source pod's row: destination → allowed, in the table's pod order.
-struct Row<'a>(&'a [(&'a PodRef, &'a bool)]);
+struct Row<'a>(&'a [(&'a PodRef, &'a Option<bool>)]);
 
 impl Serialize for Row<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -93,7 +95,7 @@ fn to_json(scenarios: &[Scenario], overrides: &[Probe]) -> JsonDoc {
                                 .map(|probe| JsonProbe {
                                     port: probe.port,
                                     protocol: probe.protocol,
-                                    allowed: Allowed(oracle.matrix(probe)),
+                                    allowed: Allowed(oracle.expected_matrix(probe)),
                                 })
                                 .collect(),
                         }
@@ -111,19 +113,36 @@ pub fn render_tables(scenarios: &[Scenario], overrides: &[Probe]) -> String {
         out.push_str(&format!("scenario {} ({})\n", s.name, s.source));
         for step in &s.steps {
             out.push_str(&format!("  step {}", step.name));
-            if step.policies.is_empty() {
+            if step.policies.is_empty() && step.cluster_policies.is_empty() {
                 out.push_str(" — no policies\n");
             } else {
-                let names: Vec<String> = step.policies.iter().map(|p| p.key.to_string()).collect();
+                let names: Vec<String> = step
+                    .policies
+                    .iter()
+                    .map(|p| p.key.to_string())
+                    .chain(step.cluster_policies.iter().map(|p| {
+                        format!("{} ({}, priority {})", p.key, p.tier, p.priority_label())
+                    }))
+                    .collect();
                 out.push_str(&format!(" — policies: {}\n", names.join(", ")));
             }
             let oracle = step.oracle();
             for probe in step_probes(overrides, step) {
-                let table = oracle.matrix(probe);
-                let allowed = table.iter().filter(|c| *c.2).count();
+                let table = oracle.expected_matrix(probe);
+                let allowed = table.iter().filter(|c| *c.2 == Some(true)).count();
+                let undefined = table.iter().filter(|c| c.2.is_none()).count();
                 let total = table.pods().len().pow(2);
-                out.push_str(&format!("  probe {probe}: {allowed}/{total} allowed\n"));
-                for line in table.render_bool().lines() {
+                out.push_str(&format!("  probe {probe}: {allowed}/{total} allowed"));
+                if undefined > 0 {
+                    out.push_str(&format!(", {undefined} implementation-defined (?)"));
+                }
+                out.push('\n');
+                let rendered = table.render(|v| match v {
+                    Some(true) => ".".into(),
+                    Some(false) => "X".into(),
+                    None => "?".into(),
+                });
+                for line in rendered.lines() {
                     out.push_str("    ");
                     out.push_str(line);
                     out.push('\n');
@@ -143,22 +162,22 @@ pub fn run(args: ExpectArgs) -> u8 {
     match args.format {
         Format::Json => {
             let doc = to_json(&loaded.scenarios, &args.probes);
-            // Streamed: the document of a large model is hundreds of megabytes. A closed pipe
-            // (`| head`) is not an error, as with `emit`.
+            // Streamed: the document of a large model is hundreds of megabytes.
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = serde_json::to_writer_pretty(&mut out, &doc)
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
                 .and_then(|()| out.flush());
-            if let Err(e) = written
-                && e.kind() != std::io::ErrorKind::BrokenPipe
-            {
-                eprintln!("error: cannot write the JSON document: {e}");
-                return exit::BAD_INPUT;
+            if let Err(code) = super::output_status(written) {
+                return code;
             }
         }
-        Format::Table => emit(&render_tables(&loaded.scenarios, &args.probes)),
+        Format::Table => {
+            if let Err(code) = emit(&render_tables(&loaded.scenarios, &args.probes)) {
+                return code;
+            }
+        }
     }
     exit::OK
 }

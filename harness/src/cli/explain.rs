@@ -47,7 +47,7 @@ pub fn run(args: ExplainArgs) -> u8 {
         );
         return exit::BAD_INPUT;
     };
-    match args.format {
+    let written = match args.format {
         Format::Json => match serde_json::to_string_pretty(&decision) {
             Ok(s) => emit(&format!("{s}\n")),
             Err(e) => {
@@ -56,6 +56,9 @@ pub fn run(args: ExplainArgs) -> u8 {
             }
         },
         Format::Table => emit(&render(&decision, step)),
+    };
+    match written {
+        Ok(()) => exit::OK,
+        Err(code) => code,
     }
-    exit::OK
 }

@@ -14,8 +14,10 @@ pub fn render() -> String {
 }
 
 pub fn run() -> u8 {
-    super::emit(&render());
-    exit::OK
+    match super::emit(&render()) {
+        Ok(()) => exit::OK,
+        Err(code) => code,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,32 @@
 //! The `netpolc` command line: parse, call the library, map the result to the contract's exit
 //! codes (0 ok / verdict as expected, 1 verdict differs, 2 bad input or usage, 3 prerequisites
 //! missing or provider failed). Each subcommand lives in its own file.
+//!
+//! Output never panics: a closed stdout (`netpolc … | head -1`) or stderr (`2>&1 | head`) must
+//! not turn a verdict into exit 101 (contract: "a closed stdout never changes the exit status").
+//! std's `println!`/`eprintln!` panic on a failed write, so this module shadows both (below,
+//! before the `mod` items, so every subcommand's file gets them): same text, errors ignored, a
+//! failed stdout remembered ([`stdout_gone`]) so `run` can repeat what matters on stderr.
+
+/// `println!` that never panics; a failed write marks stdout as gone.
+macro_rules! println {
+    () => {
+        $crate::cli::out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out_line(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics (stderr closed too: nothing left to tell).
+macro_rules! eprintln {
+    () => {
+        $crate::cli::err_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::err_line(format_args!($($arg)*))
+    };
+}
 
 mod audit;
 mod check;
@@ -12,14 +38,31 @@ mod faults;
 mod run;
 mod whatif;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::{PodRef, Probe};
 use crate::report::Verdict;
 use crate::scenario::InputErrors;
+
+/// Ranges of the run's timing options: outside them a run cannot give a sound verdict (a
+/// probe timeout of 0 or 1 ms reports every cell blocked, a huge one never ends), so they are
+/// bad input (exit 2). Documented in the README.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// `--probe-timeout-ms`: from 50 ms (a connection inside one host takes well under that)
+    /// to two minutes.
+    pub const PROBE_TIMEOUT_MS: RangeInclusive<u64> = 50..=120_000;
+    /// `--step-timeout-ms`: from 100 ms to one hour.
+    pub const STEP_TIMEOUT_MS: RangeInclusive<u64> = 100..=3_600_000;
+    /// `--attempts`: at least one, at most ten.
+    pub const ATTEMPTS: RangeInclusive<i64> = 1..=10;
+}
 
 /// Exit statuses fixed by the contract.
 pub mod exit {
@@ -91,9 +134,9 @@ pub struct ExpectArgs {
 pub struct ExplainArgs {
     /// One scenario or manifest file.
     pub path: PathBuf,
-    #[arg(long, value_name = "NS/POD")]
+    #[arg(long, value_name = "NS/POD", value_parser = quoted::<PodRef>())]
     pub from: PodRef,
-    #[arg(long, value_name = "NS/POD")]
+    #[arg(long, value_name = "NS/POD", value_parser = quoted::<PodRef>())]
     pub to: PodRef,
     #[arg(long, value_name = "PORT/PROTO")]
     pub probe: Probe,
@@ -136,15 +179,33 @@ pub struct RunArgs {
     /// Probe PORT/PROTO (repeatable); replaces each step's probes.
     #[arg(long = "probe", value_name = "PORT/PROTO")]
     pub probes: Vec<Probe>,
-    /// Per-probe timeout in milliseconds (default: 1000 local, 3000 on clusters).
-    #[arg(long)]
+    /// What probes connect to: pod-ip (default), service-ip (a per-pod Service's ClusterIP, as
+    /// upstream's e2e probes) or service-name (its DNS name). Repeatable: each cell is probed
+    /// once per mode and reported with its `via`.
+    #[arg(long = "probe-mode", value_name = "MODE")]
+    pub probe_modes: Vec<crate::service::ProbeMode>,
+    /// Per-probe timeout in milliseconds, 50-120000 (default: 1000 local, 3000 on clusters).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::PROBE_TIMEOUT_MS))]
     pub probe_timeout_ms: Option<u64>,
-    /// Attempts for a wrong cell (the first included) before it counts as failed.
-    #[arg(long, default_value_t = 2)]
+    /// Attempts for a wrong cell (the first included) before it counts as failed, 1-10.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(limits::ATTEMPTS))]
     pub attempts: u32,
-    /// How long a step may take to converge, in milliseconds (default: 3000 local, 60000 clusters).
-    #[arg(long)]
+    /// How long a step may take to converge, in milliseconds, 100-3600000 (default: 3000 local,
+    /// plus --enforce-delay-ms; 60000 clusters). Once the dataplane has blocked nothing the oracle
+    /// denies for a whole step timeout, later steps are judged after one pass.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(limits::STEP_TIMEOUT_MS))]
     pub step_timeout_ms: Option<u64>,
+    /// Local provider: apply each step's policy changes MS after the step starts, like a CNI
+    /// that converges slowly (the run must still judge it and measure the delay).
+    #[arg(long, value_name = "MS")]
+    pub enforce_delay_ms: Option<u64>,
+    /// Probe a stratified sample of about N cells per step instead of the whole matrix: every
+    /// source and destination pod and every oracle decision path at least once.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Seed of --sample (default: a fresh one; the report records it).
+    #[arg(long, value_name = "SEED", requires = "sample")]
+    pub sample_seed: Option<u64>,
     /// Print the plan as YAML and exit without touching anything (kind, kubeconfig).
     #[arg(long)]
     pub dry_run: bool,
@@ -240,6 +301,43 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Parses an argument like clap's own `FromStr` parser would, but the refused value is shown
+/// escaped: clap echoes it raw, and a newline in `--from` would forge lines on the terminal.
+#[derive(Clone)]
+struct Quoted<T>(std::marker::PhantomData<fn() -> T>);
+
+fn quoted<T>() -> Quoted<T> {
+    Quoted(std::marker::PhantomData)
+}
+
+impl<T> clap::builder::TypedValueParser for Quoted<T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(|a| a.to_string()).unwrap_or_default();
+        let refuse = |why: String| {
+            let mut cmd = cmd.clone();
+            cmd.error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value {value:?} for '{name}': {why}"),
+            )
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| refuse("not UTF-8".to_string()))?;
+        s.parse().map_err(|e: T::Err| refuse(e.to_string()))
+    }
+}
+
 /// A repeated `--probe` names one probe: keep its first occurrence, so no table or cell appears
 /// twice.
 fn dedup_probes(probes: &mut Vec<Probe>) {
@@ -289,11 +387,83 @@ pub(crate) fn load_checked(paths: &[PathBuf]) -> Result<crate::scenario::Loaded,
     Err(exit::BAD_INPUT)
 }
 
-/// Writes to stdout, ignoring a closed pipe (`netpolc expect … | head` must not panic).
-pub(crate) fn emit(text: &str) {
-    use std::io::Write;
+/// Set once a write to stdout failed.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a write to stdout has failed in this process (closed pipe, full disk…).
+pub(crate) fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
+
+pub(crate) fn mark_stdout_gone() {
+    STDOUT_GONE.store(true, Ordering::Relaxed);
+}
+
+/// Backs the module's `println!`.
+pub(crate) fn out_line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
+        mark_stdout_gone();
+    }
+}
+
+/// Backs the module's `eprintln!`.
+pub(crate) fn err_line(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{args}").and_then(|()| err.flush());
+}
+
+/// Writes a line to stdout, or to stderr once stdout is gone: for what must be seen whatever
+/// happened to the pipe (the verdict, where the reports went).
+pub(crate) fn say(text: &str) {
+    if !stdout_gone() {
+        println!("{text}");
+    }
+    if stdout_gone() {
+        eprintln!("{text}");
+    }
+}
+
+/// How a command's output to stdout ended: fine (also when the reader went away, as with
+/// `| head`: the exit status stays the command's), or another error, which is reported and
+/// turns into exit 3 (the environment failed; the output is incomplete).
+pub(crate) fn output_status(written: std::io::Result<()>) -> Result<(), u8> {
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            mark_stdout_gone();
+            Ok(())
+        }
+        Err(e) => {
+            mark_stdout_gone();
+            eprintln!("error: cannot write to stdout: {e}");
+            Err(exit::PREREQUISITE)
+        }
+    }
+}
+
+/// Writes a command's output to stdout (see [`output_status`]).
+pub(crate) fn emit(text: &str) -> Result<(), u8> {
+    let mut out = std::io::stdout().lock();
+    output_status(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// Writes a file a command produces (job summary, audit page, dump) atomically when it is a
+/// regular (or new) file, so a full disk never leaves half of one; a special file such as
+/// `/dev/stdout` is written in place, since it cannot be renamed over.
+pub(crate) fn write_whole(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<(), crate::report::ReportError> {
+    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        std::fs::write(path, text).map_err(|source| crate::report::ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    } else {
+        crate::report::write_atomic(path, |w| w.write_all(text.as_bytes()))
+    }
 }
 
 /// Prints warnings (ignored kinds, CIDRs with host bits) to stderr.

@@ -2,7 +2,9 @@
 //!
 //! Exit statuses (contract): 0 when the verdict equals `--expect-verdict`, 1 when it does not, 2 on
 //! bad input or usage (including an unknown fault or CNI, and a fault with a non-local provider),
-//! 3 when prerequisites are missing or the provider fails. On SIGINT or SIGTERM the run stops,
+//! 3 when prerequisites are missing, the provider fails or the reports cannot be written (they are
+//! written whole or not at all; the verdict is printed anyway). A closed stdout changes nothing:
+//! the run finishes, tears down and writes its reports, and the verdict goes to stderr. On SIGINT or SIGTERM the run stops,
 //! every open session and the platform are torn down, and the status is 128 + the signal number
 //! (130 for SIGINT, 143 for SIGTERM), as shells report it. A second signal exits at once: on the
 //! local dataplane after removing the run's network namespaces, elsewhere without cleanup
@@ -104,6 +106,14 @@ pub fn run(args: RunArgs) -> u8 {
         eprintln!("error: --fault works with the local provider only");
         return exit::BAD_INPUT;
     }
+    if args.enforce_delay_ms.is_some() && args.provider != ProviderKind::Local {
+        eprintln!("error: --enforce-delay-ms works with the local provider only");
+        return exit::BAD_INPUT;
+    }
+    if args.sample == Some(0) {
+        eprintln!("error: --sample must be at least 1 cell per step");
+        return exit::BAD_INPUT;
+    }
     if args.dry_run && args.provider == ProviderKind::Local {
         eprintln!("error: --dry-run applies to the kind and kubeconfig providers");
         return exit::BAD_INPUT;
@@ -123,13 +133,43 @@ pub fn run(args: RunArgs) -> u8 {
         },
         None => run::new_run_id(now),
     };
+    if !args.dry_run
+        && let Some(problem) = report_dir_problem(
+            &args
+                .report_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("reports").join(&run_id)),
+        )
+    {
+        eprintln!(
+            "warning: {problem}: the run goes on, but its reports will not be written (exit 3) \
+             unless that is fixed before it ends"
+        );
+    }
     let (probe_ms, step_ms) = defaults(args.provider);
+    let delay_ms = args.enforce_delay_ms.unwrap_or(0);
+    // A slowly converging dataplane gets its delay on top of the usual step timeout, so the
+    // default judges it without extra flags.
+    let step_ms = args
+        .step_timeout_ms
+        .unwrap_or_else(|| step_ms.saturating_add(delay_ms));
+    if delay_ms > 0 && step_ms <= delay_ms {
+        eprintln!(
+            "warning: the step timeout ({step_ms} ms) is not above --enforce-delay-ms \
+             ({delay_ms} ms): steps cannot converge before they are judged"
+        );
+    }
     let opts = RunOptions {
         probes: args.probes.clone(),
         probe_timeout: Duration::from_millis(args.probe_timeout_ms.unwrap_or(probe_ms)),
-        step_timeout: Duration::from_millis(args.step_timeout_ms.unwrap_or(step_ms)),
+        step_timeout: Duration::from_millis(step_ms),
         attempts: args.attempts,
         faults: faults.iter().map(|f| f.name().to_string()).collect(),
+        sample: args.sample.map(|cells| run::SampleOptions {
+            cells,
+            seed: args.sample_seed.unwrap_or_else(|| fresh_seed(now)),
+        }),
+        probe_modes: probe_modes(&args.probe_modes),
         ..RunOptions::new(run_id.clone(), run::rfc3339(now))
     };
     let scenarios = loaded.scenarios;
@@ -148,10 +188,10 @@ pub fn run(args: RunArgs) -> u8 {
             ProviderKind::Local => local_has_no_dry_run(),
         };
         return match plan {
-            Ok(text) => {
-                print!("{text}");
-                exit::OK
-            }
+            Ok(text) => match super::emit(&text) {
+                Ok(()) => exit::OK,
+                Err(code) => code,
+            },
             Err(e) => provider_exit(&e, 0),
         };
     }
@@ -184,13 +224,13 @@ pub fn run(args: RunArgs) -> u8 {
         }
     };
     let signal = Arc::new(AtomicU8::new(0));
+    let mut reporter = TerminalReporter::stdio(terminal);
     let outcome = runtime.block_on(async {
         let (handle, cancel) = Cancel::pair();
         // On the local dataplane even a forced exit can afford to remove the run's namespaces
         // (milliseconds), so a double Ctrl-C leaves nothing behind either.
         let force_cleanup = (args.provider == ProviderKind::Local).then(|| run_id.clone());
         watch_signals(handle, signal.clone(), force_cleanup, Arc::clone(&lease));
-        let mut reporter = TerminalReporter::stdio(terminal);
         match args.provider {
             ProviderKind::Local => match args
                 .cni
@@ -200,9 +240,10 @@ pub fn run(args: RunArgs) -> u8 {
             {
                 Ok(cni) => {
                     let lo = LocalOptions {
-                        run_id: run_id.clone(),
-                        cni,
                         faults: faults.clone(),
+                        enforce_delay: Duration::from_millis(delay_ms),
+                        service_nat: opts.probe_modes.iter().any(|m| m.is_service()),
+                        ..LocalOptions::new(run_id.clone(), cni)
                     };
                     drive(
                         async move { LocalPlatform::new(lo) },
@@ -249,6 +290,9 @@ pub fn run(args: RunArgs) -> u8 {
     // Signal listeners and probe tasks still running must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
     let sig = signal.load(Ordering::SeqCst);
+    if reporter.out_gone() {
+        super::mark_stdout_gone();
+    }
 
     let (result, close_error, created) = outcome;
     // Give the lease back only when nothing can be left: the platform was closed cleanly, or was
@@ -262,7 +306,7 @@ pub fn run(args: RunArgs) -> u8 {
     if let Some(l) = lease.lock().unwrap_or_else(|p| p.into_inner()).take() {
         if clean { l.release() } else { l.keep() }
     }
-    let report = match result {
+    let mut report = match result {
         Ok(r) => r,
         Err(e) => {
             if let Some(c) = &close_error {
@@ -275,18 +319,26 @@ pub fn run(args: RunArgs) -> u8 {
         .report_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(&report.run_id));
+    report.expected_verdict = Some(args.expect_verdict);
+    // The verdict is already printed (the terminal reporter's summary); a report that cannot be
+    // written is an environment failure (3), and nothing half-written is left behind.
     if let Err(e) = crate::report::write_dir(&report, &dir) {
-        eprintln!("error: {e}");
-        return exit::BAD_INPUT;
+        eprintln!(
+            "error: the reports were not written: {e}; no partial file was left in {} (the \
+             verdict above stands, but there is no report of it)",
+            dir.display()
+        );
+        return exit::PREREQUISITE;
     }
-    if let Some(md) = &args.summary_md
-        && let Err(e) = std::fs::write(md, crate::report::summary::render_markdown(&report))
-    {
-        eprintln!("error: cannot write {}: {e}", md.display());
-        return exit::BAD_INPUT;
+    if let Some(md) = &args.summary_md {
+        let text = crate::report::summary::render_markdown(&report);
+        if let Err(e) = super::write_whole(md, &text) {
+            eprintln!("error: the job summary was not written: {e}");
+            return exit::PREREQUISITE;
+        }
     }
     if !args.quiet {
-        println!("reports: {}", dir.display());
+        super::say(&format!("reports: {}", dir.display()));
     }
     if let Some(c) = close_error {
         eprintln!("error: cleanup failed: {c} (run `netpolc cleanup`)");
@@ -303,6 +355,56 @@ pub fn run(args: RunArgs) -> u8 {
         }
         exit::VERDICT_MISMATCH
     }
+}
+
+/// Why reports could not be written into `dir`, checked up front on its nearest existing
+/// ancestor (a temporary file is created and removed there) so a long run does not discover it
+/// at the end. Nothing is created when the check passes.
+fn report_dir_problem(dir: &std::path::Path) -> Option<String> {
+    let mut probe = Some(dir);
+    while let Some(p) = probe {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                return tempfile::tempfile_in(p)
+                    .err()
+                    .map(|e| format!("cannot write into {}: {e}", p.display()));
+            }
+            Ok(_) => return Some(format!("{} is not a directory", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => probe = p.parent(),
+            Err(e) => return Some(format!("cannot use {}: {e}", p.display())),
+        }
+        if probe.is_some_and(|p| p.as_os_str().is_empty()) {
+            probe = Some(std::path::Path::new("."));
+        }
+    }
+    None
+}
+
+/// A sample seed for runs that name none: the clock and the process id (recorded in the report,
+/// so the sample can be drawn again with `--sample-seed`).
+fn fresh_seed(now: SystemTime) -> u64 {
+    let d = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut rng = run::sample::SplitMix::new(
+        (d.as_nanos() as u64) ^ u64::from(std::process::id()).rotate_left(32),
+    );
+    // Keep seeds in JSON's exact integer range so every reader round-trips them.
+    rng.next_u64() >> 11
+}
+
+/// `--probe-mode`s in the order given, each once; none given: pod-ip.
+fn probe_modes(given: &[crate::service::ProbeMode]) -> Vec<crate::service::ProbeMode> {
+    let mut out = Vec::new();
+    for m in given {
+        if !out.contains(m) {
+            out.push(*m);
+        }
+    }
+    if out.is_empty() {
+        out.push(crate::service::ProbeMode::PodIp);
+    }
+    out
 }
 
 fn local_has_no_dry_run() -> Result<String, ProviderError> {

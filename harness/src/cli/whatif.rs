@@ -42,6 +42,11 @@ pub struct WhatIfArgs {
 fn parse_policy_ref(s: &str) -> Result<PolicyRef, String> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            // Validated as every other name of the input is (issue 9): the value is printed
+            // back in errors and reports.
+            crate::names::namespace(ns)
+                .and_then(|()| crate::names::object("NetworkPolicy", name))
+                .map_err(|e| format!("--delete: {e}"))?;
             Ok(PolicyRef {
                 namespace: ns.into(),
                 name: name.into(),
@@ -56,8 +61,11 @@ fn parse_policy_ref(s: &str) -> Result<PolicyRef, String> {
 fn added_policies(files: &[PathBuf]) -> Result<Vec<CompiledPolicy>, u8> {
     let mut out = Vec::new();
     for f in files {
-        let loaded = crate::scenario::load_paths(std::slice::from_ref(f))
-            .map_err(|e| super::report_input_errors(&e))?;
+        let loaded = crate::scenario::load_paths_with(
+            std::slice::from_ref(f),
+            crate::scenario::Pods::Optional,
+        )
+        .map_err(|e| super::report_input_errors(&e))?;
         super::print_warnings(&loaded.warnings);
         for s in &loaded.scenarios {
             let Some(step) = s.steps.first() else {
@@ -152,7 +160,7 @@ pub fn run(args: WhatIfArgs) -> u8 {
         &args.probes,
         (&added_keys, &replaced, &deleted),
     );
-    match args.format {
+    let written = match args.format {
         Format::Table => emit(&whatif::render_text(&report)),
         Format::Json => match serde_json::to_string_pretty(&report) {
             Ok(s) => emit(&format!("{s}\n")),
@@ -161,6 +169,9 @@ pub fn run(args: WhatIfArgs) -> u8 {
                 return exit::BAD_INPUT;
             }
         },
+    };
+    if let Err(code) = written {
+        return code;
     }
     if args.exit_code && report.flipped_cells > 0 {
         exit::VERDICT_MISMATCH

@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::policy::{CompiledPolicy, NamespaceMatch, Peer, PortSpec, Selector};
+use crate::policy::{
+    Action, ClusterPolicy, CompiledPolicy, NamespaceMatch, Peer, PortSpec, Selector,
+};
 use crate::scenario::Step;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -22,10 +24,18 @@ pub enum Fault {
     UdpUnenforced,
     StaleUpdates,
     Stateless,
+    ServicePreDnat,
+    ServiceBypass,
+    ServiceRepliesDropped,
+    ClusterPriorityInverted,
+    PassAsAccept,
+    ClusterRuleOrderIgnored,
+    BaselineIgnoresIsolation,
+    NetworksSkipPods,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 18] = [
         Fault::Intersection,
         Fault::IgnoreEgress,
         Fault::IgnoreNamedPorts,
@@ -36,6 +46,14 @@ impl Fault {
         Fault::UdpUnenforced,
         Fault::StaleUpdates,
         Fault::Stateless,
+        Fault::ServicePreDnat,
+        Fault::ServiceBypass,
+        Fault::ServiceRepliesDropped,
+        Fault::ClusterPriorityInverted,
+        Fault::PassAsAccept,
+        Fault::ClusterRuleOrderIgnored,
+        Fault::BaselineIgnoresIsolation,
+        Fault::NetworksSkipPods,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +68,14 @@ impl Fault {
             Fault::UdpUnenforced => "udp-unenforced",
             Fault::StaleUpdates => "stale-updates",
             Fault::Stateless => "stateless",
+            Fault::ServicePreDnat => "service-pre-dnat",
+            Fault::ServiceBypass => "service-bypass",
+            Fault::ServiceRepliesDropped => "service-replies-dropped",
+            Fault::ClusterPriorityInverted => "cluster-priority-inverted",
+            Fault::PassAsAccept => "pass-as-accept",
+            Fault::ClusterRuleOrderIgnored => "cluster-rule-order-ignored",
+            Fault::BaselineIgnoresIsolation => "baseline-ignores-isolation",
+            Fault::NetworksSkipPods => "networks-skip-pods",
         }
     }
 
@@ -80,7 +106,39 @@ impl Fault {
             Fault::Stateless => {
                 "Replies are not admitted by connection tracking: return traffic must itself be allowed by policy."
             }
+            Fault::ServicePreDnat => {
+                "Egress policy is matched against the service ClusterIP before DNAT instead of the backing pod: allowed service traffic is dropped."
+            }
+            Fault::ServiceBypass => {
+                "Connections through a service ClusterIP skip egress policy: a pod denied egress still reaches pods through their Service."
+            }
+            Fault::ServiceRepliesDropped => {
+                "Replies of connections made through a service ClusterIP (DNAT'ed) are dropped at the client: nothing is reachable via a Service."
+            }
+            Fault::ClusterPriorityInverted => {
+                "Cluster-wide policies of a tier are evaluated highest priority number first instead of lowest."
+            }
+            Fault::PassAsAccept => {
+                "A cluster-wide Pass rule accepts the traffic instead of handing it to the next tier."
+            }
+            Fault::ClusterRuleOrderIgnored => {
+                "The rules of a cluster-wide policy are matched last to first instead of in their written order."
+            }
+            Fault::BaselineIgnoresIsolation => {
+                "The Baseline tier also applies to pods that NetworkPolicies isolate: its Deny overrides their allow."
+            }
+            Fault::NetworksSkipPods => {
+                "networks peers of cluster-wide policies never match pod addresses, only addresses outside the pods."
+            }
         }
+    }
+
+    /// Whether the fault lives on the service path only (invisible to `--probe-mode pod-ip`).
+    pub fn is_service(self) -> bool {
+        matches!(
+            self,
+            Fault::ServicePreDnat | Fault::ServiceBypass | Fault::ServiceRepliesDropped
+        )
     }
 }
 
@@ -106,11 +164,14 @@ impl FromStr for Fault {
 
 /// The faults of one run, with the transformations they make.
 ///
-/// Faults that change what a policy *means* (ports, peers, egress) are applied to the compiled
-/// policies before the nftables compiler sees them ([`FaultSet::distort`]), so the same function
-/// also yields the reachability a faulty CNI produces. Faults that change the *dataplane's shape*
-/// (intersection, udp-unenforced, stateless) are flags the compiler reads, and stale-updates is a
-/// flag the provider reads (it keeps installing the first step).
+/// Faults that change what a policy *means* (ports, peers, egress; priorities, Pass and rule order
+/// of cluster-wide policies) are applied to the compiled policies before the nftables compiler
+/// sees them ([`FaultSet::distort`], [`FaultSet::distort_cluster`]), so the same functions also
+/// yield the reachability a faulty CNI produces. Faults that change the *dataplane's shape*
+/// (intersection, udp-unenforced, stateless, baseline-ignores-isolation, networks-skip-pods) are
+/// flags the compiler reads, and stale-updates is a flag the provider reads (it keeps installing
+/// the first step). The NetworkPolicy faults leave cluster-wide policies alone, and the cluster
+/// ones leave NetworkPolicies alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultSet(std::collections::BTreeSet<Fault>);
 
@@ -209,6 +270,32 @@ impl FaultSet {
                 }
             }
         }
+    }
+
+    /// The cluster-wide policies as a CNI with these faults understands them.
+    pub fn distort_cluster(&self, policies: &[ClusterPolicy]) -> Vec<ClusterPolicy> {
+        policies
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if self.has(Fault::ClusterPriorityInverted) {
+                    // 0..=1000 mirrored; equal priorities stay equal, the priority-less
+                    // BaselineAdminNetworkPolicy stays last.
+                    c.priority = c.priority.map(|p| 1000u32.saturating_sub(p));
+                }
+                for rules in [&mut c.ingress, &mut c.egress] {
+                    if self.has(Fault::ClusterRuleOrderIgnored) {
+                        rules.reverse();
+                    }
+                    if self.has(Fault::PassAsAccept) {
+                        for r in rules.iter_mut().filter(|r| r.action == Action::Pass) {
+                            r.action = Action::Accept;
+                        }
+                    }
+                }
+                c
+            })
+            .collect()
     }
 
     /// The step a CNI with these faults installs: the first one forever under stale-updates.

@@ -6,3 +6,4 @@ pub mod faults;
 pub mod gaps;
 pub mod nft;
 pub mod nftables;
+pub mod service_nat;

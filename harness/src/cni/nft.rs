@@ -172,7 +172,16 @@ pub enum Key {
     Dport(Protocol),
     L4Proto,
     CtState,
+    /// Conntrack status flags (`ct status`): e.g. whether the connection was DNAT'ed.
+    CtStatus,
     Concat(Vec<Key>),
+}
+
+/// Conntrack status flags a rule can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtStatusFlag {
+    /// The connection's destination was translated (it went through service NAT).
+    Dnat,
 }
 
 /// Connection-tracking states a rule can test.
@@ -204,6 +213,7 @@ pub enum Val {
     PortRange(u16, u16),
     Proto(Protocol),
     Ct(CtState),
+    CtStatus(CtStatusFlag),
     Concat(Vec<Val>),
 }
 
@@ -238,6 +248,7 @@ impl Key {
             Key::Dport(p) => payload(p.lower(), "dport"),
             Key::L4Proto => json!({"meta": {"key": "l4proto"}}),
             Key::CtState => json!({"ct": {"key": "state"}}),
+            Key::CtStatus => json!({"ct": {"key": "status"}}),
             Key::Concat(keys) => json!({"concat": keys.iter().map(Key::json).collect::<Vec<_>>()}),
         }
     }
@@ -254,6 +265,7 @@ impl Val {
             Val::PortRange(a, b) => json!({"range": [a, b]}),
             Val::Proto(p) => json!(p.lower()),
             Val::Ct(s) => json!(s.name()),
+            Val::CtStatus(CtStatusFlag::Dnat) => json!("dnat"),
             Val::Concat(vs) => json!({"concat": vs.iter().map(Val::json).collect::<Vec<_>>()}),
         }
     }
@@ -262,7 +274,7 @@ impl Val {
 impl Match {
     fn json(&self) -> Value {
         // Conntrack states are flags: tested with `in` against the list of names.
-        let (op, right) = if self.key == Key::CtState {
+        let (op, right) = if matches!(self.key, Key::CtState | Key::CtStatus) {
             (
                 if self.negate { "!=" } else { "in" },
                 Value::Array(self.values.iter().map(Val::json).collect()),
@@ -365,6 +377,8 @@ pub struct Packet {
     pub protocol: Protocol,
     pub dport: u16,
     pub ct: CtState,
+    /// Whether the packet's connection was DNAT'ed (`ct status dnat`); set by a DNAT statement.
+    pub ct_dnat: bool,
 }
 
 /// How the evaluator left a chain.
@@ -383,25 +397,35 @@ impl Table {
     /// walks them (an accept ends one base chain, a drop ends the packet). Statements that do
     /// not decide (conntrack zones) are passed; DNAT rewrites the packet for later chains.
     pub fn verdict(&self, hook: Hook, packet: &Packet) -> bool {
-        let mut bases: Vec<(&Chain, Base)> = self
-            .chains
+        Table::verdict_all(std::slice::from_ref(self), hook, packet).is_some()
+    }
+
+    /// [`Self::verdict`] over every table of a namespace at once (their base chains on one hook
+    /// interleave by priority, as in the kernel, e.g. service NAT in one table and policy in
+    /// another); the packet as the last chain left it when accepted, `None` when dropped.
+    pub fn verdict_all(tables: &[Table], hook: Hook, packet: &Packet) -> Option<Packet> {
+        let mut bases: Vec<(&Table, &Chain, Base)> = tables
             .iter()
-            .filter_map(|c| c.base.filter(|b| b.hook == hook).map(|b| (c, b)))
+            .flat_map(|t| {
+                t.chains
+                    .iter()
+                    .filter_map(move |c| c.base.filter(|b| b.hook == hook).map(|b| (t, c, b)))
+            })
             .collect();
-        bases.sort_by_key(|(_, b)| b.priority);
+        bases.sort_by_key(|(_, _, b)| b.priority);
         let mut packet = *packet;
-        for (chain, base) in bases {
-            match self.walk(chain, &mut packet, 0) {
-                Outcome::Drop => return false,
+        for (table, chain, base) in bases {
+            match table.walk(chain, &mut packet, 0) {
+                Outcome::Drop => return None,
                 Outcome::Accept => {}
                 Outcome::Continue => {
                     if base.policy == Policy::Drop {
-                        return false;
+                        return None;
                     }
                 }
             }
         }
-        true
+        Some(packet)
     }
 
     fn walk(&self, chain: &Chain, p: &mut Packet, depth: usize) -> Outcome {
@@ -423,6 +447,7 @@ impl Table {
                         if let Some(port) = port {
                             p.dport = *port;
                         }
+                        p.ct_dnat = true;
                         return Outcome::Accept;
                     }
                     Stmt::Verdict(v) => {
@@ -457,6 +482,9 @@ fn read(key: &Key, p: &Packet) -> Option<Vec<u64>> {
         Key::Dport(_) => return None,
         Key::L4Proto => vec![proto_number(p.protocol)],
         Key::CtState => vec![ct_number(p.ct)],
+        // A flag set: the value read is the flag itself when set, nothing matchable otherwise.
+        Key::CtStatus if p.ct_dnat => vec![0],
+        Key::CtStatus => vec![u64::MAX],
         Key::Concat(keys) => {
             let mut out = Vec::new();
             for k in keys {
@@ -493,6 +521,7 @@ fn bounds(v: &Val) -> Vec<(u64, u64)> {
         Val::PortRange(x, y) => vec![(u64::from(*x), u64::from(*y))],
         Val::Proto(p) => vec![(proto_number(*p), proto_number(*p))],
         Val::Ct(s) => vec![(ct_number(*s), ct_number(*s))],
+        Val::CtStatus(CtStatusFlag::Dnat) => vec![(0, 0)],
         Val::Concat(vs) => vs.iter().flat_map(bounds).collect(),
     }
 }
@@ -549,6 +578,7 @@ mod tests {
             protocol,
             dport,
             ct: CtState::New,
+            ct_dnat: false,
         }
     }
 

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use crate::model::Protocol;
+use crate::names;
 
 use super::selector::Selector;
 use super::{FieldError, PolicyRef};
@@ -152,22 +153,16 @@ impl CompiledPolicy {
         let name = np.metadata.name.clone().unwrap_or_default();
         if name.is_empty() {
             errors.push(FieldError::new("metadata.name", "is required"));
-        } else if !is_dns_subdomain(&name) {
-            errors.push(FieldError::new(
-                "metadata.name",
-                format!("{name:?} is not a valid name (lower-case DNS subdomain)"),
-            ));
+        } else if let Err(e) = names::object("NetworkPolicy", &name) {
+            errors.push(FieldError::new("metadata.name", e.to_string()));
         }
         let namespace = np
             .metadata
             .namespace
             .clone()
             .unwrap_or_else(|| default_namespace.to_string());
-        if !is_dns_label(&namespace) {
-            errors.push(FieldError::new(
-                "metadata.namespace",
-                format!("{namespace:?} is not a valid namespace name (lower-case DNS label)"),
-            ));
+        if let Err(e) = names::namespace(&namespace) {
+            errors.push(FieldError::new("metadata.namespace", e.to_string()));
         }
         let Some(spec) = &np.spec else {
             errors.push(FieldError::new("spec", "is required"));
@@ -445,14 +440,8 @@ fn compile_port(
                 return None;
             }
             // A numeric string ("80") is still a name to the API, and an invalid one.
-            if !is_port_name(name) {
-                errors.push(FieldError::new(
-                    format!("{path}.port"),
-                    format!(
-                        "{name:?} is not a valid port name (1-15 lower-case alphanumerics or '-', \
-                         with at least one letter)"
-                    ),
-                ));
+            if let Err(e) = names::port_name(name) {
+                errors.push(FieldError::new(format!("{path}.port"), e.to_string()));
                 return None;
             }
             PortSpec::Named(name.clone())
@@ -468,32 +457,10 @@ fn valid_port(n: i32) -> Option<u16> {
     u16::try_from(n).ok().filter(|p| *p != 0)
 }
 
-/// IANA service name rules (RFC 6335), as the API checks named ports.
-pub fn is_port_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 15
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.iter().any(|c| c.is_ascii_lowercase())
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-        && !s.contains("--")
-}
-
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
+// The name checks live in `crate::names`; these aliases keep older call sites compiling.
+pub use crate::names::{
+    is_dns1123_label as is_dns_label, is_dns1123_subdomain as is_dns_subdomain, is_port_name,
+};
 
 #[cfg(test)]
 mod tests {

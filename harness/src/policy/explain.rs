@@ -1,15 +1,32 @@
 //! Human-readable explanations of oracle decisions, quoting the deciding rule, peer and port.
+//!
+//! Steps with cluster-wide policies get the tiers too: per direction, the Admin-tier policies in
+//! evaluation order (with the priority and the rule, by index and name, that matched, and those
+//! passed over), then NetworkPolicy, then the Baseline tier, and which of them decided.
 
 use std::fmt::Write as _;
 
 use crate::scenario::Step;
 
+use super::cluster::api::Rule as RuleShape;
+use super::cluster::{Action, ClusterKind};
 use super::compile::{CompiledPolicy, Direction};
-use super::oracle::{Decision, DirectionDecision, RuleMatch, peer_matches};
+use super::oracle::{
+    ClusterEval, Conflict, DecidedBy, Decision, DirectionDecision, RuleMatch, TierTrace,
+    peer_matches,
+};
 use crate::model::{Pod, Probe};
 
 fn word(allowed: bool) -> &'static str {
     if allowed { "ALLOWED" } else { "DENIED" }
+}
+
+fn answer(allowed: bool, undefined: bool) -> &'static str {
+    if undefined {
+        "IMPLEMENTATION-DEFINED"
+    } else {
+        word(allowed)
+    }
 }
 
 /// YAML of one element of a policy, indented for quoting. `None` when it cannot be found.
@@ -151,21 +168,59 @@ fn rule_yaml(p: &CompiledPolicy, dir: Direction, i: usize) -> Option<String> {
     }
 }
 
-fn render_direction(out: &mut String, d: &DirectionDecision, step: &Step, decision: &Decision) {
-    // The other end of the connection, and the destination whose named ports count.
+/// The other end of the connection, and the destination whose named ports count.
+fn ends<'s>(
+    d: &DirectionDecision,
+    step: &'s Step,
+    decision: &Decision,
+) -> Option<(&'s Pod, &'s Pod)> {
     let (peer_ref, dst_ref) = match d.direction {
         Direction::Egress => (&decision.to, &decision.to),
         Direction::Ingress => (&decision.from, &decision.to),
     };
-    let (Some(peer), Some(dst)) = (step.model.pod(peer_ref), step.model.pod(dst_ref)) else {
-        return;
-    };
-    let probe = decision.probe;
-    let (title, side) = match d.direction {
+    Some((step.model.pod(peer_ref)?, step.model.pod(dst_ref)?))
+}
+
+fn title_side(dir: Direction) -> (&'static str, &'static str) {
+    match dir {
         Direction::Egress => ("egress", "source"),
         Direction::Ingress => ("ingress", "destination"),
+    }
+}
+
+fn render_direction(out: &mut String, d: &DirectionDecision, step: &Step, decision: &Decision) {
+    if let Some(t) = &d.tiers {
+        render_tiered(out, d, t, step, decision);
+        return;
+    }
+    let Some((peer, dst)) = ends(d, step, decision) else {
+        return;
     };
+    let (title, side) = title_side(d.direction);
     let _ = writeln!(out, "{title} at the {side} {}: {}", d.pod, word(d.allowed));
+    render_np(out, d, step, peer, dst, decision.probe, false);
+}
+
+/// The NetworkPolicy part of a direction: who selects the pod and which rule admitted (or why
+/// none did).
+fn render_np(
+    out: &mut String,
+    d: &DirectionDecision,
+    step: &Step,
+    peer: &Pod,
+    dst: &Pod,
+    probe: Probe,
+    tiered: bool,
+) {
+    let (title, _) = title_side(d.direction);
+    if d.selecting.is_empty() && tiered {
+        let _ = writeln!(
+            out,
+            "  no NetworkPolicy selects {} for {title}: it does not isolate the pod",
+            d.pod
+        );
+        return;
+    }
     if d.selecting.is_empty() {
         let _ = writeln!(
             out,
@@ -202,6 +257,191 @@ fn render_direction(out: &mut String, d: &DirectionDecision, step: &Step, decisi
     }
 }
 
+fn action_word(a: Action, kind: ClusterKind) -> &'static str {
+    a.word(kind)
+}
+
+/// One line per evaluated cluster-wide policy, quoting the rule that matched.
+fn render_evals(
+    out: &mut String,
+    evals: &[ClusterEval],
+    conflicts: &[Conflict],
+    dir: Direction,
+    step: &Step,
+) {
+    for e in evals {
+        let contested = conflicts
+            .iter()
+            .any(|c| c.policies.iter().any(|(p, _)| *p == e.policy));
+        let prio = e
+            .priority
+            .map_or_else(|| "no priority".to_string(), |p| format!("priority {p}"));
+        match &e.matched {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "    {} ({prio}): no {} rule matches — passed over",
+                    e.policy,
+                    dir.key()
+                );
+            }
+            Some(m) => {
+                let name = m
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" {n:?}"))
+                    .unwrap_or_default();
+                let act = action_word(m.action, e.policy.kind);
+                let effect = match m.action {
+                    _ if contested => "one of the answers an implementation may apply".to_string(),
+                    Action::Accept => "allows; nothing after it is consulted".to_string(),
+                    Action::Deny => "denies; nothing after it is consulted".to_string(),
+                    Action::Pass => format!("skips the rest of the {} tier", e.tier),
+                };
+                let closed = if m.fail_closed {
+                    " (fail-closed: a peer of an unknown type)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "    {} ({prio}): rule spec.{}[{}]{name} {act}{closed} — {effect}",
+                    e.policy,
+                    dir.key(),
+                    m.rule
+                );
+                let policy = step.cluster_policies.iter().find(|p| p.key == e.policy);
+                if let Some(src) = policy.and_then(|p| p.rule_source(dir, m.rule)) {
+                    // Through the API shape, so fields come in the API's order (name, action,
+                    // peers, ports) rather than alphabetically.
+                    let yaml = serde_json::from_value::<RuleShape>(src.clone())
+                        .ok()
+                        .and_then(|r| excerpt(&r, "        "))
+                        .or_else(|| excerpt(src, "        "));
+                    out.push_str(&yaml.unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
+/// Policies after the priority that matched, which the evaluation never consulted.
+fn render_not_reached(out: &mut String, list: &[(super::cluster::ClusterPolicyRef, Option<u32>)]) {
+    let names: Vec<String> = list
+        .iter()
+        .map(|(p, prio)| match prio {
+            Some(n) => format!("{p} (priority {n})"),
+            None => format!("{p} (no priority)"),
+        })
+        .collect();
+    if !names.is_empty() {
+        let _ = writeln!(
+            out,
+            "    not reached (after the priority that matched): {}",
+            names.join(", ")
+        );
+    }
+}
+
+fn render_tiered(
+    out: &mut String,
+    d: &DirectionDecision,
+    t: &TierTrace,
+    step: &Step,
+    decision: &Decision,
+) {
+    let Some((peer, dst)) = ends(d, step, decision) else {
+        return;
+    };
+    let (title, side) = title_side(d.direction);
+    let _ = writeln!(
+        out,
+        "{title} at the {side} {}: {}",
+        d.pod,
+        answer(d.allowed, d.implementation_defined)
+    );
+    if t.hairpin {
+        let _ = writeln!(
+            out,
+            "  the pod reaches its own pod IP: cluster-wide policies do not apply to it (hairpin), \
+             NetworkPolicy alone decides"
+        );
+        render_np(out, d, step, peer, dst, decision.probe, false);
+        return;
+    }
+    let _ = writeln!(out, "  Admin tier:");
+    if t.admin.is_empty() {
+        let _ = writeln!(
+            out,
+            "    no Admin-tier policy selects {} for {title}",
+            d.pod
+        );
+    }
+    render_evals(out, &t.admin, &t.conflicts, d.direction, step);
+    render_not_reached(out, &t.admin_not_reached);
+    let admin_final = t
+        .admin
+        .iter()
+        .filter_map(|e| e.matched.as_ref())
+        .any(|m| m.action != Action::Pass);
+    let admin_pass = t
+        .admin
+        .iter()
+        .filter_map(|e| e.matched.as_ref())
+        .any(|m| m.action == Action::Pass);
+    if admin_final && !admin_pass {
+        let _ = writeln!(out, "  NetworkPolicy and Baseline tiers: not consulted");
+    } else {
+        let _ = writeln!(out, "  NetworkPolicy tier:");
+        let mut np = String::new();
+        render_np(&mut np, d, step, peer, dst, decision.probe, true);
+        for line in np.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+        if !d.selecting.is_empty() {
+            let _ = writeln!(
+                out,
+                "  Baseline tier: not consulted (NetworkPolicy isolates the pod for {title})"
+            );
+        } else {
+            let _ = writeln!(out, "  Baseline tier:");
+            if t.baseline.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    no Baseline-tier policy selects {} for {title}",
+                    d.pod
+                );
+            }
+            render_evals(out, &t.baseline, &t.conflicts, d.direction, step);
+            render_not_reached(out, &t.baseline_not_reached);
+        }
+    }
+    for c in &t.conflicts {
+        let who: Vec<String> = c
+            .policies
+            .iter()
+            .map(|(p, a)| format!("{p} ({})", action_word(*a, p.kind)))
+            .collect();
+        let prio = c
+            .priority
+            .map_or_else(String::new, |p| format!(" priority {p}"));
+        let _ = writeln!(
+            out,
+            "  same priority, different actions: {} tier{prio}: {} — the API lets the \
+             implementation apply any of them",
+            c.tier,
+            who.join(", ")
+        );
+    }
+    let by = match t.decided_by {
+        DecidedBy::Admin => "the Admin tier",
+        DecidedBy::NetworkPolicy => "NetworkPolicy",
+        DecidedBy::Baseline => "the Baseline tier",
+        DecidedBy::Default => "the default (no tier decided: allowed)",
+    };
+    let _ = writeln!(out, "  decided by {by}");
+}
+
 /// The explanation `netpolc explain` prints.
 pub fn render(decision: &Decision, step: &Step) -> String {
     let mut out = String::new();
@@ -212,13 +452,21 @@ pub fn render(decision: &Decision, step: &Step) -> String {
         decision.to,
         decision.probe,
         step.name,
-        word(decision.allowed)
+        answer(decision.allowed, decision.implementation_defined)
     );
     let _ = writeln!(
         out,
         "a connection needs egress allowed at the source AND ingress allowed at the destination; \
          policies add up (one admitting rule is enough)"
     );
+    if !step.cluster_policies.is_empty() {
+        let _ = writeln!(
+            out,
+            "cluster-wide policies: per direction the Admin tier (by priority, then rule order; \
+             first match decides), then NetworkPolicy, then the Baseline tier for pods no \
+             NetworkPolicy isolates, then allow"
+        );
+    }
     out.push('\n');
     render_direction(&mut out, &decision.egress, step, decision);
     out.push('\n');

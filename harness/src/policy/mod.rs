@@ -1,9 +1,14 @@
-//! The oracle: NetworkPolicy v1 semantics, compiled once and evaluated per cell or per matrix.
+//! The oracle: NetworkPolicy v1 and the network-policy-api's cluster-wide tiers, compiled once and
+//! evaluated per cell or per matrix.
 //!
-//! `compile` holds every API default and validation rule; `oracle` answers "may A reach B on this
-//! port?" with the reasons (which policies select each side, which rule and peer allowed it), so
-//! `expect`, `explain`, reports and tests share one answer. No I/O here.
+//! `compile` holds every NetworkPolicy default and validation rule, `cluster` those of
+//! ClusterNetworkPolicy / AdminNetworkPolicy / BaselineAdminNetworkPolicy; `oracle` answers "may A
+//! reach B on this port?" with the reasons (which tier decided, which policies select each side,
+//! which rule and peer allowed or denied it), so `expect`, `explain`, reports and tests share one
+//! answer. No I/O here.
 
+mod bitset;
+pub mod cluster;
 pub mod compile;
 pub mod explain;
 pub mod oracle;
@@ -13,8 +18,15 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use cluster::{
+    Action, ClusterKind, ClusterPeer, ClusterPolicy, ClusterPolicyRef, ClusterPort, ClusterRule,
+    Subject, Tier,
+};
 pub use compile::{CompiledPolicy, Direction, NamespaceMatch, Peer, PortMatch, PortSpec, Rule};
-pub use oracle::{Decision, DirectionDecision, Oracle, RuleMatch};
+pub use oracle::{
+    Addressing, ClusterEval, ClusterRuleMatch, Conflict, DecidedBy, Decision, DirectionDecision,
+    Oracle, RuleMatch, TierTrace,
+};
 pub use selector::Selector;
 
 /// "namespace/name" of a NetworkPolicy.

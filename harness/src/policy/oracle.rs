@@ -1,17 +1,37 @@
-//! Evaluation of compiled policies against a model.
+//! Evaluation of compiled policies against a model: one evaluator for the three tiers.
+//!
+//! Per direction (egress at the source, ingress at the destination), as the network-policy-api
+//! orders them (`ClusterNetworkPolicySpec.Tier` in apis/v1alpha2/clusternetworkpolicy_types.go):
+//! 1. the **Admin** tier — ClusterNetworkPolicies of tier Admin and AdminNetworkPolicies selecting
+//!    the pod, by priority (lower first), each policy's rules in order; the first matching rule
+//!    decides: `Accept` allows, `Deny` denies, `Pass` skips the rest of the tier;
+//! 2. **NetworkPolicy** v1 — if any selects the pod for the direction, it decides (policies add up);
+//! 3. the **Baseline** tier, only for pods no NetworkPolicy isolates in that direction, the same
+//!    way (`Pass` there leaves the connection to the default);
+//! 4. the default: allowed.
+//!
+//! A connection needs both directions allowed. Policies of one tier and one priority whose first
+//! matching rules take different actions leave the answer to the implementation (the API says it
+//! "can apply any of the matching policies"); the oracle then computes every answer the
+//! implementation may give, and when they differ the cell is *implementation-defined* (`None`).
+//! A pod reaching its own pod IP is not subject to cluster-wide policies (the API overview's
+//! hairpin rule); see [`Addressing`].
 //!
 //! Two paths with one meaning: [`Oracle::decide`] answers one cell with its reasons (for `explain`,
-//! reports and tests); [`Oracle::matrix`] answers a whole probe at once with bitsets over pods, so a
-//! 1,000-pod × 500-policy matrix costs milliseconds. Tests check that both always agree.
+//! reports and tests), matching rules one by one; [`Oracle::expected_matrix`] (and its boolean view
+//! [`Oracle::matrix`]) answers a whole probe with bitsets over pods. Tests check they agree, and
+//! check both against a deliberately naive evaluator written from the API text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::model::{Model, Pod, PodRef, Probe};
+use crate::model::{Labels, Model, Pod, PodRef, Probe};
 use crate::truthtable::TruthTable;
 
 use super::PolicyRef;
+use super::bitset::BitSet;
+use super::cluster::{Action, ClusterPolicy, ClusterPolicyRef, ClusterRule, Tier};
 use super::compile::{CompiledPolicy, Direction, NamespaceMatch, Peer, Rule};
 
 /// Which rule (and which peer and port entry of it) allowed a connection. `None` for the peer or
@@ -24,17 +44,119 @@ pub struct RuleMatch {
     pub port: Option<usize>,
 }
 
+/// How a probe addresses its destination. Only cluster-wide policies care: a pod connecting to its
+/// own pod IP ("hairpin") is not subject to them, while one reaching itself through a Service IP
+/// that load-balances back to it is (network-policy-api `site-src/api-overview.md`, 2026-06).
+/// Probes are by pod IP today; a Service-IP probe mode must evaluate with
+/// [`Addressing::ServiceIp`] so the hairpin cell keeps its cluster-wide policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Addressing {
+    #[default]
+    PodIp,
+    ServiceIp,
+}
+
+/// The first rule of a cluster-wide policy that matched a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterRuleMatch {
+    /// Index in the policy's `ingress`/`egress` list.
+    pub rule: usize,
+    /// The rule's `name`, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The action taken (after the fail-closed rule).
+    pub action: Action,
+    /// The matching peer (`None`: a fail-closed rule denying everything).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<usize>,
+    /// The matching port entry (`None`: the rule has no ports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fail_closed: bool,
+}
+
+/// What one cluster-wide policy did to one side of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterEval {
+    pub policy: ClusterPolicyRef,
+    pub tier: Tier,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// `None`: no rule matched; the evaluation went on past this policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<ClusterRuleMatch>,
+}
+
+/// Which stage settled a direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecidedBy {
+    Admin,
+    NetworkPolicy,
+    Baseline,
+    Default,
+}
+
+/// Policies of one tier and priority that match the connection with different actions: the
+/// implementation may apply any of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub tier: Tier,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    pub policies: Vec<(ClusterPolicyRef, Action)>,
+}
+
+/// The cluster-wide side of one direction's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierTrace {
+    /// The pod reaches its own pod IP: cluster-wide policies do not apply.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hairpin: bool,
+    /// Admin-tier policies selecting the pod for this direction, in evaluation order, up to the
+    /// priority that matched (those before it were passed over).
+    pub admin: Vec<ClusterEval>,
+    /// Baseline-tier policies, when the evaluation reached that tier.
+    pub baseline: Vec<ClusterEval>,
+    /// Admin-tier policies selecting the pod that were never consulted: they come after the
+    /// priority that matched (with priorities).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_not_reached: Vec<(ClusterPolicyRef, Option<u32>)>,
+    /// The same for the Baseline tier.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline_not_reached: Vec<(ClusterPolicyRef, Option<u32>)>,
+    pub decided_by: DecidedBy,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
+}
+
 /// The answer for one side of a connection (egress at the source or ingress at the destination).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DirectionDecision {
     pub direction: Direction,
     pub pod: PodRef,
-    /// Policies whose podSelector selects the pod and whose policyTypes include the direction.
-    /// Empty: the pod is not isolated in this direction and everything is allowed.
+    /// NetworkPolicies whose podSelector selects the pod and whose policyTypes include the
+    /// direction. Empty: NetworkPolicy does not isolate the pod in this direction.
     pub selecting: Vec<PolicyRef>,
-    /// Every rule that admits the connection (policies add up: one is enough).
+    /// Every NetworkPolicy rule that admits the connection (policies add up: one is enough).
     pub allowed_by: Vec<RuleMatch>,
+    /// Allowed whatever the implementation chooses (false when implementation-defined).
     pub allowed: bool,
+    /// The API leaves this direction's answer to the implementation.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub implementation_defined: bool,
+    /// Present when the step has cluster-wide policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiers: Option<TierTrace>,
+}
+
+impl DirectionDecision {
+    /// `Some(allowed)`, or `None` when implementation-defined.
+    pub fn expected(&self) -> Option<bool> {
+        (!self.implementation_defined).then_some(self.allowed)
+    }
 }
 
 /// The answer for one cell: allowed when egress at the source AND ingress at the destination are.
@@ -43,50 +165,82 @@ pub struct Decision {
     pub from: PodRef,
     pub to: PodRef,
     pub probe: Probe,
+    /// Allowed whatever the implementation chooses (false when implementation-defined).
     pub allowed: bool,
+    /// Some implementation the API allows would admit the connection and another would not.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub implementation_defined: bool,
     pub egress: DirectionDecision,
     pub ingress: DirectionDecision,
 }
 
-/// A fixed-size set of pod indices.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BitSet(Vec<u64>);
+impl Decision {
+    /// `Some(allowed)`, or `None` when implementation-defined (the contract's `null`).
+    pub fn expected(&self) -> Option<bool> {
+        (!self.implementation_defined).then_some(self.allowed)
+    }
+}
 
-impl BitSet {
-    fn empty(n: usize) -> Self {
-        BitSet(vec![0; n.div_ceil(64)])
-    }
-    fn full(n: usize) -> Self {
-        let mut b = BitSet(vec![u64::MAX; n.div_ceil(64)]);
-        if !n.is_multiple_of(64)
-            && let Some(last) = b.0.last_mut()
-        {
-            *last = (1u64 << (n % 64)) - 1;
-        }
-        b
-    }
-    fn insert(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-    fn contains(&self, i: usize) -> bool {
-        self.0[i / 64] & (1 << (i % 64)) != 0
-    }
-    fn union_with(&mut self, other: &BitSet) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a |= b;
-        }
-    }
-    fn union_with_and(&mut self, x: &BitSet, y: &BitSet) {
-        for ((a, b), c) in self.0.iter_mut().zip(&x.0).zip(&y.0) {
-            *a |= b & c;
+/// Which answers the implementation may give: allow, deny, or both (implementation-defined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Possible {
+    allow: bool,
+    deny: bool,
+}
+
+impl Possible {
+    const ALLOW: Possible = Possible {
+        allow: true,
+        deny: false,
+    };
+    const DENY: Possible = Possible {
+        allow: false,
+        deny: true,
+    };
+    fn of(allowed: bool) -> Possible {
+        if allowed {
+            Possible::ALLOW
+        } else {
+            Possible::DENY
         }
     }
+    fn or(self, o: Possible) -> Possible {
+        Possible {
+            allow: self.allow || o.allow,
+            deny: self.deny || o.deny,
+        }
+    }
+    /// Both directions must allow; either may deny.
+    fn both(self, o: Possible) -> Possible {
+        Possible {
+            allow: self.allow && o.allow,
+            deny: self.deny || o.deny,
+        }
+    }
+}
+
+/// Per pod and direction, the cluster-wide policies selecting it with at least one rule of that
+/// direction, in evaluation order.
+#[derive(Default, Clone)]
+struct TierLists {
+    admin: Vec<usize>,
+    baseline: Vec<usize>,
+}
+
+/// Per peer, which actions the deciding priority of a tier may take (several: a conflict), and
+/// where no rule matched at all.
+struct TierSets {
+    accept: BitSet,
+    deny: BitSet,
+    pass: BitSet,
+    unmatched: BitSet,
 }
 
 /// Policies compiled against one model, with targets and peers indexed over its pods.
 pub struct Oracle<'a> {
     model: &'a Model,
     policies: &'a [CompiledPolicy],
+    cluster: &'a [ClusterPolicy],
     pods: Vec<&'a Pod>,
     refs: Vec<PodRef>,
     index: HashMap<&'a PodRef, usize>,
@@ -94,6 +248,11 @@ pub struct Oracle<'a> {
     targets: [Vec<Vec<usize>>; 2],
     /// Per policy, direction and rule: the pods its peers admit (`None`: every peer).
     peer_sets: Vec<[Vec<Option<BitSet>>; 2]>,
+    /// Per direction and pod: the cluster-wide policies selecting it, per tier, in order.
+    tier_lists: [Vec<TierLists>; 2],
+    /// Per cluster-wide policy, direction and rule: the pods its peers admit (fail-closed rules
+    /// already applied: nothing for `Accept`, everything for "deny all").
+    cluster_peer_sets: Vec<[Vec<BitSet>; 2]>,
 }
 
 fn dir_index(d: Direction) -> usize {
@@ -103,8 +262,22 @@ fn dir_index(d: Direction) -> usize {
     }
 }
 
+fn ns_labels<'m>(model: &'m Model, p: &Pod) -> Option<&'m Labels> {
+    model.namespace(&p.namespace).map(|n| &n.labels)
+}
+
 impl<'a> Oracle<'a> {
+    /// NetworkPolicies only.
     pub fn new(model: &'a Model, policies: &'a [CompiledPolicy]) -> Self {
+        Self::with_cluster(model, policies, &[])
+    }
+
+    /// NetworkPolicies and cluster-wide policies.
+    pub fn with_cluster(
+        model: &'a Model,
+        policies: &'a [CompiledPolicy],
+        cluster: &'a [ClusterPolicy],
+    ) -> Self {
         let refs = model.pod_refs();
         let pods: Vec<&Pod> = model.pods.values().collect();
         let index = model.pods.keys().enumerate().map(|(i, r)| (r, i)).collect();
@@ -144,14 +317,58 @@ impl<'a> Oracle<'a> {
             };
             peer_sets.push([sets(Direction::Ingress), sets(Direction::Egress)]);
         }
+
+        // Cluster-wide policies in evaluation order, then indexed per pod and direction.
+        let mut order: Vec<usize> = (0..cluster.len()).collect();
+        order.sort_by_key(|&c| cluster[c].order_key());
+        let mut tier_lists = [vec![TierLists::default(); n], vec![TierLists::default(); n]];
+        let mut cluster_peer_sets = Vec::with_capacity(cluster.len());
+        for &c in &order {
+            let pol = &cluster[c];
+            for (i, p) in pods.iter().enumerate() {
+                if !pol.selects(p, ns_labels(model, p)) {
+                    continue;
+                }
+                for d in [Direction::Ingress, Direction::Egress] {
+                    if pol.rules(d).is_empty() {
+                        continue;
+                    }
+                    let lists = &mut tier_lists[dir_index(d)][i];
+                    match pol.tier {
+                        Tier::Admin => lists.admin.push(c),
+                        Tier::Baseline => lists.baseline.push(c),
+                    }
+                }
+            }
+        }
+        for pol in cluster {
+            let sets = |d: Direction| -> Vec<BitSet> {
+                pol.rules(d)
+                    .iter()
+                    .map(|rule| {
+                        let mut set = BitSet::empty(n);
+                        for (i, p) in pods.iter().enumerate() {
+                            if rule.peer_hit(p, ns_labels(model, p)).is_some() {
+                                set.insert(i);
+                            }
+                        }
+                        set
+                    })
+                    .collect()
+            };
+            cluster_peer_sets.push([sets(Direction::Ingress), sets(Direction::Egress)]);
+        }
         Oracle {
             model,
             policies,
+            cluster,
             pods,
             refs,
             index,
             targets,
             peer_sets,
+            tier_lists,
+            cluster_peer_sets,
         }
     }
 
@@ -163,16 +380,50 @@ impl<'a> Oracle<'a> {
         self.policies
     }
 
-    /// One cell with its reasons. `None` when either pod is not in the model.
+    pub fn cluster_policies(&self) -> &[ClusterPolicy] {
+        self.cluster
+    }
+
+    /// Whether a cluster-wide policy with rules of the direction selects the source (egress) or
+    /// the destination (ingress) of this cell — so only a dataplane realising cluster-wide
+    /// policies can be judged on it. The pod-IP hairpin cell never needs them.
+    pub fn cluster_policies_apply(&self, from: &PodRef, to: &PodRef, via: Addressing) -> bool {
+        let (Some(&src), Some(&dst)) = (self.index.get(from), self.index.get(to)) else {
+            return false;
+        };
+        if src == dst && via == Addressing::PodIp {
+            return false;
+        }
+        let has = |d: Direction, i: usize| {
+            let l = &self.tier_lists[dir_index(d)][i];
+            !l.admin.is_empty() || !l.baseline.is_empty()
+        };
+        has(Direction::Egress, src) || has(Direction::Ingress, dst)
+    }
+
+    /// One cell with its reasons, probed by pod IP. `None` when either pod is not in the model.
     pub fn decide(&self, from: &PodRef, to: &PodRef, probe: Probe) -> Option<Decision> {
+        self.decide_via(from, to, probe, Addressing::PodIp)
+    }
+
+    /// One cell with its reasons, for a probe addressed as `via`.
+    pub fn decide_via(
+        &self,
+        from: &PodRef,
+        to: &PodRef,
+        probe: Probe,
+        via: Addressing,
+    ) -> Option<Decision> {
         let (src, dst) = (*self.index.get(from)?, *self.index.get(to)?);
-        let egress = self.decide_direction(Direction::Egress, src, dst, probe);
-        let ingress = self.decide_direction(Direction::Ingress, dst, src, probe);
+        let egress = self.decide_direction(Direction::Egress, src, dst, probe, via);
+        let ingress = self.decide_direction(Direction::Ingress, dst, src, probe, via);
+        let both = possible_of(&egress).both(possible_of(&ingress));
         Some(Decision {
             from: from.clone(),
             to: to.clone(),
             probe,
-            allowed: egress.allowed && ingress.allowed,
+            allowed: both.allow && !both.deny,
+            implementation_defined: both.allow && both.deny,
             egress,
             ingress,
         })
@@ -186,6 +437,7 @@ impl<'a> Oracle<'a> {
         subject: usize,
         peer: usize,
         probe: Probe,
+        via: Addressing,
     ) -> DirectionDecision {
         let selecting_idx = &self.targets[dir_index(dir)][subject];
         let dst = match dir {
@@ -217,23 +469,212 @@ impl<'a> Oracle<'a> {
                 }
             }
         }
+        let isolated = !selecting_idx.is_empty();
+        let np_allowed = !isolated || !allowed_by.is_empty();
+        let selecting = selecting_idx
+            .iter()
+            .map(|&i| self.policies[i].key.clone())
+            .collect();
+        let (possible, tiers) = if self.cluster.is_empty() {
+            (Possible::of(np_allowed), None)
+        } else {
+            let (p, t) = self.decide_tiers(dir, subject, peer, probe, via, isolated, np_allowed);
+            (p, Some(t))
+        };
         DirectionDecision {
             direction: dir,
             pod: self.refs[subject].clone(),
-            selecting: selecting_idx
-                .iter()
-                .map(|&i| self.policies[i].key.clone())
-                .collect(),
-            allowed: selecting_idx.is_empty() || !allowed_by.is_empty(),
+            selecting,
             allowed_by,
+            allowed: possible.allow && !possible.deny,
+            implementation_defined: possible.allow && possible.deny,
+            tiers,
         }
     }
 
-    /// The whole from × to matrix for one probe.
+    /// The cluster-wide tiers around the NetworkPolicy answer, one rule at a time. Which policies
+    /// select the subject is worked out here from the selectors, not from the index the matrix
+    /// uses, so the two paths stay independent.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_tiers(
+        &self,
+        dir: Direction,
+        subject: usize,
+        peer: usize,
+        probe: Probe,
+        via: Addressing,
+        isolated: bool,
+        np_allowed: bool,
+    ) -> (Possible, TierTrace) {
+        let np_tier = if isolated {
+            DecidedBy::NetworkPolicy
+        } else {
+            DecidedBy::Default
+        };
+        let mut trace = TierTrace {
+            hairpin: subject == peer && via == Addressing::PodIp,
+            admin: Vec::new(),
+            baseline: Vec::new(),
+            admin_not_reached: Vec::new(),
+            baseline_not_reached: Vec::new(),
+            decided_by: np_tier,
+            conflicts: Vec::new(),
+        };
+        if trace.hairpin {
+            return (Possible::of(np_allowed), trace);
+        }
+        let sub = self.pods[subject];
+        let peer_pod = self.pods[peer];
+        let dst = match dir {
+            Direction::Egress => peer_pod,
+            Direction::Ingress => sub,
+        };
+        let in_tier = |tier: Tier| -> Vec<&ClusterPolicy> {
+            let mut v: Vec<&ClusterPolicy> = self
+                .cluster
+                .iter()
+                .filter(|c| {
+                    c.tier == tier
+                        && !c.rules(dir).is_empty()
+                        && c.selects(sub, ns_labels(self.model, sub))
+                })
+                .collect();
+            v.sort_by_key(|c| c.order_key());
+            v
+        };
+        let walk = |list: Vec<&ClusterPolicy>,
+                    evals: &mut Vec<ClusterEval>,
+                    conflicts: &mut Vec<Conflict>,
+                    skipped: &mut Vec<(ClusterPolicyRef, Option<u32>)>|
+         -> BTreeSet<Action> {
+            let mut k = 0;
+            while k < list.len() {
+                let prio = list[k].priority;
+                let group_end = if prio.is_none() {
+                    k + 1
+                } else {
+                    k + list[k..].iter().take_while(|c| c.priority == prio).count()
+                };
+                let mut actions = BTreeSet::new();
+                let mut acted = Vec::new();
+                for pol in &list[k..group_end] {
+                    let matched = first_match(pol.rules(dir), peer_pod, dst, probe, self.model);
+                    if let Some(m) = &matched {
+                        actions.insert(m.action);
+                        acted.push((pol.key.clone(), m.action));
+                    }
+                    evals.push(ClusterEval {
+                        policy: pol.key.clone(),
+                        tier: pol.tier,
+                        priority: pol.priority,
+                        matched,
+                    });
+                }
+                if !actions.is_empty() {
+                    if actions.len() > 1 {
+                        conflicts.push(Conflict {
+                            tier: list[k].tier,
+                            priority: prio,
+                            policies: acted,
+                        });
+                    }
+                    skipped.extend(
+                        list[group_end..]
+                            .iter()
+                            .map(|c| (c.key.clone(), c.priority)),
+                    );
+                    return actions;
+                }
+                k = group_end;
+            }
+            BTreeSet::new()
+        };
+        let admin = walk(
+            in_tier(Tier::Admin),
+            &mut trace.admin,
+            &mut trace.conflicts,
+            &mut trace.admin_not_reached,
+        );
+        if admin.iter().any(|a| *a != Action::Pass) {
+            trace.decided_by = DecidedBy::Admin;
+        }
+        let mut possible = Possible {
+            allow: admin.contains(&Action::Accept),
+            deny: admin.contains(&Action::Deny),
+        };
+        if admin.is_empty() || admin.contains(&Action::Pass) {
+            let lower = if isolated {
+                Possible::of(np_allowed)
+            } else {
+                let base = walk(
+                    in_tier(Tier::Baseline),
+                    &mut trace.baseline,
+                    &mut trace.conflicts,
+                    &mut trace.baseline_not_reached,
+                );
+                if trace.decided_by != DecidedBy::Admin && base.iter().any(|a| *a != Action::Pass) {
+                    trace.decided_by = DecidedBy::Baseline;
+                }
+                Possible {
+                    // Accept, Pass (to the default) and no match all allow.
+                    allow: base.is_empty()
+                        || base.contains(&Action::Accept)
+                        || base.contains(&Action::Pass),
+                    deny: base.contains(&Action::Deny),
+                }
+            };
+            possible = possible.or(lower);
+        }
+        (possible, trace)
+    }
+
+    /// The whole from × to matrix for one probe by pod IP: `Some(allowed)`, or `None` where the
+    /// answer is implementation-defined.
+    pub fn expected_matrix(&self, probe: Probe) -> TruthTable<Option<bool>> {
+        self.expected_matrix_via(probe, Addressing::PodIp)
+    }
+
+    /// The boolean view of [`Oracle::expected_matrix`]: `true` only where every implementation
+    /// must allow. Implementation-defined cells read `false`; callers that may meet them (any step
+    /// with cluster-wide policies) use `expected_matrix`.
     pub fn matrix(&self, probe: Probe) -> TruthTable<bool> {
+        if self.cluster.is_empty() {
+            let (egress, ingress) = self.np_sets(probe);
+            return TruthTable::from_fn(self.refs.clone(), |i, j| {
+                egress[i].contains(j) && ingress[j].contains(i)
+            });
+        }
+        self.expected_matrix(probe).map(|v| *v == Some(true))
+    }
+
+    /// The matrix for a probe addressed as `via`.
+    pub fn expected_matrix_via(&self, probe: Probe, via: Addressing) -> TruthTable<Option<bool>> {
+        let (egress, ingress) = self.np_sets(probe);
+        if self.cluster.is_empty() {
+            return TruthTable::from_fn(self.refs.clone(), |i, j| {
+                Some(egress[i].contains(j) && ingress[j].contains(i))
+            });
+        }
+        let e = self.tiered(Direction::Egress, &egress, probe, via);
+        let i = self.tiered(Direction::Ingress, &ingress, probe, via);
+        TruthTable::from_fn(self.refs.clone(), |s, d| {
+            let allow = e[s].0.contains(d) && i[d].0.contains(s);
+            let deny = e[s].1.contains(d) || i[d].1.contains(s);
+            if !allow {
+                Some(false)
+            } else if deny {
+                None
+            } else {
+                Some(true)
+            }
+        })
+    }
+
+    /// NetworkPolicy alone: per destination the sources its ingress admits, per source the
+    /// destinations its egress admits (everything where the pod is not isolated).
+    fn np_sets(&self, probe: Probe) -> (Vec<BitSet>, Vec<BitSet>) {
         let n = self.pods.len();
         let all = BitSet::full(n);
-        // Ingress: per destination, the sources admitted.
         let ingress: Vec<BitSet> = (0..n)
             .map(|dst| {
                 let sel = &self.targets[0][dst];
@@ -284,10 +725,177 @@ impl<'a> Oracle<'a> {
                 allowed
             })
             .collect();
-        TruthTable::from_fn(self.refs.clone(), |i, j| {
-            egress[i].contains(j) && ingress[j].contains(i)
-        })
+        (egress, ingress)
     }
+
+    /// Per subject pod of `dir`: the peers it may allow and the peers it may deny, all tiers
+    /// composed around `np` (the NetworkPolicy answer per subject).
+    fn tiered(
+        &self,
+        dir: Direction,
+        np: &[BitSet],
+        probe: Probe,
+        via: Addressing,
+    ) -> Vec<(BitSet, BitSet)> {
+        let n = self.pods.len();
+        let all = BitSet::full(n);
+        let d = dir_index(dir);
+        // Egress port entries resolve on the peer (the destination): one set per rule and probe.
+        let mut port_sets: HashMap<(usize, usize), BitSet> = HashMap::new();
+        (0..n)
+            .map(|s| {
+                let np_allow = &np[s];
+                let lists = &self.tier_lists[d][s];
+                let isolated = !self.targets[d][s].is_empty();
+                let (mut allow, mut deny) = if lists.admin.is_empty() && lists.baseline.is_empty() {
+                    (np_allow.clone(), np_allow.complement_in(&all))
+                } else {
+                    let admin = self.tier_sets(&lists.admin, dir, s, probe, &mut port_sets);
+                    let (lower_allow, lower_deny) = if isolated {
+                        (np_allow.clone(), np_allow.complement_in(&all))
+                    } else {
+                        let b = self.tier_sets(&lists.baseline, dir, s, probe, &mut port_sets);
+                        let mut allow = b.accept;
+                        allow.union_with(&b.pass);
+                        allow.union_with(&b.unmatched);
+                        (allow, b.deny)
+                    };
+                    // Peers whose admin decision is Pass or no match fall through to the tiers
+                    // below; a conflict involving Pass may take either way.
+                    let mut through = admin.pass;
+                    through.union_with(&admin.unmatched);
+                    let mut allow = admin.accept;
+                    allow.union_with_and(&through, &lower_allow);
+                    let mut deny = admin.deny;
+                    deny.union_with_and(&through, &lower_deny);
+                    (allow, deny)
+                };
+                if via == Addressing::PodIp {
+                    // Hairpin: NetworkPolicy alone decides the pod's connection to itself.
+                    let own = np_allow.contains(s);
+                    allow.set(s, own);
+                    deny.set(s, !own);
+                }
+                (allow, deny)
+            })
+            .collect()
+    }
+
+    /// One tier for subject `s`: per peer, the actions its deciding priority may take.
+    fn tier_sets(
+        &self,
+        list: &[usize],
+        dir: Direction,
+        s: usize,
+        probe: Probe,
+        port_sets: &mut HashMap<(usize, usize), BitSet>,
+    ) -> TierSets {
+        let n = self.pods.len();
+        let all = BitSet::full(n);
+        let d = dir_index(dir);
+        let mut out = TierSets {
+            accept: BitSet::empty(n),
+            deny: BitSet::empty(n),
+            pass: BitSet::empty(n),
+            unmatched: all.clone(),
+        };
+        let mut k = 0;
+        while k < list.len() && !out.unmatched.is_empty() {
+            let prio = self.cluster[list[k]].priority;
+            let end = if prio.is_none() {
+                k + 1
+            } else {
+                k + list[k..]
+                    .iter()
+                    .take_while(|&&c| self.cluster[c].priority == prio)
+                    .count()
+            };
+            let mut g = [BitSet::empty(n), BitSet::empty(n), BitSet::empty(n)];
+            for &c in &list[k..end] {
+                let pol = &self.cluster[c];
+                // Each policy's own first match: rules earlier in the list shadow later ones.
+                let mut remaining = all.clone();
+                for (ri, rule) in pol.rules(dir).iter().enumerate() {
+                    if remaining.is_empty() {
+                        break;
+                    }
+                    let peers = &self.cluster_peer_sets[c][d][ri];
+                    let matched = match dir {
+                        Direction::Ingress => {
+                            if rule.port_hit(probe, self.pods[s]).is_some() {
+                                peers.and(&remaining)
+                            } else {
+                                continue;
+                            }
+                        }
+                        Direction::Egress => {
+                            let ports = port_sets.entry((c, ri)).or_insert_with(|| {
+                                let mut set = BitSet::empty(n);
+                                for (j, p) in self.pods.iter().enumerate() {
+                                    if rule.port_hit(probe, p).is_some() {
+                                        set.insert(j);
+                                    }
+                                }
+                                set
+                            });
+                            peers.and(ports).and(&remaining)
+                        }
+                    };
+                    remaining.difference_with(&matched);
+                    g[action_slot(rule.effective_action())].union_with(&matched);
+                }
+            }
+            // Only peers still undecided take this priority's actions.
+            let [ga, gd, gp] = g;
+            out.accept.union_with_and(&ga, &out.unmatched);
+            out.deny.union_with_and(&gd, &out.unmatched);
+            out.pass.union_with_and(&gp, &out.unmatched);
+            out.unmatched.difference_with(&ga);
+            out.unmatched.difference_with(&gd);
+            out.unmatched.difference_with(&gp);
+            k = end;
+        }
+        out
+    }
+}
+
+fn action_slot(a: Action) -> usize {
+    match a {
+        Action::Accept => 0,
+        Action::Deny => 1,
+        Action::Pass => 2,
+    }
+}
+
+fn possible_of(d: &DirectionDecision) -> Possible {
+    if d.implementation_defined {
+        Possible::ALLOW.or(Possible::DENY)
+    } else {
+        Possible::of(d.allowed)
+    }
+}
+
+/// The first rule of a cluster-wide policy's direction matching `peer` on `probe` (ports resolved
+/// on `dst`).
+fn first_match(
+    rules: &[ClusterRule],
+    peer: &Pod,
+    dst: &Pod,
+    probe: Probe,
+    model: &Model,
+) -> Option<ClusterRuleMatch> {
+    rules.iter().enumerate().find_map(|(ri, rule)| {
+        let port = rule.port_hit(probe, dst)?;
+        let peer_i = rule.peer_hit(peer, ns_labels(model, peer))?;
+        Some(ClusterRuleMatch {
+            rule: ri,
+            name: rule.name.clone(),
+            action: rule.effective_action(),
+            peer: peer_i,
+            port,
+            fail_closed: rule.fail_closed,
+        })
+    })
 }
 
 /// Whether a rule's ports admit the probe on `dst`: `Some(None)` when the rule has no ports (all
@@ -738,7 +1346,8 @@ mod tests {
             "p",
             "  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.244.1.10/4}}]}]",
         );
-        let full = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: x}}\n---\n{yaml}");
+        let full =
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: x}}\n---\n{yaml}");
         let loaded = load_str(&full, "w.yaml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         assert!(

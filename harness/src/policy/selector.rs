@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::model::Labels;
 
 use super::FieldError;
-use super::compile::is_dns_subdomain;
+use crate::names;
 
 /// One `matchExpressions` requirement (or a `matchLabels` entry, which is `In` with one value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,52 +164,18 @@ fn join(values: &BTreeSet<String>) -> String {
     values.iter().cloned().collect::<Vec<_>>().join(",")
 }
 
-/// Qualified name rules for label keys: optional DNS-subdomain prefix, then a name of at most 63
-/// characters of alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
+/// Label keys as the API checks them (see [`crate::names::label_key`]).
 pub fn check_label_key(key: &str, path: &str, errors: &mut Vec<FieldError>) {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if let Some(p) = prefix
-        && !is_dns_subdomain(p)
-    {
-        errors.push(FieldError::new(
-            path,
-            format!("label key {key:?} has an invalid prefix (must be a DNS subdomain)"),
-        ));
-    }
-    if !is_label_name(name) {
-        errors.push(FieldError::new(
-            path,
-            format!(
-                "label key {key:?} is invalid (name part must be 1-63 alphanumerics, '-', '_' or '.', \
-                 starting and ending alphanumeric)"
-            ),
-        ));
+    if let Err(e) = names::label_key(key) {
+        errors.push(FieldError::new(path, e.to_string()));
     }
 }
 
+/// Label values as the API checks them (see [`crate::names::label_value`]).
 pub fn check_label_value(value: &str, path: &str, errors: &mut Vec<FieldError>) {
-    if !value.is_empty() && !is_label_name(value) {
-        errors.push(FieldError::new(
-            path,
-            format!(
-                "label value {value:?} is invalid (at most 63 alphanumerics, '-', '_' or '.', \
-                 starting and ending alphanumeric)"
-            ),
-        ));
+    if let Err(e) = names::label_value(value) {
+        errors.push(FieldError::new(path, e.to_string()));
     }
-}
-
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

@@ -92,6 +92,13 @@ pub trait Platform: Send + Sync {
     /// How many sessions may run at once (a kind cluster: 1; the local dataplane: several).
     fn max_parallel(&self) -> usize;
 
+    /// Whether each observation's `elapsed_ms` is the time of that one probe (a connect or an
+    /// echo), so the engine may calibrate the probe timeout against it. `false` (the default)
+    /// where one measurement covers a whole batch (an exec running many probes).
+    fn times_each_probe(&self) -> bool {
+        false
+    }
+
     /// Opens a session for `scenario` (index `n` in this run, for unique names).
     fn open(
         &self,
@@ -101,4 +108,18 @@ pub trait Platform: Send + Sync {
 
     /// Final cleanup of anything the run created (cluster, leftover namespaces). Idempotent.
     fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Why this platform cannot realise cluster-wide policies (ClusterNetworkPolicy,
+    /// AdminNetworkPolicy, BaselineAdminNetworkPolicy), or `None` when it can. Cells such a policy
+    /// decides are then reported `unsupported` with this reason instead of being probed against a
+    /// dataplane that never saw the policy. The local provider realises them and overrides
+    /// this; the others do not yet.
+    fn cluster_policy_gap(&self) -> Option<String> {
+        let info = self.info();
+        Some(format!(
+            "the {} provider (CNI {}) does not realise cluster-wide policies \
+             (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy) yet",
+            info.provider, info.cni
+        ))
+    }
 }

@@ -2,7 +2,9 @@
 //! grouped by the NetworkPolicy feature the differing cells exercise, so "calico and cilium
 //! disagree on egress to ipBlock" reads off the output instead of a 300-cell matrix.
 //!
-//! Cells are matched by scenario, step, source, destination, port and protocol. Two cells differ
+//! Cells are matched by scenario, step, probe mode (`via`), source, destination, port and protocol
+//! (like with like: a cell probed through a Service is compared only with the same cell probed
+//! the same way; reports from before probe modes read as `pod-ip`). Two cells differ
 //! when their expected value, observed value or outcome differ (a cell present in one run only
 //! differs too). Connectivity (refused vs timeout) and attempts are shown but not compared: a
 //! dropping and a rejecting dataplane are equally conformant.
@@ -13,10 +15,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::html::{allowed_word, observed_word, outcome_str};
+use super::html::{expected_word, observed_word, outcome_str};
 use super::model::{CellReport, RunReport, ScenarioReport, StepReport, Summary, Verdict};
 use crate::model::{PodRef, Protocol};
 use crate::probe::{Connectivity, Outcome};
+use crate::service::ProbeMode;
 
 /// Why a report file could not be used; both name the file.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +180,7 @@ pub fn cell_features(
 /// One side of a differing cell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CellSide {
-    pub expected: bool,
+    pub expected: Option<bool>,
     pub observed: Option<bool>,
     pub outcome: Outcome,
     pub connectivity: Connectivity,
@@ -218,6 +221,9 @@ pub struct CellDiff {
     pub to: PodRef,
     pub port: u16,
     pub protocol: Protocol,
+    /// How both sides probed the cell: cells are compared like with like, a service-ip cell only
+    /// with the same cell probed via service-ip.
+    pub via: ProbeMode,
     pub features: Vec<String>,
     pub a: Option<CellSide>,
     pub b: Option<CellSide>,
@@ -262,7 +268,7 @@ pub struct RunDiff {
     pub differences: Vec<CellDiff>,
 }
 
-type Key = (String, String, u16, Protocol, PodRef, PodRef);
+type Key = (String, String, ProbeMode, u16, Protocol, PodRef, PodRef);
 
 fn index(r: &RunReport) -> BTreeMap<Key, (&ScenarioReport, &StepReport, &CellReport)> {
     let mut out = BTreeMap::new();
@@ -273,6 +279,7 @@ fn index(r: &RunReport) -> BTreeMap<Key, (&ScenarioReport, &StepReport, &CellRep
                 out.entry((
                     sc.name.clone(),
                     st.name.clone(),
+                    c.via,
                     c.port,
                     c.protocol,
                     c.from.clone(),
@@ -311,7 +318,7 @@ pub fn diff(a_path: &str, a: &RunReport, b_path: &str, b: &RunReport) -> RunDiff
         for f in &fs {
             *features.entry(f.clone()).or_default() += 1;
         }
-        let (scenario, step, port, protocol, from, to) = (*key).clone();
+        let (scenario, step, via, port, protocol, from, to) = (*key).clone();
         differences.push(CellDiff {
             scenario,
             step,
@@ -319,6 +326,7 @@ pub fn diff(a_path: &str, a: &RunReport, b_path: &str, b: &RunReport) -> RunDiff
             to,
             port,
             protocol,
+            via,
             features: fs,
             a: sa,
             b: sb,
@@ -414,10 +422,10 @@ impl RunDiff {
                 let expected = match (&d.a, &d.b) {
                     (Some(x), Some(y)) if x.expected != y.expected => format!(
                         "A {} / B {}",
-                        allowed_word(x.expected),
-                        allowed_word(y.expected)
+                        expected_word(x.expected),
+                        expected_word(y.expected)
                     ),
-                    (Some(x), _) | (None, Some(x)) => allowed_word(x.expected).to_string(),
+                    (Some(x), _) | (None, Some(x)) => expected_word(x.expected).to_string(),
                     (None, None) => String::new(),
                 };
                 let side =
@@ -425,7 +433,10 @@ impl RunDiff {
                 rows.push(vec![
                     d.scenario.clone(),
                     d.step.clone(),
-                    format!("{}/{}", d.port, d.protocol),
+                    crate::report::terminal::probe_label(
+                        crate::model::Probe::new(d.port, d.protocol),
+                        d.via,
+                    ),
                     format!("{} -> {}", d.from, d.to),
                     expected,
                     side(&d.a),

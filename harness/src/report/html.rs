@@ -1,19 +1,31 @@
 //! The HTML report: one self-contained file a person opens after a run.
 //!
 //! Per scenario step and probe (port/protocol) a from × to heatmap of the cells, coloured by
-//! outcome; hovering or clicking a cell shows the oracle's explanation (`CellReport::explanation`)
-//! and the observation (connectivity, attempts, the command that reproduces it). Each scenario
-//! gets a small inline SVG chart of its steps' convergence times, and the page opens with the
-//! verdict, counts and the run's environment.
+//! outcome; hovering or clicking a cell shows what the oracle expected and what was observed, and
+//! for the cells that went wrong the oracle's explanation (`CellReport::explanation`), the attempts
+//! and the command that reproduces the probe. Each scenario gets a small inline SVG chart of its
+//! steps' convergence times, and the page opens with the verdict, counts and the run's environment.
 //!
 //! Self-contained on purpose: reports are archived as CI artifacts and opened offline, so the page
 //! loads nothing (CSS and JS are inline, no fonts or images) and its Content-Security-Policy pins
 //! the inline style and script by hash — even a pod name that escaped escaping could not run.
 //!
+//! **Sized for big runs** (≤ 10 MB at 40,000 cells, tested; a browser stays responsive):
+//! - every matrix travels as one character per cell (`data-codes`, see [`CODES`]) plus the step's
+//!   pod list; passing cells are summarised from those characters by the page's script, never
+//!   written out one element each;
+//! - small matrices are also drawn as tables in the HTML (readable without JavaScript) until
+//!   [`EAGER_CELLS_BUDGET`] cells are drawn; larger ones ([`LAZY_MATRIX_CELLS`]) and the rest are
+//!   drawn by the script when the reader asks for them;
+//! - what went wrong is detailed (explanation, attempts, command) for the first
+//!   [`DETAILED_PER_STEP`] problem cells of each step within [`DETAIL_BYTES_BUDGET`], listed one
+//!   line each up to [`LISTED_PER_STEP`] more, and counted beyond that (report.json has every cell).
+//!
 //! Recognised `RunReport::environment` keys (shown first, with readable names): `cni_version`,
 //! `kubernetes_version`, `step_timeout_ms`, `attempts`; any other key is listed after them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 
 use minijinja::Environment;
 use serde::Serialize;
@@ -26,6 +38,20 @@ use crate::probe::{Connectivity, Outcome};
 const TEMPLATE: &str = include_str!("assets/report.html");
 const CSS: &str = include_str!("assets/report.css");
 const JS: &str = include_str!("assets/report.js");
+
+/// A matrix with more cells than this is never drawn in the HTML itself: the script draws it on
+/// demand (upstream's 9-pod model is 81 cells; 32 pods are 1,024).
+pub const LAZY_MATRIX_CELLS: usize = 1024;
+/// Cells drawn as HTML table cells over the whole page; later matrices are drawn on demand.
+pub const EAGER_CELLS_BUDGET: usize = 20_000;
+/// Problem cells (fail, flaky, error) of one step shown with every detail.
+pub const DETAILED_PER_STEP: usize = 50;
+/// Rough bytes of detailed problem cells over the whole page.
+pub const DETAIL_BYTES_BUDGET: usize = 2_500_000;
+/// Further problem cells of one step listed one line each.
+pub const LISTED_PER_STEP: usize = 500;
+/// One-line problem entries over the whole page.
+pub const LISTED_TOTAL: usize = 5_000;
 
 /// Environment keys with a readable label, shown in this order before the other keys.
 const KNOWN_ENV: &[(&str, &str)] = &[
@@ -50,7 +76,7 @@ pub fn render(report: &RunReport) -> String {
         // minijinja drops the template's final newline; a text file ends with one.
         Ok(html) => html + "\n",
         // Only a broken template gets here (tests render every outcome); still produce a page
-        // that says what went wrong rather than panicking after a long run.
+        // that says what went wrong rather than losing every report after a long run.
         Err(e) => format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>netpolc report \
              error</title></head><body><h1>The HTML report could not be rendered</h1><pre>{}</pre>\
@@ -58,6 +84,12 @@ pub fn render(report: &RunReport) -> String {
             escape(&format!("{e:#}"))
         ),
     }
+}
+
+/// Writes the page into `w`. The page is bounded by the budgets above (a few megabytes at
+/// most), so it is rendered whole first: a template error then still yields a page saying so.
+pub fn write(report: &RunReport, w: &mut dyn Write) -> std::io::Result<()> {
+    w.write_all(render(report).as_bytes())
 }
 
 /// Minimal HTML escaping for the fallback page (the template escapes everything else).
@@ -138,6 +170,11 @@ pub(crate) fn allowed_word(b: bool) -> &'static str {
     if b { "allowed" } else { "blocked" }
 }
 
+/// The oracle's answer in words (`None`: the API leaves it to the implementation).
+pub(crate) fn expected_word(e: Option<bool>) -> &'static str {
+    e.map_or("implementation-defined", allowed_word)
+}
+
 pub(crate) fn observed_word(o: Option<bool>) -> &'static str {
     match o {
         Some(b) => allowed_word(b),
@@ -152,35 +189,9 @@ fn connectivity_text(c: Connectivity, timeout_ms: u64) -> String {
         Connectivity::Timeout => format!("timeout (no answer within {timeout_ms} ms)"),
         Connectivity::Unsupported => "unsupported (cannot be probed here)".to_string(),
         Connectivity::Error => "error (the probe itself failed)".to_string(),
-    }
-}
-
-/// The heatmap mark: upstream's truth-table legend (`.` allowed, `X` blocked) for what was
-/// observed, then `!` for a mismatch and `~` for flaky; `?` unsupported and `E` error, as in the
-/// terminal's and JUnit's comparison tables.
-pub(crate) fn glyph(c: &CellReport) -> String {
-    let mark = match c.observed {
-        Some(true) => ".",
-        Some(false) => "X",
-        None => "?",
-    };
-    match c.outcome {
-        Outcome::Pass => mark.to_string(),
-        Outcome::Fail => format!("{mark}!"),
-        Outcome::Flaky => format!("{mark}~"),
-        Outcome::Unsupported => "?".to_string(),
-        Outcome::Error => "E".to_string(),
-    }
-}
-
-fn cell_class(c: &CellReport) -> String {
-    let state = c.observed.unwrap_or(c.expected);
-    let base = outcome_str(c.outcome);
-    match c.outcome {
-        Outcome::Pass | Outcome::Fail | Outcome::Flaky => {
-            format!("{base} {}", allowed_word(state))
+        Connectivity::Harness => {
+            "harness error (the harness ran short of its own resources)".to_string()
         }
-        Outcome::Unsupported | Outcome::Error => base.to_string(),
     }
 }
 
@@ -190,12 +201,25 @@ fn outcome_text(c: &CellReport) -> String {
         Outcome::Fail => format!(
             "fail: {} but the oracle expects it {}",
             observed_word(c.observed),
-            allowed_word(c.expected)
+            expected_word(c.expected)
         ),
         Outcome::Flaky => format!(
             "flaky: wrong at first, right after {} attempts (counted as passed with reruns)",
             c.attempts
         ),
+        Outcome::Unsupported if c.expected.is_none() => {
+            "unsupported: the API leaves this cell to the implementation; probed and recorded, \
+             not judged"
+                .to_string()
+        }
+        Outcome::Unsupported
+            if c.connectivity == Connectivity::Unsupported
+                && c.protocol != crate::model::Protocol::Sctp =>
+        {
+            "unsupported: this dataplane cannot realise what decides this cell (see the detail); \
+             no verdict"
+                .to_string()
+        }
         Outcome::Unsupported => {
             "unsupported: this protocol cannot be probed here; no verdict".to_string()
         }
@@ -203,14 +227,184 @@ fn outcome_text(c: &CellReport) -> String {
     }
 }
 
+/// `80/TCP`, or `80/TCP via service-ip` for a cell probed through a Service.
 fn probe_label(c: &CellReport) -> String {
-    format!("{}/{}", c.port, c.protocol)
+    crate::report::terminal::probe_label(Probe::new(c.port, c.protocol), c.via)
+}
+
+/// One character per matrix cell: how the page's script knows a cell without an element per
+/// cell. Also the page's legend, so the HTML tables, the script's tables and the legend cannot
+/// drift apart.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Code {
+    pub code: char,
+    /// CSS classes of the cell (`td.cell <class>`).
+    pub class: &'static str,
+    /// What the cell shows: upstream's truth-table legend (`.` allowed, `X` blocked) for what
+    /// was observed, then `!` for a mismatch and `~` for flaky; `?` unsupported, `E` error.
+    pub glyph: &'static str,
+    pub outcome: &'static str,
+    /// The cell's hover title and the side panel's outcome line.
+    pub text: &'static str,
+    pub expected: &'static str,
+    pub observed: &'static str,
+    /// The legend's line.
+    pub legend: &'static str,
+}
+
+/// Every cell code; `-` is a pair the step did not probe.
+pub const CODES: &[Code] = &[
+    Code {
+        code: '.',
+        class: "pass allowed",
+        glyph: ".",
+        outcome: "pass",
+        text: "pass: observed what the oracle expects",
+        expected: "allowed",
+        observed: "allowed",
+        legend: "pass: allowed, as the oracle expects",
+    },
+    Code {
+        code: 'x',
+        class: "pass blocked",
+        glyph: "X",
+        outcome: "pass",
+        text: "pass: observed what the oracle expects",
+        expected: "blocked",
+        observed: "blocked",
+        legend: "pass: blocked, as the oracle expects",
+    },
+    Code {
+        code: 'B',
+        class: "fail blocked",
+        glyph: "X!",
+        outcome: "fail",
+        text: "fail: blocked but the oracle expects it allowed",
+        expected: "allowed",
+        observed: "blocked",
+        legend: "fail: blocked but should be allowed (JUnit: failure)",
+    },
+    Code {
+        code: 'A',
+        class: "fail allowed",
+        glyph: ".!",
+        outcome: "fail",
+        text: "fail: allowed but the oracle expects it blocked",
+        expected: "blocked",
+        observed: "allowed",
+        legend: "fail: allowed but should be blocked (JUnit: failure; not one when \
+                 policies-ignored is the expected verdict)",
+    },
+    Code {
+        code: 'f',
+        class: "flaky allowed",
+        glyph: ".~",
+        outcome: "flaky",
+        text: "flaky: wrong at first, right on a retry (counted as passed with reruns)",
+        expected: "allowed",
+        observed: "allowed",
+        legend: "flaky: wrong at first, allowed as expected on a retry (JUnit: passed, with \
+                 reruns)",
+    },
+    Code {
+        code: 'g',
+        class: "flaky blocked",
+        glyph: "X~",
+        outcome: "flaky",
+        text: "flaky: wrong at first, right on a retry (counted as passed with reruns)",
+        expected: "blocked",
+        observed: "blocked",
+        legend: "flaky: wrong at first, blocked as expected on a retry",
+    },
+    Code {
+        code: 'u',
+        class: "unsupported",
+        glyph: "?",
+        outcome: "unsupported",
+        text: "unsupported: this protocol cannot be probed here; no verdict",
+        expected: "",
+        observed: "nothing observed",
+        legend: "unsupported: cannot be probed here (e.g. SCTP); no verdict (JUnit: skipped \
+                 when the whole probe is)",
+    },
+    Code {
+        code: 'e',
+        class: "error",
+        glyph: "E",
+        outcome: "error",
+        text: "error: the probe itself failed; nothing observed",
+        expected: "",
+        observed: "nothing observed",
+        legend: "error: the probe itself failed (JUnit: error)",
+    },
+];
+
+/// The code of a cell (see [`CODES`]).
+pub fn cell_code(c: &CellReport) -> char {
+    // Only unsupported cells lack an expectation (the API leaves them to the implementation).
+    let seen = c.observed.unwrap_or(c.expected == Some(false));
+    match c.outcome {
+        Outcome::Pass if c.expected == Some(true) => '.',
+        Outcome::Pass => 'x',
+        Outcome::Fail if seen => 'A',
+        Outcome::Fail => 'B',
+        Outcome::Flaky if c.observed.unwrap_or(c.expected == Some(true)) => 'f',
+        Outcome::Flaky => 'g',
+        Outcome::Unsupported => 'u',
+        Outcome::Error => 'e',
+    }
+}
+
+fn code_info(code: char) -> Option<&'static Code> {
+    CODES.iter().find(|c| c.code == code)
+}
+
+/// One character per cell for how the deciding attempt ended: `c`onnected, `r`efused,
+/// `t`imeout, `u`nsupported, `e`rror, `h`arness error (`-`: not probed).
+fn connectivity_code(c: Connectivity) -> char {
+    match c {
+        Connectivity::Connected => 'c',
+        Connectivity::Refused => 'r',
+        Connectivity::Timeout => 't',
+        Connectivity::Unsupported => 'u',
+        Connectivity::Error => 'e',
+        Connectivity::Harness => 'h',
+    }
+}
+
+/// Which of several cells on one matrix position (e.g. one per probe mode) the matrix shows:
+/// the worst, so a matrix never hides a failure behind a pass.
+fn severity(o: Outcome) -> u8 {
+    match o {
+        Outcome::Fail => 4,
+        Outcome::Error => 3,
+        Outcome::Flaky => 2,
+        Outcome::Pass => 1,
+        Outcome::Unsupported => 0,
+    }
+}
+
+fn is_problem(o: Outcome) -> bool {
+    matches!(o, Outcome::Fail | Outcome::Flaky | Outcome::Error)
+}
+
+/// JSON inside an HTML attribute: minijinja escapes it; `<`, `>` and `&` are additionally
+/// written as JSON escapes so the text reads the same wherever it lands.
+fn attr_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_else(|_| "null".to_string())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 #[derive(Serialize)]
 struct View {
     verdict: &'static str,
     verdict_text: &'static str,
+    /// `--expect-verdict` when the CLI recorded it, and whether the verdict equals it.
+    expected_verdict: Option<&'static str>,
+    as_expected: bool,
     provider: String,
     cni: String,
     run_id: String,
@@ -222,6 +416,9 @@ struct View {
     faults: Vec<String>,
     warnings: Vec<String>,
     failing_features: Vec<String>,
+    legend: &'static [Code],
+    /// [`CODES`] and the connectivity words, for the script.
+    legend_json: String,
     scenarios: Vec<ScenarioView>,
     css: &'static str,
     js: &'static str,
@@ -246,16 +443,30 @@ struct StepView {
     probe_wall: String,
     passes: u32,
     counts: String,
+    /// The step's pods (both axes of every matrix), as JSON for the script.
+    pods_json: String,
     matrices: Vec<Matrix>,
-    /// fail, flaky and error cells, listed under the matrices (readable without JavaScript).
+    /// Problem cells with every detail (the script shows them in the side panel too).
     problems: Vec<Detail>,
-    /// One per cell; the script copies them into the side panel.
-    details: Vec<Detail>,
+    /// Further problem cells, one line each.
+    listed: Vec<Listed>,
+    /// Problem cells neither detailed nor listed.
+    unlisted: usize,
+    problem_count: usize,
 }
 
 #[derive(Serialize)]
 struct Matrix {
     probe: String,
+    counts: String,
+    pods: usize,
+    cells: usize,
+    codes: String,
+    connectivity: String,
+    /// Drawn by the script on demand instead of in the HTML.
+    lazy: bool,
+    /// Why the probe's cells are unsupported, if some are.
+    unsupported: Option<String>,
     cols: Vec<String>,
     rows: Vec<Row>,
 }
@@ -263,18 +474,19 @@ struct Matrix {
 #[derive(Serialize)]
 struct Row {
     from: String,
-    cells: Vec<Option<CellView>>,
+    cells: Vec<CellView>,
 }
 
+/// One drawn cell; its hover title is set by the script (from the matrix's characters) when
+/// the pointer reaches it, which keeps every cell a few dozen bytes.
 #[derive(Serialize)]
 struct CellView {
     id: String,
-    class: String,
-    glyph: String,
-    title: String,
+    class: &'static str,
+    glyph: &'static str,
 }
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize)]
 struct Detail {
     id: String,
     class: &'static str,
@@ -288,6 +500,14 @@ struct Detail {
     detail: Option<String>,
     command: String,
     explanation: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Listed {
+    class: &'static str,
+    outcome: &'static str,
+    line: String,
+    command: String,
 }
 
 #[derive(Serialize)]
@@ -313,11 +533,49 @@ struct Bar {
     title: String,
 }
 
+/// What the page may still spend, shared by every step in report order.
+struct Budget {
+    eager_cells: usize,
+    detail_bytes: usize,
+    listed: usize,
+}
+
+#[derive(Serialize)]
+struct LegendData {
+    codes: BTreeMap<String, &'static Code>,
+    connectivity: BTreeMap<char, String>,
+}
+
+fn legend_json(timeout_ms: u64) -> String {
+    let connectivity = [
+        Connectivity::Connected,
+        Connectivity::Refused,
+        Connectivity::Timeout,
+        Connectivity::Unsupported,
+        Connectivity::Error,
+        Connectivity::Harness,
+    ]
+    .into_iter()
+    .map(|c| (connectivity_code(c), connectivity_text(c, timeout_ms)))
+    .collect();
+    attr_json(&LegendData {
+        codes: CODES.iter().map(|c| (c.code.to_string(), c)).collect(),
+        connectivity,
+    })
+}
+
 impl View {
     fn new(r: &RunReport) -> Self {
+        let mut budget = Budget {
+            eager_cells: EAGER_CELLS_BUDGET,
+            detail_bytes: DETAIL_BYTES_BUDGET,
+            listed: LISTED_TOTAL,
+        };
         View {
             verdict: r.verdict.as_str(),
             verdict_text: verdict_text(r.verdict),
+            expected_verdict: r.expected_verdict.map(Verdict::as_str),
+            as_expected: r.expected_verdict.is_none_or(|v| v == r.verdict),
             provider: r.provider.clone(),
             cni: r.cni.clone(),
             run_id: r.run_id.clone(),
@@ -329,11 +587,13 @@ impl View {
             faults: r.faults.clone(),
             warnings: r.warnings.clone(),
             failing_features: r.failing_features.clone(),
+            legend: CODES,
+            legend_json: legend_json(r.probe_timeout_ms),
             scenarios: r
                 .scenarios
                 .iter()
                 .enumerate()
-                .map(|(i, s)| scenario_view(i, s, r.probe_timeout_ms))
+                .map(|(i, s)| scenario_view(i, s, r.probe_timeout_ms, &mut budget))
                 .collect(),
             css: CSS,
             js: JS,
@@ -383,7 +643,12 @@ fn env_rows(r: &RunReport) -> Vec<(String, String)> {
     rows
 }
 
-fn scenario_view(si: usize, s: &ScenarioReport, timeout_ms: u64) -> ScenarioView {
+fn scenario_view(
+    si: usize,
+    s: &ScenarioReport,
+    timeout_ms: u64,
+    budget: &mut Budget,
+) -> ScenarioView {
     ScenarioView {
         id: format!("s{si}"),
         name: s.name.clone(),
@@ -393,95 +658,196 @@ fn scenario_view(si: usize, s: &ScenarioReport, timeout_ms: u64) -> ScenarioView
             .steps
             .iter()
             .enumerate()
-            .map(|(ti, st)| step_view(si, ti, st, timeout_ms))
+            .map(|(ti, st)| step_view(si, ti, st, timeout_ms, budget))
             .collect(),
     }
 }
 
-fn counts_line(cells: &[CellReport]) -> String {
+fn counts_of<'a>(cells: impl Iterator<Item = &'a CellReport>) -> String {
     let mut n: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut total = 0;
     for c in cells {
+        total += 1;
         *n.entry(outcome_str(c.outcome)).or_default() += 1;
     }
     let parts: Vec<String> = ["pass", "fail", "flaky", "unsupported", "error"]
         .iter()
         .filter_map(|k| n.get(k).map(|v| format!("{v} {k}")))
         .collect();
-    format!("{} cells: {}", cells.len(), parts.join(", "))
+    let noun = if total == 1 { "cell" } else { "cells" };
+    format!("{total} {noun}: {}", parts.join(", "))
 }
 
-/// Cell indices of one probe's matrix, by (source, destination).
-type CellsByPair<'a> = BTreeMap<(&'a PodRef, &'a PodRef), usize>;
+/// The bytes a detailed cell costs the page, roughly (its texts plus the markup around them).
+fn detail_cost(c: &CellReport) -> usize {
+    600 + 2 * (c.from.to_string().len() + c.to.to_string().len())
+        + c.command.len()
+        + c.detail.as_ref().map_or(0, String::len)
+        + c.explanation.as_ref().map_or(0, String::len)
+}
 
-fn step_view(si: usize, ti: usize, st: &StepReport, timeout_ms: u64) -> StepView {
-    let id_of = |ci: usize| format!("c{si}-{ti}-{ci}");
-    // Cells ordered by probe, then source, then destination: matrices and lists read alike.
-    let mut order: Vec<usize> = (0..st.cells.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&st.cells[a], &st.cells[b]);
-        (x.port, x.protocol, &x.from, &x.to).cmp(&(y.port, y.protocol, &y.from, &y.to))
-    });
-
-    let details: Vec<Detail> = order
+fn step_view(
+    si: usize,
+    ti: usize,
+    st: &StepReport,
+    timeout_ms: u64,
+    budget: &mut Budget,
+) -> StepView {
+    // Every pod seen in the step's cells, on both axes of every matrix.
+    let pods: Vec<&PodRef> = st
+        .cells
         .iter()
-        .map(|&ci| detail(id_of(ci), &st.cells[ci], timeout_ms))
-        .collect();
-    let problems = details
-        .iter()
-        .zip(&order)
-        .filter(|(_, ci)| {
-            matches!(
-                st.cells[**ci].outcome,
-                Outcome::Fail | Outcome::Flaky | Outcome::Error
-            )
-        })
-        .map(|(d, _)| d.clone())
-        .collect();
-
-    // One matrix per probe; every pod seen in the step's cells on both axes.
-    let pods: BTreeSet<&PodRef> = st.cells.iter().flat_map(|c| [&c.from, &c.to]).collect();
-    let mut by_probe: BTreeMap<Probe, CellsByPair<'_>> = BTreeMap::new();
-    for &ci in &order {
-        let c = &st.cells[ci];
-        by_probe
-            .entry(Probe::new(c.port, c.protocol))
-            .or_default()
-            .entry((&c.from, &c.to))
-            .or_insert(ci);
-    }
-    let matrices = by_probe
+        .flat_map(|c| [&c.from, &c.to])
+        .collect::<BTreeSet<_>>()
         .into_iter()
-        .map(|(probe, cells)| Matrix {
-            probe: probe.to_string(),
-            cols: pods.iter().map(|p| p.to_string()).collect(),
-            rows: pods
-                .iter()
-                .map(|from| Row {
-                    from: from.to_string(),
-                    cells: pods
-                        .iter()
-                        .map(|to| {
-                            cells.get(&(*from, *to)).map(|&ci| {
-                                let c = &st.cells[ci];
-                                CellView {
-                                    id: id_of(ci),
-                                    class: cell_class(c),
-                                    glyph: glyph(c),
-                                    title: format!(
-                                        "{} → {} {}: {}",
-                                        c.from,
-                                        c.to,
-                                        probe_label(c),
-                                        outcome_text(c)
-                                    ),
+        .collect();
+    let index: BTreeMap<&PodRef, usize> = pods.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let n = pods.len();
+    // Per probe (in port/protocol order): the cell shown at each position.
+    // One matrix per probe and probe mode (`via`, named in the heading unless pod-ip).
+    let mut by_probe: BTreeMap<(crate::service::ProbeMode, Probe), Vec<Option<usize>>> =
+        BTreeMap::new();
+    for (ci, c) in st.cells.iter().enumerate() {
+        let slots = by_probe
+            .entry((c.via, Probe::new(c.port, c.protocol)))
+            .or_insert_with(|| vec![None; n * n]);
+        let pos = index[&c.from] * n + index[&c.to];
+        let replace =
+            slots[pos].is_none_or(|old| severity(c.outcome) > severity(st.cells[old].outcome));
+        if replace {
+            slots[pos] = Some(ci);
+        }
+    }
+    // Detail ids by matrix position; cells hidden behind a worse one get their own.
+    let mut id_of: BTreeMap<usize, String> = BTreeMap::new();
+    let probes: Vec<(crate::service::ProbeMode, Probe)> = by_probe.keys().copied().collect();
+    for (pi, slots) in by_probe.values().enumerate() {
+        for (pos, ci) in slots.iter().enumerate() {
+            if let Some(ci) = ci {
+                id_of.insert(*ci, format!("c{si}-{ti}-{pi}-{}-{}", pos / n, pos % n));
+            }
+        }
+    }
+    let id = |ci: usize| {
+        id_of
+            .get(&ci)
+            .cloned()
+            .unwrap_or_else(|| format!("c{si}-{ti}-x{ci}"))
+    };
+
+    let matrices = by_probe
+        .iter()
+        .enumerate()
+        .map(|(pi, ((via, probe), slots))| {
+            let cells = slots.iter().flatten().count();
+            let lazy = n * n > LAZY_MATRIX_CELLS || n * n > budget.eager_cells;
+            if !lazy {
+                budget.eager_cells -= n * n;
+            }
+            let label = crate::report::terminal::probe_label(*probe, *via);
+            let rows = if lazy {
+                Vec::new()
+            } else {
+                pods.iter()
+                    .enumerate()
+                    .map(|(r, from)| Row {
+                        from: from.to_string(),
+                        cells: (0..n)
+                            .map(|col| match slots[r * n + col] {
+                                Some(ci) => {
+                                    let c = &st.cells[ci];
+                                    let info = code_info(cell_code(c)).unwrap_or(&CODES[0]);
+                                    CellView {
+                                        id: format!("c{si}-{ti}-{pi}-{r}-{col}"),
+                                        class: info.class,
+                                        glyph: info.glyph,
+                                    }
                                 }
+                                None => CellView {
+                                    id: String::new(),
+                                    class: "none",
+                                    glyph: "·",
+                                },
                             })
-                        })
-                        .collect(),
-                })
-                .collect(),
+                            .collect(),
+                    })
+                    .collect()
+            };
+            Matrix {
+                probe: label,
+                counts: counts_of(slots.iter().flatten().map(|&ci| &st.cells[ci])),
+                pods: n,
+                cells,
+                codes: slots
+                    .iter()
+                    .map(|s| s.map_or('-', |ci| cell_code(&st.cells[ci])))
+                    .collect(),
+                connectivity: slots
+                    .iter()
+                    .map(|s| s.map_or('-', |ci| connectivity_code(st.cells[ci].connectivity)))
+                    .collect(),
+                lazy,
+                unsupported: slots
+                    .iter()
+                    .flatten()
+                    .map(|&ci| &st.cells[ci])
+                    .filter(|c| c.outcome == Outcome::Unsupported)
+                    .find_map(|c| c.detail.clone()),
+                cols: if lazy {
+                    Vec::new()
+                } else {
+                    pods.iter().map(|p| p.to_string()).collect()
+                },
+                rows,
+            }
         })
         .collect();
+
+    // Problem cells in matrix order (probe, source, destination).
+    let mut problem_cells: Vec<usize> = (0..st.cells.len())
+        .filter(|&ci| is_problem(st.cells[ci].outcome))
+        .collect();
+    let probe_rank: BTreeMap<(crate::service::ProbeMode, Probe), usize> =
+        probes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    problem_cells.sort_by_key(|&ci| {
+        let c = &st.cells[ci];
+        (
+            probe_rank[&(c.via, Probe::new(c.port, c.protocol))],
+            index[&c.from],
+            index[&c.to],
+            ci,
+        )
+    });
+    let mut problems = Vec::new();
+    let mut listed = Vec::new();
+    let mut unlisted = 0;
+    for &ci in &problem_cells {
+        let c = &st.cells[ci];
+        let cost = detail_cost(c);
+        if problems.len() < DETAILED_PER_STEP && cost <= budget.detail_bytes {
+            budget.detail_bytes -= cost;
+            problems.push(detail(id(ci), c, timeout_ms));
+        } else if listed.len() < LISTED_PER_STEP && budget.listed > 0 {
+            budget.listed -= 1;
+            listed.push(Listed {
+                class: outcome_str(c.outcome),
+                outcome: outcome_str(c.outcome),
+                line: format!(
+                    "{} → {} on {}: expected {}, observed {} ({}, {} attempts)",
+                    c.from,
+                    c.to,
+                    probe_label(c),
+                    expected_word(c.expected),
+                    observed_word(c.observed),
+                    c.connectivity.describe(),
+                    c.attempts
+                ),
+                command: c.command.clone(),
+            });
+        } else {
+            unlisted += 1;
+        }
+    }
 
     StepView {
         id: format!("s{si}-{ti}"),
@@ -492,10 +858,13 @@ fn step_view(si: usize, ti: usize, st: &StepReport, timeout_ms: u64) -> StepView
         },
         probe_wall: human_ms(st.probe_wall_ms),
         passes: st.passes,
-        counts: counts_line(&st.cells),
+        counts: counts_of(st.cells.iter()),
+        pods_json: attr_json(&pods.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
         matrices,
         problems,
-        details,
+        listed,
+        unlisted,
+        problem_count: problem_cells.len(),
     }
 }
 
@@ -506,7 +875,7 @@ fn detail(id: String, c: &CellReport, timeout_ms: u64) -> Detail {
         outcome: outcome_str(c.outcome),
         headline: format!("{} → {} on {}", c.from, c.to, probe_label(c)),
         outcome_text: outcome_text(c),
-        expected: allowed_word(c.expected),
+        expected: expected_word(c.expected),
         observed: observed_word(c.observed),
         connectivity: connectivity_text(c.connectivity, timeout_ms),
         attempts: c.attempts,

@@ -1,41 +1,217 @@
-//! JUnit XML (quick-junit): a `testsuite` per scenario, a `testcase` per step × probe.
+//! JUnit XML: a `testsuite` per scenario, a `testcase` per step × probe, and a first suite
+//! `netpolc` whose one `verdict` case holds the run's verdict against the expected one.
 //!
 //! Names are stable across runs so CI can track them: the suite is the scenario's name, the case's
-//! classname is the scenario's name and its name `<step> <port>/<protocol>`. A case fails when any
+//! classname is the scenario's name and its name `<step> <port>/<protocol>` (with ` via <mode>`
+//! appended for cells probed through a Service, `--probe-mode`). A case fails when any
 //! of its cells differs from the oracle (the body holds the expected, observed and comparison truth
 //! tables and the differing cells), errors when a cell could not be probed, is skipped when every
 //! cell is unsupported, and passes otherwise; flaky cells pass with their failed attempts recorded
 //! as `flakyFailure` reruns.
+//!
+//! **Judged against the expected verdict.** A CI job for a CNI that is *declared* not to enforce
+//! policies (`--expect-verdict policies-ignored`, e.g. flannel) succeeds when the run says so; its
+//! JUnit must not be a wall of red either. When that verdict is both expected and reached, a cell
+//! allowed although the oracle denies it is the declared behaviour, not a failure: its case passes
+//! and its `system-out` says how many cells showed the declared non-enforcement. Any other
+//! difference still fails, and the `verdict` case fails whenever the verdict is not the expected
+//! one (a non-enforcing CNI that suddenly enforces, an enforcing one that stops).
+//!
+//! Written by hand and streamed, element by element, into the writer: quick-junit builds the
+//! whole document in memory, which a 250,000-cell run cannot afford; and it always writes a
+//! `skipped` attribute on `<testsuites>`, which strict Ant/Jenkins schemas reject. Text and
+//! attributes are escaped here, including characters XML 1.0 cannot carry at all.
 
-use std::time::Duration;
-
-use quick_junit::{
-    NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
-};
+use std::io::{self, Write};
 
 use crate::probe::Outcome;
-use crate::report::model::{CellReport, RunReport, StepReport};
+use crate::report::model::{CellReport, RunReport, StepReport, Verdict};
 use crate::report::terminal::{ProbeTable, describe_cell, probe_tables};
 
-fn properties(report: &RunReport) -> Vec<Property> {
+/// Largest axis (pods) whose truth tables a failing case's body carries; a 200-pod table is
+/// 200 lines of 800 characters three times over — report.html shows those.
+pub const MAX_TABLE_PODS: usize = 40;
+/// Differing cells listed in one failing case before "… and N more".
+pub const MAX_LISTED_CELLS: usize = 100;
+
+/// Escapes text content; characters XML 1.0 forbids are written as `\u{…}` so the text stays
+/// readable and the document stays well-formed.
+fn text(out: &mut dyn Write, s: &str) -> io::Result<()> {
+    escape(out, s, false)
+}
+
+/// Escapes an attribute value (also quotes and the whitespace attribute normalisation would eat).
+fn attr(out: &mut dyn Write, s: &str) -> io::Result<()> {
+    escape(out, s, true)
+}
+
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+        || c >= '\u{10000}'
+}
+
+fn escape(out: &mut dyn Write, s: &str, in_attr: bool) -> io::Result<()> {
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let rep: Option<String> = match c {
+            '&' => Some("&amp;".into()),
+            '<' => Some("&lt;".into()),
+            '>' => Some("&gt;".into()),
+            '"' if in_attr => Some("&quot;".into()),
+            '\'' if in_attr => Some("&apos;".into()),
+            '\n' if in_attr => Some("&#10;".into()),
+            '\r' => Some("&#13;".into()),
+            '\t' if in_attr => Some("&#9;".into()),
+            c if !xml_char(c) => Some(format!("\\u{{{:x}}}", u32::from(c))),
+            _ => None,
+        };
+        if let Some(r) = rep {
+            out.write_all(&s.as_bytes()[start..i])?;
+            out.write_all(r.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+    }
+    out.write_all(&s.as_bytes()[start..])
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// `<name k="v" …` (without the closing `>`).
+fn open(out: &mut dyn Write, indent: &str, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+    write!(out, "{indent}<{name}")?;
+    for (k, v) in attrs {
+        write!(out, " {k}=\"")?;
+        attr(out, v)?;
+        out.write_all(b"\"")?;
+    }
+    Ok(())
+}
+
+/// `<name attrs>text</name>` on one line group (text may span lines).
+fn element(
+    out: &mut dyn Write,
+    indent: &str,
+    name: &str,
+    attrs: &[(&str, &str)],
+    body: &str,
+) -> io::Result<()> {
+    open(out, indent, name, attrs)?;
+    if body.is_empty() {
+        return out.write_all(b"/>\n");
+    }
+    out.write_all(b">")?;
+    text(out, body)?;
+    writeln!(out, "</{name}>")
+}
+
+fn properties(report: &RunReport, expected: Verdict) -> Vec<(String, String)> {
     let mut p = vec![
-        Property::new("provider", report.provider.as_str()),
-        Property::new("cni", report.cni.as_str()),
-        Property::new("harness-version", report.harness_version.as_str()),
-        Property::new("run-id", report.run_id.as_str()),
-        Property::new("verdict", report.verdict.as_str()),
-        Property::new("probe-timeout-ms", report.probe_timeout_ms.to_string()),
+        ("provider".to_string(), report.provider.clone()),
+        ("cni".to_string(), report.cni.clone()),
+        (
+            "harness-version".to_string(),
+            report.harness_version.clone(),
+        ),
+        ("run-id".to_string(), report.run_id.clone()),
+        ("verdict".to_string(), report.verdict.as_str().to_string()),
+        (
+            "expected-verdict".to_string(),
+            expected.as_str().to_string(),
+        ),
+        (
+            "probe-timeout-ms".to_string(),
+            report.probe_timeout_ms.to_string(),
+        ),
     ];
     if !report.faults.is_empty() {
-        p.push(Property::new("faults", report.faults.join(",")));
+        p.push(("faults".to_string(), report.faults.join(",")));
     }
     for (k, v) in &report.environment {
-        p.push(Property::new(k.as_str(), v.as_str()));
+        p.push((k.clone(), v.clone()));
     }
     p
 }
 
+fn write_properties(out: &mut dyn Write, props: &[(String, String)]) -> io::Result<()> {
+    writeln!(out, "        <properties>")?;
+    for (k, v) in props {
+        open(
+            out,
+            "            ",
+            "property",
+            &[("name", k), ("value", v)],
+        )?;
+        out.write_all(b"/>\n")?;
+    }
+    writeln!(out, "        </properties>")
+}
+
+/// What a case comes to, computed before anything is written so suite counts come first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pass,
+    Failure,
+    Error,
+    Skipped,
+}
+
+/// Whether a failing cell is exactly what a declared non-enforcing dataplane does: allowed
+/// although the oracle denies it.
+fn shows_non_enforcement(c: &CellReport) -> bool {
+    c.outcome == Outcome::Fail && c.expected == Some(false) && c.observed == Some(true)
+}
+
+/// The cells of one case by outcome, and its status.
+struct Case<'a> {
+    cells: Vec<&'a CellReport>,
+    status: Status,
+    /// Failing cells that count as failures (all of them unless non-enforcement is declared).
+    failing: Vec<&'a CellReport>,
+    /// Failing cells that showed the declared non-enforcement (passing).
+    declared: usize,
+}
+
+fn case<'a>(t: &ProbeTable<'a>, declared_ignoring: bool) -> Case<'a> {
+    let cells: Vec<&'a CellReport> = t.table.iter().filter_map(|(_, _, c)| *c).collect();
+    let mut failing = Vec::new();
+    let mut declared = 0;
+    let (mut err, mut unsup) = (0, 0);
+    for c in &cells {
+        match c.outcome {
+            Outcome::Fail if declared_ignoring && shows_non_enforcement(c) => declared += 1,
+            Outcome::Fail => failing.push(*c),
+            Outcome::Error => err += 1,
+            Outcome::Unsupported => unsup += 1,
+            Outcome::Pass | Outcome::Flaky => {}
+        }
+    }
+    let status = if !failing.is_empty() {
+        Status::Failure
+    } else if err > 0 {
+        Status::Error
+    } else if !cells.is_empty() && unsup == cells.len() {
+        Status::Skipped
+    } else {
+        Status::Pass
+    };
+    Case {
+        cells,
+        status,
+        failing,
+        declared,
+    }
+}
+
 fn tables_text(t: &ProbeTable<'_>) -> String {
+    let pods = t.table.pods().len();
+    if pods > MAX_TABLE_PODS {
+        return format!(
+            "truth tables omitted: {pods} pods per axis (more than {MAX_TABLE_PODS}); \
+             report.html draws them and report.json lists every cell\n"
+        );
+    }
     let mut s = String::new();
     s.push_str("expected (. allowed, X blocked):\n");
     s.push_str(&t.render_expected());
@@ -48,7 +224,7 @@ fn tables_text(t: &ProbeTable<'_>) -> String {
 
 fn cell_lines(cells: &[&CellReport]) -> String {
     let mut s = String::new();
-    for c in cells {
+    for c in cells.iter().take(MAX_LISTED_CELLS) {
         s.push_str(&describe_cell(c));
         s.push('\n');
         if !c.command.is_empty() {
@@ -56,6 +232,12 @@ fn cell_lines(cells: &[&CellReport]) -> String {
             s.push_str(&c.command);
             s.push('\n');
         }
+    }
+    if cells.len() > MAX_LISTED_CELLS {
+        s.push_str(&format!(
+            "… and {} more (report.json lists every cell)\n",
+            cells.len() - MAX_LISTED_CELLS
+        ));
     }
     s
 }
@@ -72,99 +254,301 @@ fn step_out(step: &StepReport) -> String {
     )
 }
 
-fn test_case(scenario: &str, step: &StepReport, t: &ProbeTable<'_>) -> TestCase {
-    let cells: Vec<&CellReport> = t.cells().collect();
+fn write_case(
+    out: &mut dyn Write,
+    scenario: &str,
+    step: &StepReport,
+    t: &ProbeTable<'_>,
+    c: &Case<'_>,
+    expected: Verdict,
+) -> io::Result<()> {
+    let name = format!("{} {}", step.name, t.label());
+    open(
+        out,
+        "        ",
+        "testcase",
+        &[("name", &name), ("classname", scenario)],
+    )?;
+    out.write_all(b">\n")?;
     let of = |o: Outcome| -> Vec<&CellReport> {
-        cells.iter().copied().filter(|c| c.outcome == o).collect()
+        c.cells.iter().copied().filter(|x| x.outcome == o).collect()
     };
-    let (fail, err, flaky, unsup) = (
-        of(Outcome::Fail),
-        of(Outcome::Error),
-        of(Outcome::Flaky),
-        of(Outcome::Unsupported),
-    );
-    let status = if !fail.is_empty() {
-        let mut features: Vec<&str> = fail
-            .iter()
-            .flat_map(|c| c.features.iter().map(String::as_str))
-            .collect();
-        features.sort_unstable();
-        features.dedup();
-        let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        let mut msg = format!(
-            "{} of {} cells differ from NetworkPolicy semantics",
-            fail.len(),
-            cells.len()
-        );
-        if !features.is_empty() {
-            msg.push_str(&format!(" (features: {})", features.join(", ")));
-        }
-        st.set_message(msg)
-            .set_type("non-conformant")
-            .set_description(format!("{}\n{}", tables_text(t), cell_lines(&fail)));
-        st
-    } else if !err.is_empty() {
-        let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
-        st.set_message(format!(
-            "{} of {} cells could not be probed",
-            err.len(),
-            cells.len()
-        ))
-        .set_type("probe-error")
-        .set_description(format!("{}\n{}", tables_text(t), cell_lines(&err)));
-        st
-    } else if !cells.is_empty() && unsup.len() == cells.len() {
-        let mut st = TestCaseStatus::skipped();
-        let why = unsup
-            .iter()
-            .find_map(|c| c.detail.as_deref())
-            .unwrap_or("the provider cannot probe this protocol");
-        st.set_message(format!("unsupported: {why}"))
-            .set_type("unsupported");
-        st
-    } else {
-        let mut st = TestCaseStatus::success();
-        for c in &flaky {
-            let mut r = TestRerun::new(NonSuccessKind::Failure);
-            r.set_message(describe_cell(c)).set_type("flaky");
-            if let Some(first) = c.history.first() {
-                r.set_time(Duration::from_millis(first.elapsed_ms));
+    let unsup = of(Outcome::Unsupported);
+    match c.status {
+        Status::Failure => {
+            let mut features: Vec<&str> = c
+                .failing
+                .iter()
+                .flat_map(|x| x.features.iter().map(String::as_str))
+                .collect();
+            features.sort_unstable();
+            features.dedup();
+            let mut msg = format!(
+                "{} of {} cells differ from NetworkPolicy semantics",
+                c.failing.len(),
+                c.cells.len()
+            );
+            if !features.is_empty() {
+                msg.push_str(&format!(" (features: {})", features.join(", ")));
             }
-            if !c.command.is_empty() {
-                r.set_description(format!("reproduce: {}\n", c.command));
-            }
-            st.add_rerun(r);
+            let body = format!("{}\n{}", tables_text(t), cell_lines(&c.failing));
+            element(
+                out,
+                "            ",
+                "failure",
+                &[("message", &msg), ("type", "non-conformant")],
+                &body,
+            )?;
         }
-        st
-    };
-    let mut tc = TestCase::new(format!("{} {}", step.name, t.probe), status);
-    tc.set_classname(scenario);
-    let mut out = step_out(step);
-    if !unsup.is_empty() && unsup.len() < cells.len() {
-        out.push_str(&format!("{} cells unsupported\n", unsup.len()));
+        Status::Error => {
+            let err = of(Outcome::Error);
+            let msg = format!(
+                "{} of {} cells could not be probed",
+                err.len(),
+                c.cells.len()
+            );
+            let body = format!("{}\n{}", tables_text(t), cell_lines(&err));
+            element(
+                out,
+                "            ",
+                "error",
+                &[("message", &msg), ("type", "probe-error")],
+                &body,
+            )?;
+        }
+        Status::Skipped => {
+            let why = unsup
+                .iter()
+                .find_map(|x| x.detail.as_deref())
+                .unwrap_or("the provider cannot probe this protocol");
+            let msg = format!("unsupported: {why}");
+            element(
+                out,
+                "            ",
+                "skipped",
+                &[("message", &msg), ("type", "unsupported")],
+                "",
+            )?;
+        }
+        Status::Pass => {
+            for f in of(Outcome::Flaky) {
+                let time = f.history.first().map(|a| seconds(a.elapsed_ms));
+                let msg = describe_cell(f);
+                let mut attrs: Vec<(&str, &str)> = Vec::new();
+                if let Some(t) = &time {
+                    attrs.push(("time", t));
+                }
+                attrs.push(("message", &msg));
+                attrs.push(("type", "flaky"));
+                let body = if f.command.is_empty() {
+                    String::new()
+                } else {
+                    format!("reproduce: {}\n", f.command)
+                };
+                element(out, "            ", "flakyFailure", &attrs, &body)?;
+            }
+        }
     }
-    tc.set_system_out(out);
-    tc
+    let mut sys = String::new();
+    if c.declared > 0 {
+        sys.push_str(&format!(
+            "declared non-enforcement: {} of {} cells allowed although NetworkPolicy denies them, \
+             as --expect-verdict {expected} declares (not counted as failures)\n",
+            c.declared,
+            c.cells.len()
+        ));
+    }
+    sys.push_str(&step_out(step));
+    if !unsup.is_empty() && unsup.len() < c.cells.len() {
+        sys.push_str(&format!("{} cells unsupported\n", unsup.len()));
+    }
+    element(out, "            ", "system-out", &[], &sys)?;
+    writeln!(out, "        </testcase>")
 }
 
-/// Renders the run as JUnit XML.
-pub fn render(report: &RunReport) -> Result<String, quick_junit::SerializeError> {
-    let mut r = Report::new("netpolc");
-    r.set_time(Duration::from_millis(report.duration_ms));
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&report.started_at) {
-        r.set_timestamp(t);
+/// The run-level case: the verdict against the expected one.
+fn write_verdict_case(
+    out: &mut dyn Write,
+    report: &RunReport,
+    expected: Verdict,
+) -> io::Result<()> {
+    open(
+        out,
+        "        ",
+        "testcase",
+        &[("name", "verdict"), ("classname", "netpolc")],
+    )?;
+    out.write_all(b">\n")?;
+    let s = &report.summary;
+    let counts = format!(
+        "cells: {} — {} passed, {} failed, {} flaky, {} unsupported, {} errors\n",
+        s.cells, s.passed, s.failed, s.flaky, s.unsupported, s.errors
+    );
+    let features = if report.failing_features.is_empty() {
+        String::new()
+    } else {
+        format!("failing features: {}\n", report.failing_features.join(", "))
+    };
+    if report.verdict != expected {
+        let msg = format!(
+            "verdict {} differs from the expected {expected}",
+            report.verdict
+        );
+        element(
+            out,
+            "            ",
+            "failure",
+            &[("message", &msg), ("type", "unexpected-verdict")],
+            &format!("{counts}{features}"),
+        )?;
     }
-    let props = properties(report);
+    element(
+        out,
+        "            ",
+        "system-out",
+        &[],
+        &format!(
+            "verdict {} (expected {expected}) on {}/{}\n{counts}{features}",
+            report.verdict, report.provider, report.cni
+        ),
+    )?;
+    writeln!(out, "        </testcase>")
+}
+
+/// The verdict JUnit judges against: the expected one the CLI recorded, else the CLI's default.
+pub fn expected_verdict(report: &RunReport) -> Verdict {
+    report.expected_verdict.unwrap_or(Verdict::Conformant)
+}
+
+/// Streams the run as JUnit XML into `w`.
+pub fn write(report: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let expected = expected_verdict(report);
+    let declared_ignoring =
+        expected == Verdict::PoliciesIgnored && report.verdict == Verdict::PoliciesIgnored;
+    // First pass: statuses only, for the counts every suite element opens with.
+    let mut counts = Vec::with_capacity(report.scenarios.len());
+    let verdict_failed = usize::from(report.verdict != expected);
+    let (mut tests, mut failures, mut errors) = (1usize, verdict_failed, 0usize);
     for s in &report.scenarios {
-        let mut suite = TestSuite::new(s.name.as_str());
-        suite.add_property(Property::new("source", s.source.as_str()));
-        suite.add_properties(props.iter().cloned());
+        let (mut n, mut f, mut e, mut sk) = (0usize, 0usize, 0usize, 0usize);
         for step in &s.steps {
             for t in probe_tables(step) {
-                suite.add_test_case(test_case(&s.name, step, &t));
+                n += 1;
+                match case(&t, declared_ignoring).status {
+                    Status::Failure => f += 1,
+                    Status::Error => e += 1,
+                    Status::Skipped => sk += 1,
+                    Status::Pass => {}
+                }
             }
         }
-        r.add_test_suite(suite);
+        tests += n;
+        failures += f;
+        errors += e;
+        counts.push((n, f, e, sk));
     }
-    r.to_string()
+
+    writeln!(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+    let (tests_s, failures_s, errors_s) =
+        (tests.to_string(), failures.to_string(), errors.to_string());
+    let time = seconds(report.duration_ms);
+    let mut top: Vec<(&str, &str)> = vec![
+        ("name", "netpolc"),
+        ("tests", &tests_s),
+        ("failures", &failures_s),
+        ("errors", &errors_s),
+    ];
+    let stamp = chrono::DateTime::parse_from_rfc3339(&report.started_at)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string())
+        .ok();
+    if let Some(ts) = &stamp {
+        top.push(("timestamp", ts));
+    }
+    top.push(("time", &time));
+    open(w, "", "testsuites", &top)?;
+    w.write_all(b">\n")?;
+
+    let props = properties(report, expected);
+    let verdict_failures = verdict_failed.to_string();
+    open(
+        w,
+        "    ",
+        "testsuite",
+        &[
+            ("name", "netpolc"),
+            ("tests", "1"),
+            ("failures", &verdict_failures),
+            ("errors", "0"),
+            ("skipped", "0"),
+        ],
+    )?;
+    w.write_all(b">\n")?;
+    write_properties(w, &props)?;
+    write_verdict_case(w, report, expected)?;
+    writeln!(w, "    </testsuite>")?;
+
+    for (s, (n, f, e, sk)) in report.scenarios.iter().zip(counts) {
+        let (n, f, e, sk) = (n.to_string(), f.to_string(), e.to_string(), sk.to_string());
+        open(
+            w,
+            "    ",
+            "testsuite",
+            &[
+                ("name", &s.name),
+                ("tests", &n),
+                ("failures", &f),
+                ("errors", &e),
+                ("skipped", &sk),
+            ],
+        )?;
+        w.write_all(b">\n")?;
+        let mut suite_props = vec![("source".to_string(), s.source.clone())];
+        suite_props.extend(props.iter().cloned());
+        write_properties(w, &suite_props)?;
+        for step in &s.steps {
+            for t in probe_tables(step) {
+                let c = case(&t, declared_ignoring);
+                write_case(w, &s.name, step, &t, &c, expected)?;
+            }
+        }
+        writeln!(w, "    </testsuite>")?;
+    }
+    writeln!(w, "</testsuites>")
+}
+
+/// The same document as a string (tests, small reports).
+pub fn render(report: &RunReport) -> String {
+    let mut buf = Vec::new();
+    // Writing into a Vec cannot fail, and the writer emits UTF-8 only.
+    let _ = write(report, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esc(s: &str, in_attr: bool) -> String {
+        let mut v = Vec::new();
+        escape(&mut v, s, in_attr).expect("vec");
+        String::from_utf8(v).expect("utf-8")
+    }
+
+    #[test]
+    fn markup_quotes_and_forbidden_characters_are_escaped() {
+        assert_eq!(esc("a<b>&c", false), "a&lt;b&gt;&amp;c");
+        assert_eq!(esc("\"q\" 'a'", true), "&quot;q&quot; &apos;a&apos;");
+        assert_eq!(esc("\"q\"", false), "\"q\"");
+        assert_eq!(esc("line\nnext\ttab", true), "line&#10;next&#9;tab");
+        assert_eq!(esc("line\nnext", false), "line\nnext");
+        assert_eq!(esc("bell\u{7}esc\u{1b}", false), "bell\\u{7}esc\\u{1b}");
+        assert_eq!(esc("\u{fffe}ok é ☃", false), "\\u{fffe}ok é ☃");
+    }
+
+    #[test]
+    fn seconds_have_three_decimals() {
+        assert_eq!(seconds(617), "0.617");
+        assert_eq!(seconds(12_345), "12.345");
+        assert_eq!(seconds(5), "0.005");
+    }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{PodRef, Protocol};
 use crate::probe::{Connectivity, Outcome};
+use crate::service::ProbeMode;
 
 /// conformant · non-conformant · policies-ignored · error
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,6 +60,14 @@ pub struct Summary {
     pub flaky: u64,
     pub unsupported: u64,
     pub errors: u64,
+    /// Cells of the full matrices left out by `--sample` (not probed, so not in `cells` and
+    /// never counted as passed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unsampled: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One probed (or unsupported) cell of one step.
@@ -68,7 +77,13 @@ pub struct CellReport {
     pub to: PodRef,
     pub port: u16,
     pub protocol: Protocol,
-    pub expected: bool,
+    /// What the probe connected to (contract: every cell carries it; reports written before
+    /// probe modes existed read as `pod-ip`).
+    #[serde(default)]
+    pub via: ProbeMode,
+    /// The oracle's answer; `None` (JSON `null`) where the API leaves it to the implementation
+    /// (such a cell is probed and recorded, outcome `unsupported`, never judged).
+    pub expected: Option<bool>,
     /// `None` when nothing could be observed (unsupported, error).
     pub observed: Option<bool>,
     pub outcome: Outcome,
@@ -102,7 +117,7 @@ pub struct AttemptReport {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepReport {
     pub name: String,
     /// From the step's changes being applied until the observed matrix first matched (null: never).
@@ -112,7 +127,101 @@ pub struct StepReport {
     /// Passes made before the matrix matched or the step timeout passed.
     #[serde(default)]
     pub passes: u32,
+    /// Whether one full pass matched the oracle (`convergence_ms` is set exactly then). A step
+    /// that never converged can still have no failing cell when its wrong cells were right on a
+    /// retry, one by one: those are `right_on_retry` (the step's flaky cells), never a clean pass.
+    #[serde(default)]
+    pub converged: bool,
+    /// Cells the last full pass got wrong (errors included, unsupported not); 0 when converged.
+    #[serde(default)]
+    pub mismatched_last_pass: u64,
+    /// Cells wrong on the last full pass and right on a retry.
+    #[serde(default)]
+    pub right_on_retry: u64,
+    /// How long the engine was prepared to wait for this step to converge.
+    #[serde(default)]
+    pub wait: StepWait,
+    /// Re-probes of cells whose probe failed for the harness's own reasons (descriptors, ports,
+    /// threads); they are not attempts of the dataplane.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub harness_retries: u64,
+    /// The probe timeout's check against the dataplane's connect latency, on the step where the
+    /// session measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// Present when the step probed a sample of its cells (`--sample`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<StepSample>,
     pub cells: Vec<CellReport>,
+}
+
+/// `full`: passes went on until the matrix matched or the step timeout passed. `shortened`: the
+/// dataplane had shown no enforcement anywhere in the run for the whole enforcement window, so
+/// the step was judged after its first pass (plus the usual retries) instead of waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepWait {
+    #[default]
+    Full,
+    Shortened,
+}
+
+/// Connections to cells the oracle allows, probed with a longer timeout than the run's, so the
+/// harness knows whether its probe timeout can tell a blocked connection from a slow one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Calibration-sample probes made alongside the step's first pass (0: none on this step).
+    pub probes: u32,
+    /// Of those, the ones that connected (only they measure latency).
+    pub connected: u32,
+    /// The timeout of calibration probes and of retries of allowed cells that timed out.
+    pub timeout_ms: u64,
+    /// Median and slowest connect latency of the sample's connections, under the pass's load.
+    pub p50_ms: Option<u64>,
+    pub max_ms: Option<u64>,
+    /// Allowed cells that timed out on the last pass and, retried with `timeout_ms`, connected
+    /// after at least the probe timeout (slow, not blocked).
+    #[serde(default)]
+    pub late: u32,
+    /// Whether timeouts were taken as evidence of blocking. False once many allowed cells of a
+    /// step were late: then no timeout of the session counts, and such cells are `error`, never
+    /// pass or fail.
+    pub adequate: bool,
+}
+
+/// What a sampled step probed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSample {
+    /// Cells of the full matrix.
+    pub planned: u64,
+    /// Cells probed (every source and destination pod and every decision path at least once).
+    pub sampled: u64,
+    /// Distinct oracle decision paths among the planned cells (each is represented).
+    pub strata: u64,
+    /// Cells left out (not probed, not judged).
+    pub unsampled: u64,
+    /// The seed this step's sample was drawn with (derived from the run's seed and the names).
+    pub seed: u64,
+}
+
+/// The run's sampling settings (`--sample N --sample-seed S`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleReport {
+    /// Cells asked for per step (a step may probe more to cover every pod and path).
+    pub cells_per_step: u64,
+    pub seed: u64,
+}
+
+/// The run's evidence of enforcement, which decides how long steps wait.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforcementReport {
+    /// How long the dataplane may show no enforcement at all before steps stop waiting.
+    pub window_ms: u64,
+    /// When a cell the oracle denies was first observed blocked, from the first step that
+    /// expected a denial (null: never).
+    pub first_seen_ms: Option<u64>,
+    /// Steps judged after one pass because no enforcement had been seen (`wait: shortened`).
+    pub shortened_steps: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +263,16 @@ pub struct RunReport {
     pub attempts: u32,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The verdict the run was asked to reach (`--expect-verdict`), set by the CLI before the
+    /// reports are written. JUnit judges against it: with `policies-ignored` declared and
+    /// reached, the cells that show the declared non-enforcement are not test failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_verdict: Option<Verdict>,
+    /// Present when steps were sampled (`--sample`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleReport>,
+    #[serde(default)]
+    pub enforcement: EnforcementReport,
     // --- real clusters (kind developer): catalogued gaps and the time breakdown ---
     /// The CNI's catalogued gaps and how many cells each made `unsupported`: the CNI is
     /// conformant *except* these ([`crate::cni::gaps`]).

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::diff::cell_features;
-use super::html::{allowed_word, human_ms, observed_word, outcome_str, verdict_text};
+use super::html::{expected_word, human_ms, observed_word, outcome_str, verdict_text};
 use super::model::{CellReport, RunReport, Verdict};
 use crate::probe::Outcome;
 
@@ -186,7 +186,7 @@ pub fn render_markdown(r: &RunReport) -> String {
                 code(&c.to.to_string()),
                 c.port,
                 c.protocol,
-                allowed_word(c.expected),
+                expected_word(c.expected),
                 observed_word(c.observed),
                 c.connectivity.describe(),
                 outcome_str(c.outcome),

@@ -1,9 +1,17 @@
-//! Terminal output: per-step truth tables, a live progress line (on a TTY only) and a final summary.
+//! Terminal output: a line per step, truth tables where something went wrong, a live progress line
+//! (on a TTY only) and a final summary.
+//!
+//! Summarised by default: a step whose every cell passed (or is unsupported) is one line, so the
+//! shipped suite prints about a hundred lines, not thousands. A step with differing, flaky or
+//! erroring cells also prints, per probe, the expected, observed and comparison tables (up to
+//! [`NORMAL_TABLE_PODS`] pods per axis) and the differing cells (the command that reproduces
+//! each). `-v` prints every table of every step, whatever its size.
 //!
 //! Tables use upstream's legend (`.` allowed, `X` blocked) and, for comparisons, `.` as expected,
 //! `X` differs, plus `~` flaky (wrong, then right on a retry), `?` unsupported and `E` probe error.
-//! When a probe has differing, flaky or erroring cells the expected, observed and comparison tables
-//! are all printed, with the differing cells listed below (and the command that reproduces each).
+//!
+//! A closed stdout (`netpolc run … | head -1`) is not an error: the run goes on, and the final
+//! summary with the verdict goes to stderr instead, so it is still seen.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,6 +21,7 @@ use crate::model::{PodRef, Probe};
 use crate::probe::Outcome;
 use crate::report::model::{CellReport, RunReport, StepReport, Verdict};
 use crate::run::{Event, Reporter};
+use crate::service::ProbeMode;
 use crate::truthtable::TruthTable;
 
 /// How much to print.
@@ -20,11 +29,11 @@ use crate::truthtable::TruthTable;
 pub enum Verbosity {
     /// Only the verdict line.
     Quiet,
-    /// A line per step, its truth tables when they fit a terminal (at most
-    /// [`NORMAL_TABLE_PODS`] pods) or something is wrong, the summary.
+    /// A line per step; for steps where something went wrong, the tables of the wrong probes
+    /// (at most [`NORMAL_TABLE_PODS`] pods per axis) and the wrong cells; the summary.
     #[default]
     Normal,
-    /// Every table, whatever its size.
+    /// Every table of every step, whatever its size.
     Verbose,
 }
 
@@ -37,20 +46,29 @@ pub struct TerminalOptions {
     pub progress: bool,
 }
 
-/// Largest axis (pods) whose matching tables are still printed in normal verbosity: upstream's
-/// 9-pod model and the seed fit; a 100-pod matrix would only scroll past.
-pub const NORMAL_TABLE_PODS: usize = 12;
+/// Largest axis (pods) whose tables a wrong step prints in normal verbosity: a 40-pod table is
+/// about 200 columns wide; beyond that only the wrong cells are listed (`-v` prints the tables,
+/// report.html draws them).
+pub const NORMAL_TABLE_PODS: usize = 40;
 
 /// Differing cells listed per probe before the list is cut short.
 const MAX_LISTED: usize = 20;
 
-/// One probe's cells of a step, on a square table over the step's pods.
+/// One probe's cells of a step probed one way (`via`), on a square table over the step's pods.
 pub struct ProbeTable<'a> {
     pub probe: Probe,
+    pub via: ProbeMode,
     pub table: TruthTable<Option<&'a CellReport>>,
 }
 
 impl ProbeTable<'_> {
+    /// The table's name in headings and JUnit test names: `80/TCP` probed at pod addresses (the
+    /// default, so names of runs without `--probe-mode` stay what CI already tracks), else
+    /// `80/TCP via service-ip`.
+    pub fn label(&self) -> String {
+        probe_label(self.probe, self.via)
+    }
+
     pub fn cells(&self) -> impl Iterator<Item = &CellReport> {
         self.table.iter().filter_map(|(_, _, c)| *c)
     }
@@ -68,7 +86,9 @@ impl ProbeTable<'_> {
     /// `.` allowed / `X` blocked, as the oracle requires.
     pub fn render_expected(&self) -> String {
         render_grid(&self.table, |c| match c {
-            Some(c) if c.expected => ".".into(),
+            Some(c) if c.expected == Some(true) => ".".into(),
+            // Implementation-defined: the oracle has no answer.
+            Some(c) if c.expected.is_none() => "?".into(),
             Some(_) => "X".into(),
             None => " ".into(),
         })
@@ -111,7 +131,17 @@ pub fn outcome_mark(o: Outcome) -> &'static str {
     }
 }
 
-/// Groups a step's cells by probe (in first-appearance order) onto tables over the step's pods.
+/// See [`ProbeTable::label`].
+pub fn probe_label(probe: Probe, via: ProbeMode) -> String {
+    if via == ProbeMode::PodIp {
+        probe.to_string()
+    } else {
+        format!("{probe} via {via}")
+    }
+}
+
+/// Groups a step's cells by probe and mode (in first-appearance order) onto tables over the
+/// step's pods.
 pub fn probe_tables(step: &StepReport) -> Vec<ProbeTable<'_>> {
     let mut pods: Vec<PodRef> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -123,24 +153,23 @@ pub fn probe_tables(step: &StepReport) -> Vec<ProbeTable<'_>> {
         }
     }
     pods.sort();
-    let mut order: Vec<Probe> = Vec::new();
-    let mut by_probe: BTreeMap<Probe, BTreeMap<(&PodRef, &PodRef), &CellReport>> = BTreeMap::new();
+    let mut order: Vec<(ProbeMode, Probe)> = Vec::new();
+    type Cells<'c> = BTreeMap<(&'c PodRef, &'c PodRef), &'c CellReport>;
+    let mut by_probe: BTreeMap<(ProbeMode, Probe), Cells<'_>> = BTreeMap::new();
     for c in &step.cells {
-        let probe = Probe::new(c.port, c.protocol);
-        if !by_probe.contains_key(&probe) {
-            order.push(probe);
+        let key = (c.via, Probe::new(c.port, c.protocol));
+        if !by_probe.contains_key(&key) {
+            order.push(key);
         }
-        by_probe
-            .entry(probe)
-            .or_default()
-            .insert((&c.from, &c.to), c);
+        by_probe.entry(key).or_default().insert((&c.from, &c.to), c);
     }
     order
         .into_iter()
-        .map(|probe| {
-            let cells = &by_probe[&probe];
+        .map(|(via, probe)| {
+            let cells = &by_probe[&(via, probe)];
             ProbeTable {
                 probe,
+                via,
                 table: TruthTable::from_fn(pods.clone(), |i, j| {
                     cells.get(&(&pods[i], &pods[j])).copied()
                 }),
@@ -153,15 +182,24 @@ fn word(b: bool) -> &'static str {
     if b { "allowed" } else { "blocked" }
 }
 
+fn expected(e: Option<bool>) -> &'static str {
+    e.map_or("implementation-defined", word)
+}
+
 /// One line describing a non-passing cell.
 pub fn describe_cell(c: &CellReport) -> String {
-    let mut s = format!("{} -> {} {}/{}: ", c.from, c.to, c.port, c.protocol);
+    let mut s = format!(
+        "{} -> {} {}: ",
+        c.from,
+        c.to,
+        probe_label(Probe::new(c.port, c.protocol), c.via)
+    );
     match c.outcome {
         Outcome::Fail => {
             let _ = write!(
                 s,
                 "expected {}, observed {} ({})",
-                word(c.expected),
+                expected(c.expected),
                 c.observed.map_or("nothing", word),
                 c.connectivity.describe()
             );
@@ -171,7 +209,7 @@ pub fn describe_cell(c: &CellReport) -> String {
             let _ = write!(
                 s,
                 "flaky: expected {}, first attempt {first}, right after {} attempts",
-                word(c.expected),
+                expected(c.expected),
                 c.attempts
             );
         }
@@ -180,7 +218,7 @@ pub fn describe_cell(c: &CellReport) -> String {
         }
         Outcome::Unsupported => s.push_str("unsupported"),
         Outcome::Pass => {
-            let _ = write!(s, "{} as expected", word(c.expected));
+            let _ = write!(s, "{} as expected", expected(c.expected));
         }
     }
     if let Some(d) = &c.detail {
@@ -216,11 +254,13 @@ impl Paint {
     }
 }
 
-/// The tables of every probe of a step whose cells are not all plain passes (every probe when
-/// `all`), each as expected / observed / comparison, then the differing cells.
-pub fn render_probe_tables(step: &StepReport, all: bool) -> String {
+/// A line per probe of a step; for probes whose cells are not all plain passes the expected /
+/// observed / comparison tables (when the axis has at most `max_pods` pods) and the differing
+/// cells; with `all`, also the observed table of every other probe.
+pub fn render_probe_tables(step: &StepReport, all: bool, max_pods: usize) -> String {
     let mut out = String::new();
     for t in probe_tables(step) {
+        let pods = t.table.pods().len();
         let n = t.cells().count();
         let (fail, flaky, err, unsup) = (
             t.count(Outcome::Fail),
@@ -244,16 +284,23 @@ pub fn render_probe_tables(step: &StepReport, all: bool) -> String {
         if parts.is_empty() {
             parts.push("as expected".into());
         }
-        let _ = writeln!(out, "  {} ({n} cells): {}", t.probe, parts.join(", "));
+        let _ = writeln!(out, "  {} ({n} cells): {}", t.label(), parts.join(", "));
         if t.notable() {
-            out.push_str("    expected:\n");
-            out.push_str(&indent(&t.render_expected(), "      "));
-            out.push_str("    observed:\n");
-            out.push_str(&indent(&t.render_observed(), "      "));
-            out.push_str(
-                "    comparison (. as expected, X differs, ~ flaky, ? unsupported, E error):\n",
-            );
-            out.push_str(&indent(&t.render_comparison(), "      "));
+            if pods <= max_pods {
+                out.push_str("    expected:\n");
+                out.push_str(&indent(&t.render_expected(), "      "));
+                out.push_str("    observed:\n");
+                out.push_str(&indent(&t.render_observed(), "      "));
+                out.push_str(
+                    "    comparison (. as expected, X differs, ~ flaky, ? unsupported, E error):\n",
+                );
+                out.push_str(&indent(&t.render_comparison(), "      "));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    ({pods} × {pods} tables not printed: -v prints them, report.html draws them)"
+                );
+            }
             let odd: Vec<&CellReport> = t
                 .cells()
                 .filter(|c| matches!(c.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error))
@@ -268,11 +315,12 @@ pub fn render_probe_tables(step: &StepReport, all: bool) -> String {
                 let _ = writeln!(out, "    … and {} more", odd.len() - MAX_LISTED);
             }
         } else if all {
-            let only_unsupported = unsup == n;
-            if !only_unsupported {
+            if unsup == n {
+                if let Some(d) = t.cells().find_map(|c| c.detail.as_deref()) {
+                    let _ = writeln!(out, "    {d}");
+                }
+            } else if pods <= max_pods {
                 out.push_str(&indent(&t.render_observed(), "    "));
-            } else if let Some(d) = t.cells().find_map(|c| c.detail.as_deref()) {
-                let _ = writeln!(out, "    {d}");
             }
         }
     }
@@ -335,7 +383,7 @@ pub fn render_summary(report: &RunReport, opts: TerminalOptions) -> String {
         );
     }
     // Unsupported probes, listed once each with the provider's reason.
-    let mut unsupported: BTreeMap<Probe, (usize, Option<&str>)> = BTreeMap::new();
+    let mut unsupported: BTreeMap<(ProbeMode, Probe), (usize, Option<&str>)> = BTreeMap::new();
     for c in report
         .scenarios
         .iter()
@@ -344,17 +392,18 @@ pub fn render_summary(report: &RunReport, opts: TerminalOptions) -> String {
         .filter(|c| c.outcome == Outcome::Unsupported)
     {
         let e = unsupported
-            .entry(Probe::new(c.port, c.protocol))
+            .entry((c.via, Probe::new(c.port, c.protocol)))
             .or_insert((0, None));
         e.0 += 1;
         if e.1.is_none() {
             e.1 = c.detail.as_deref();
         }
     }
-    for (probe, (n, why)) in &unsupported {
+    for ((via, probe), (n, why)) in &unsupported {
         let _ = writeln!(
             out,
-            "unsupported: {probe} ({n} cells){}",
+            "unsupported: {} ({n} cells){}",
+            probe_label(*probe, *via),
             why.map(|w| format!(": {w}")).unwrap_or_default()
         );
     }
@@ -417,6 +466,9 @@ pub struct TerminalReporter {
     progress_visible: bool,
     /// (scenario index, step index) → scenario name and step name, for the progress line.
     running: BTreeMap<(usize, usize), String>,
+    /// A write to `out` failed (closed pipe): stop writing there, and give the final summary to
+    /// `err` so the verdict is still seen.
+    out_gone: bool,
 }
 
 impl TerminalReporter {
@@ -431,7 +483,13 @@ impl TerminalReporter {
             opts,
             progress_visible: false,
             running: BTreeMap::new(),
+            out_gone: false,
         }
+    }
+
+    /// Whether stdout (the `out` stream) stopped accepting output during the run.
+    pub fn out_gone(&self) -> bool {
+        self.out_gone
     }
 
     /// stdout and stderr.
@@ -462,8 +520,17 @@ impl TerminalReporter {
 
     fn print(&mut self, text: &str) {
         self.clear_progress();
-        let _ = self.out.write_all(text.as_bytes());
-        let _ = self.out.flush();
+        if self.out_gone {
+            return;
+        }
+        if self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .is_err()
+        {
+            self.out_gone = true;
+        }
     }
 }
 
@@ -516,16 +583,16 @@ impl Reporter for TerminalReporter {
                 }
                 let mut text = render_step_line(scenario_name, report);
                 text.push('\n');
-                let pods = report
+                let verbose = self.opts.verbosity == Verbosity::Verbose;
+                let wrong = report
                     .cells
                     .iter()
-                    .map(|c| &c.from)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len();
-                text.push_str(&render_probe_tables(
-                    report,
-                    self.opts.verbosity == Verbosity::Verbose || pods <= NORMAL_TABLE_PODS,
-                ));
+                    .any(|c| matches!(c.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error));
+                if verbose {
+                    text.push_str(&render_probe_tables(report, true, usize::MAX));
+                } else if wrong {
+                    text.push_str(&render_probe_tables(report, false, NORMAL_TABLE_PODS));
+                }
                 self.print(&text);
             }
             Event::Interrupted { reason } => {
@@ -535,6 +602,18 @@ impl Reporter for TerminalReporter {
             Event::RunFinished { report } => {
                 let text = render_summary(report, self.opts);
                 self.print(&text);
+                if self.out_gone {
+                    // Plain text: stderr may be a file even when stdout was a terminal.
+                    let plain = render_summary(
+                        report,
+                        TerminalOptions {
+                            color: false,
+                            ..self.opts
+                        },
+                    );
+                    let _ = self.err.write_all(plain.as_bytes());
+                    let _ = self.err.flush();
+                }
             }
             Event::ScenarioStarted { .. }
             | Event::CellFinished { .. }

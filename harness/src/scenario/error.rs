@@ -29,9 +29,13 @@ impl InputError {
     }
 }
 
+/// Every part is printed with control and invisible formatting characters escaped
+/// ([`crate::names::escape`]): file names, label keys in field paths and parser messages come
+/// from the input, and a newline in them must not start a forged line on the terminal.
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        use crate::names::escape;
+        write!(f, "{}", escape(&self.file.display().to_string()))?;
         if let Some(d) = self.document {
             write!(f, ": document {} (index {d})", d + 1)?;
         }
@@ -42,9 +46,9 @@ impl fmt::Display for InputError {
             }
         }
         if let Some(field) = &self.field {
-            write!(f, ": field {field}")?;
+            write!(f, ": field {}", escape(field))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", escape(&self.message))
     }
 }
 
@@ -67,5 +71,28 @@ impl fmt::Display for InputErrors {
 impl From<InputError> for InputErrors {
     fn from(e: InputError) -> Self {
         InputErrors(vec![e])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_from_the_input_can_start_a_new_line() {
+        let e = InputError {
+            file: PathBuf::from("a\nb.yaml"),
+            document: Some(0),
+            field: Some("metadata.labels.x\ny".into()),
+            line: Some(3),
+            column: None,
+            message: "bad\r\nerror: forged".into(),
+        };
+        let shown = e.to_string();
+        assert!(!shown.contains('\n') && !shown.contains('\r'), "{shown}");
+        assert_eq!(
+            shown,
+            "a\\nb.yaml: document 1 (index 0), line 3: field metadata.labels.x\\ny: bad\\r\\nerror: forged"
+        );
     }
 }

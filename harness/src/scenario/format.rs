@@ -41,6 +41,9 @@ pub struct ModelSpec {
     pub pods: Vec<PodSpec>,
     #[serde(default)]
     pub deployments: Vec<DeploymentSpec>,
+    /// ClusterIP Services (probed through with `--probe-mode service-ip`).
+    #[serde(default)]
+    pub services: Vec<super::service_input::ServiceSpec>,
     /// Manifest files (relative to the scenario file) whose Namespaces, Pods, Deployments and
     /// NetworkPolicies form part of the initial state.
     #[serde(default)]
@@ -85,17 +88,54 @@ pub struct NamespaceSpec {
 }
 
 /// `80/TCP`, or `{port: 80, protocol: TCP, name: http}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum PortSpecYaml {
     Short(Probe),
     Long {
         port: u16,
-        #[serde(default)]
         protocol: Option<Protocol>,
-        #[serde(default)]
         name: Option<String>,
     },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LongPort {
+    port: u16,
+    #[serde(default)]
+    protocol: Option<Protocol>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// By hand rather than `untagged`: an untagged enum replaces every error of its variants with
+/// "did not match any variant", while `"0/TCP"` or `{port: 80, protcol: TCP}` deserve to be told
+/// what is wrong.
+impl<'de> Deserialize<'de> for PortSpecYaml {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PortSpecYaml;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port as \"PORT/PROTO\" or {port, protocol, name}")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PortSpecYaml, E> {
+                s.parse().map(PortSpecYaml::Short).map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<PortSpecYaml, A::Error> {
+                let l = LongPort::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(PortSpecYaml::Long {
+                    port: l.port,
+                    protocol: l.protocol,
+                    name: l.name,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,12 +184,13 @@ pub struct StepSpec {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// NetworkPolicy objects created, or replaced when one of that namespace/name exists.
+    /// NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy
+    /// objects, created or replaced when one of that kind and (namespace/)name exists.
     #[serde(default)]
     pub apply: Vec<serde_json::Value>,
-    /// Policies to delete, as `namespace/name`.
+    /// Policies to delete: `namespace/name` (NetworkPolicy) or `Kind/name` (cluster-wide).
     #[serde(default)]
-    pub delete: Vec<String>,
+    pub delete: Vec<DeleteSpec>,
     #[serde(default)]
     pub label_pods: Vec<LabelPodSpec>,
     #[serde(default)]
@@ -158,6 +199,25 @@ pub struct StepSpec {
     pub probes: Option<Vec<Probe>>,
     #[serde(default)]
     pub expect: Vec<ExpectationSpec>,
+}
+
+/// A policy to delete: `"namespace/name"` or `"name"` (a NetworkPolicy; namespace `default`),
+/// `"ClusterNetworkPolicy/name"` (and the two v1alpha1 kinds), or `{kind, name, namespace}`.
+/// Kinds are CamelCase and namespaces lower-case DNS labels, so the string forms never collide.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DeleteSpec {
+    Name(String),
+    Object(DeleteObject),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteObject {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,11 +265,18 @@ pub struct ExpectationSpec {
     pub table: Option<String>,
 }
 
-/// `from`/`to` patterns: `*` (every pod), `ns/*`, `*/pod` or `ns/pod`.
+/// `from`/`to` patterns: `*` (every pod), `ns/*`, `*/pod` or `ns/pod`. `allow` is required:
+/// `true`, `false`, or `null` where the API leaves the answer to the implementation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CellSpec {
     pub from: String,
     pub to: String,
-    pub allow: bool,
+    #[serde(deserialize_with = "allow_value")]
+    pub allow: Option<bool>,
+}
+
+/// Present but possibly `null` (a missing `allow` stays an error).
+fn allow_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Option::<bool>::deserialize(d)
 }

@@ -1,14 +1,23 @@
 //! Scenarios: a model and a sequence of steps that change policies and labels.
 //!
 //! Inputs are scenario files (`apiVersion: netpolc/v1`, `kind: Scenario`, documented in
-//! `scenarios/README.md`) or plain Kubernetes manifests (a one-step scenario). Each [`Step`] holds the
+//! `scenarios/README.md`), plain Kubernetes manifests or cluster dumps (`kubectl get … -o yaml`
+//! or `-o json`; each a one-step scenario). Every name is validated by [`crate::names`]; the
+//! bounds on inputs are in [`limits`]. Each [`Step`] holds the
 //! complete state after its changes — model and compiled policies — so the oracle and every
 //! provider see the same thing, and providers derive what to change from consecutive steps.
 
 pub mod address;
+mod cluster;
+mod docs;
 mod error;
 mod format;
+mod input;
+mod jsonpos;
+pub mod limits;
 mod load;
+mod objects;
+mod service_input;
 mod yamlpos;
 
 use std::collections::BTreeMap;
@@ -17,12 +26,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::Serialize;
 
 use crate::model::{Model, PodRef, Probe};
-use crate::policy::{CompiledPolicy, Decision, Oracle, PolicyRef};
+use crate::policy::{ClusterPolicy, ClusterPolicyRef, CompiledPolicy, Decision, Oracle, PolicyRef};
 use crate::truthtable::TruthTable;
 
 pub use error::{InputError, InputErrors};
 pub use format::{ExpectationSpec, SCENARIO_API_VERSION};
-pub use load::{Loaded, load_paths, load_str};
+pub use load::{Loaded, Pods, load_paths, load_paths_with, load_str, load_str_with};
+pub use objects::left_out_reason;
 pub use yamlpos::line_of;
 
 /// The first address handed to pods that do not state one (`status.podIP`): pods get
@@ -39,6 +49,13 @@ pub enum Change {
     DeletePolicy {
         policy: PolicyRef,
     },
+    /// A cluster-wide policy created or replaced (`Kind/name`).
+    ApplyClusterPolicy {
+        policy: ClusterPolicyRef,
+    },
+    DeleteClusterPolicy {
+        policy: ClusterPolicyRef,
+    },
     LabelPod {
         pod: PodRef,
         set: BTreeMap<String, String>,
@@ -51,11 +68,12 @@ pub enum Change {
     },
 }
 
-/// Hand-written expectations for some probes of a step: a full truth table per probe.
+/// Hand-written expectations for some probes of a step: a full truth table per probe (`None`:
+/// written as implementation-defined).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
     pub probe: Probe,
-    pub table: TruthTable<bool>,
+    pub table: TruthTable<Option<bool>>,
     /// File, document, field path and line of the `expect` entry (its message is empty).
     pub written_at: Option<InputError>,
 }
@@ -68,6 +86,8 @@ pub struct Step {
     pub model: Model,
     /// Every policy present after this step, sorted by namespace/name.
     pub policies: Vec<CompiledPolicy>,
+    /// Every cluster-wide policy present after this step, sorted by kind/name.
+    pub cluster_policies: Vec<ClusterPolicy>,
     /// What this step changed relative to the previous one (the initial step: every policy).
     pub changes: Vec<Change>,
     pub probes: Vec<Probe>,
@@ -79,7 +99,7 @@ pub struct Step {
 
 impl Step {
     pub fn oracle(&self) -> Oracle<'_> {
-        Oracle::new(&self.model, &self.policies)
+        Oracle::with_cluster(&self.model, &self.policies, &self.cluster_policies)
     }
 
     /// Explains one cell; `None` when a pod is unknown.
@@ -92,7 +112,7 @@ impl Step {
         let oracle = self.oracle();
         let mut out = Vec::new();
         for exp in &self.expectations {
-            let actual = oracle.matrix(exp.probe);
+            let actual = oracle.expected_matrix(exp.probe);
             for (from, to, expected) in exp.table.iter() {
                 let got = *actual.try_get(from, to).unwrap_or(expected);
                 if got != *expected {
@@ -120,13 +140,18 @@ pub struct ExpectationMismatch {
     pub probe: Probe,
     pub from: PodRef,
     pub to: PodRef,
-    pub written: bool,
-    pub oracle: bool,
+    /// `None`: implementation-defined.
+    pub written: Option<bool>,
+    pub oracle: Option<bool>,
 }
 
 impl std::fmt::Display for ExpectationMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let word = |b: bool| if b { "allowed" } else { "denied" };
+        let word = |b: Option<bool>| match b {
+            Some(true) => "allowed",
+            Some(false) => "denied",
+            None => "implementation-defined",
+        };
         if let Some(at) = &self.written_at {
             // InputError's Display ends with ": <message>"; the message is empty here.
             write!(f, "{}: ", at.to_string().trim_end_matches(": "))?;

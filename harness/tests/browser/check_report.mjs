@@ -1,7 +1,8 @@
 // Loads a netpolc HTML report in headless Chromium and checks what a reader relies on:
 // no console errors (CSP violations included), no network request but the file itself, distinct
-// colours per outcome, and that hovering / clicking a mismatched cell shows the oracle's
-// explanation in the side panel.
+// colours per outcome, that hovering / clicking a mismatched cell shows the oracle's
+// explanation in the side panel, and that large matrices the page draws on demand come out
+// complete, with the same cells and the same side panel as the ones drawn up front.
 //
 // usage: node check_report.mjs REPORT.html [EXPECTED_EXPLANATION_TEXT]
 // env:   CHROMIUM (default /usr/bin/chromium), SCREENSHOT=FILE.png to keep a screenshot.
@@ -27,6 +28,7 @@ if (!existsSync(executablePath)) {
 const url = pathToFileURL(resolve(file)).href;
 const problems = [];
 const requests = [];
+let lazyChecked = 0;
 const userDataDir = mkdtempSync(join(tmpdir(), "netpolc-chromium-"));
 let context;
 try {
@@ -141,6 +143,43 @@ try {
     await cell.click();
   }
 
+  // Matrices drawn on demand: the button draws every cell; a failing cell shows its details (or
+  // its summary), a passing one the summary with the explain command.
+  await page.keyboard.press("Escape"); // unpin whatever the checks above pinned
+  const lazy = page.locator(".probe-matrix.lazy");
+  const lazyCount = await lazy.count();
+  for (let i = 0; i < lazyCount; i++) {
+    const m = lazy.nth(i);
+    if ((await m.locator("table.matrix").count()) !== 0) problems.push(`lazy matrix ${i} drawn before it was asked for`);
+    const expectCells = await m.evaluate((el) => (el.getAttribute("data-codes") || "").replace(/-/g, "").length);
+    await m.locator("button.draw-matrix").click();
+    await page.waitForFunction((el) => el.getAttribute("data-rendered") === "true", await m.elementHandle(), { timeout: 20000 });
+    const drawn = await m.locator("table.matrix td.cell[data-detail]").count();
+    if (drawn !== expectCells) problems.push(`lazy matrix ${i}: ${drawn} cells drawn, ${expectCells} expected`);
+    if ((await m.locator("button.draw-matrix").count()) !== 0) problems.push(`lazy matrix ${i}: button still there`);
+    const lazyFails = m.locator("td.cell.fail");
+    const nf = await lazyFails.count();
+    for (let k = 0; k < nf; k++) {
+      const cell = lazyFails.nth(k);
+      await cell.hover();
+      const text = await panel.innerText();
+      const head = ((await cell.getAttribute("title")) ?? "").split(" ").slice(0, 3).join(" ");
+      // These cells are detailed in the page: the panel must show that entry (matched by id).
+      if (!text.includes(head) || !text.includes("why the oracle expects this") || !text.includes("reproduce with")) {
+        problems.push(`lazy matrix ${i}: hovering fail cell ${head} showed ${JSON.stringify(text.slice(0, 200))}`);
+      }
+    }
+    if (nf === 0) problems.push(`lazy matrix ${i}: no failing cell drawn`);
+    const pass = m.locator("td.cell.pass").last();
+    await pass.hover();
+    const passText = await panel.innerText();
+    const passHead = ((await pass.getAttribute("title")) ?? "").split(" ").slice(0, 3).join(" ");
+    if (!passText.includes(passHead) || !passText.includes("netpolc explain") || !passText.includes("pass: observed what the oracle expects")) {
+      problems.push(`lazy matrix ${i}: hovering a pass cell showed ${JSON.stringify(passText.slice(0, 300))}`);
+    }
+    lazyChecked += 1;
+  }
+
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
 
   const foreign = requests.filter((r) => r !== url);
@@ -154,7 +193,7 @@ try {
   } else {
     console.log(
       `check_report: ok: ${requests.length} request (the file), ${n} mismatched cells explained, ` +
-        `${kinds.length} outcome styles distinct, no console errors`,
+        `${kinds.length} outcome styles distinct, ${lazyChecked} lazy matrices drawn and checked, no console errors`,
     );
   }
 } finally {

@@ -50,6 +50,20 @@ pub struct Script {
     pub max_parallel: usize,
     /// `apply` fails at (scenario index, step index).
     pub fail_apply: Option<(usize, usize)>,
+    /// The fake dataplane realises cluster-wide policies (it answers from the oracle, which
+    /// includes them); otherwise the platform says it cannot, as real providers do today.
+    pub realises_cluster_policies: bool,
+    /// The harness fails the first N probes of the cell in each step (descriptors ran out…).
+    pub harness_times: HashMap<Key, u32>,
+    /// Observations time each probe alone (like the local dataplane), so the engine calibrates.
+    pub times_each_probe: bool,
+    /// How long an allowed connection takes: a probe with a shorter timeout times out.
+    pub connect_latency: Duration,
+    /// The first step's policies, too, take `convergence_delay` to apply (before that nothing
+    /// is enforced), like a CNI that converges slowly from the start.
+    pub delay_first_step: bool,
+    /// Policies are ignored until this long after the platform was created, then enforced.
+    pub enforce_from: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +80,7 @@ pub struct Log {
 pub struct FakePlatform {
     pub script: Script,
     pub log: Arc<Mutex<Log>>,
+    created: Instant,
 }
 
 impl FakePlatform {
@@ -73,6 +88,7 @@ impl FakePlatform {
         FakePlatform {
             script,
             log: Arc::default(),
+            created: Instant::now(),
         }
     }
     pub fn log(&self) -> std::sync::MutexGuard<'_, Log> {
@@ -91,6 +107,7 @@ struct State {
 
 pub struct FakeSession {
     n: usize,
+    created: Instant,
     script: Script,
     log: Arc<Mutex<Log>>,
     state: Mutex<State>,
@@ -103,7 +120,7 @@ fn tables(step: &Step) -> Tables {
 }
 
 impl FakeSession {
-    fn observe(&self, req: &ProbeRequest, at: Instant) -> Observation {
+    fn observe(&self, req: &ProbeRequest, at: Instant, timeout: Duration) -> Observation {
         let mut st = self.state.lock().expect("state lock");
         let k: Key = (req.from.clone(), req.to.clone(), req.probe);
         let c = {
@@ -112,17 +129,23 @@ impl FakeSession {
             *e - 1
         };
         let n = st.applied.len();
+        let pending = at < st.applied[n - 1].0 + self.script.convergence_delay;
         let in_force = if self.script.stale {
-            0
-        } else if n >= 2 && at < st.applied[n - 1].0 + self.script.convergence_delay {
-            n - 2
+            Some(0)
+        } else if n >= 2 && pending {
+            Some(n - 2)
+        } else if n == 1 && pending && self.script.delay_first_step {
+            None
         } else {
-            n - 1
+            Some(n - 1)
         };
-        let truth = st.applied[in_force]
-            .1
-            .get(&req.probe)
-            .and_then(|t| t.try_get(&req.from, &req.to).copied())
+        let truth = in_force
+            .and_then(|k| {
+                st.applied[k]
+                    .1
+                    .get(&req.probe)
+                    .and_then(|t| t.try_get(&req.from, &req.to).copied())
+            })
             // A cell unknown to the state in force: the dataplane has no rules for it yet.
             .unwrap_or(true);
         let command = format!("fake-probe {} {} {}", req.from, req.to, req.probe);
@@ -139,6 +162,14 @@ impl FakeSession {
                 Some("protocol not supported by the fake kernel"),
             );
         }
+        let harness = self.script.harness_times.get(&k).copied().unwrap_or(0);
+        if c < harness {
+            return obs(
+                Connectivity::Harness,
+                Some("harness: Too many open files (os error 24)"),
+            );
+        }
+        let c = c - harness;
         let errors = self.script.error_times.get(&k).copied().unwrap_or(0);
         if c < errors {
             return obs(Connectivity::Error, Some("fake exec failed"));
@@ -146,15 +177,27 @@ impl FakeSession {
         let here = self.script.always_wrong_in.is_none_or(|n| n == self.n);
         let wrong = here && self.script.always_wrong.contains(&k)
             || c - errors < self.script.wrong_times.get(&k).copied().unwrap_or(0);
-        let allowed = self.script.ignore_policies || truth != wrong;
-        obs(
-            if allowed {
-                Connectivity::Connected
+        let ignoring = self.script.ignore_policies
+            || self
+                .script
+                .enforce_from
+                .is_some_and(|t| at < self.created + t);
+        let allowed = ignoring || truth != wrong;
+        let latency = self.script.connect_latency;
+        let (result, took) = if allowed && latency < timeout {
+            (Connectivity::Connected, latency)
+        } else {
+            (Connectivity::Timeout, timeout)
+        };
+        Observation {
+            // Like a batch exec, an untimed platform reports the call's cost for every probe.
+            elapsed_ms: if self.script.times_each_probe {
+                took.as_millis() as u64
             } else {
-                Connectivity::Timeout
+                elapsed_ms
             },
-            None,
-        )
+            ..obs(result, None)
+        }
     }
 }
 
@@ -185,7 +228,7 @@ impl Session for FakeSession {
     fn probe(
         &self,
         batch: &[ProbeRequest],
-        _timeout: Duration,
+        timeout: Duration,
     ) -> impl Future<Output = Vec<Observation>> + Send {
         self.log
             .lock()
@@ -196,7 +239,7 @@ impl Session for FakeSession {
         async move {
             let at = Instant::now();
             tokio::time::sleep(self.script.probe_cost).await;
-            batch.iter().map(|r| self.observe(r, at)).collect()
+            batch.iter().map(|r| self.observe(r, at, timeout)).collect()
         }
     }
 
@@ -228,6 +271,10 @@ impl Platform for FakePlatform {
         self.script.max_parallel.max(1)
     }
 
+    fn times_each_probe(&self) -> bool {
+        self.script.times_each_probe
+    }
+
     fn open(
         &self,
         n: usize,
@@ -235,6 +282,7 @@ impl Platform for FakePlatform {
     ) -> impl Future<Output = Result<FakeSession, ProviderError>> + Send {
         let script = self.script.clone();
         let log = self.log.clone();
+        let created = self.created;
         async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
             {
@@ -245,6 +293,7 @@ impl Platform for FakePlatform {
             }
             Ok(FakeSession {
                 n,
+                created,
                 script,
                 log,
                 state: Mutex::new(State::default()),
@@ -256,6 +305,11 @@ impl Platform for FakePlatform {
     fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
         self.log.lock().expect("log lock").closed += 1;
         async { Ok(()) }
+    }
+
+    fn cluster_policy_gap(&self) -> Option<String> {
+        (!self.script.realises_cluster_policies)
+            .then(|| "the fake dataplane does not realise cluster-wide policies".to_string())
     }
 }
 

@@ -12,7 +12,9 @@ use serde_json::json;
 pub const FAIL_EXPLANATION_MARK: &str = "selected for ingress by: x/allow-from-frontend";
 
 /// A pod name carrying markup: rendered as text, it must never become an element.
-pub const HOSTILE_POD: &str = "evil<img src=x onerror=alert(1)>";
+/// Markup in a step name: names of pods and namespaces cannot carry it (the model refuses them as
+/// the API server does), free-text names can.
+pub const HOSTILE_STEP: &str = "deny-all-ingress-in-x <img src=x onerror=alert(1)>";
 
 #[allow(clippy::too_many_arguments)]
 pub fn cell(
@@ -111,7 +113,7 @@ pub fn all_outcomes() -> RunReport {
     error.detail = Some("could not enter network namespace: No such file or directory".into());
     let mut hostile = cell(
         "x/backend",
-        &format!("y/{HOSTILE_POD}"),
+        "y/evil",
         80,
         Tcp,
         false,
@@ -200,7 +202,7 @@ pub fn all_outcomes() -> RunReport {
         ],
     );
     let deny = step(
-        "deny-all-ingress-in-x",
+        HOSTILE_STEP,
         None,
         2100,
         2,
@@ -263,4 +265,54 @@ pub fn step(
 
 pub fn scenario(name: &str, source: &str, steps: Vec<StepReport>) -> ScenarioReport {
     from_json(json!({"name": name, "source": source, "steps": steps}))
+}
+
+/// Pods per axis of [`big_scenario`]: its one matrix (1,600 cells) is over the HTML report's
+/// threshold for drawing up front, so the page's script draws it on demand.
+pub const BIG_PODS: usize = 40;
+
+/// A scenario with one 40 × 40 step on 80/TCP: cells to the first ten pods are denied, the rest
+/// allowed; three cells fail (two allowed although denied, one blocked although allowed).
+pub fn big_scenario() -> ScenarioReport {
+    use Connectivity as C;
+    use Outcome as O;
+    let pod = |i: usize| format!("big/p{i:02}");
+    let mut cells = Vec::with_capacity(BIG_PODS * BIG_PODS);
+    for i in 0..BIG_PODS {
+        for j in 0..BIG_PODS {
+            let expected = j >= 10;
+            let wrong = matches!((i, j), (3, 4) | (20, 5) | (33, 30));
+            let observed = if wrong { !expected } else { expected };
+            let (outcome, attempts) = if wrong { (O::Fail, 2) } else { (O::Pass, 1) };
+            let conn = if observed { C::Connected } else { C::Timeout };
+            let mut c = cell(
+                &pod(i),
+                &pod(j),
+                80,
+                Protocol::Tcp,
+                expected,
+                Some(observed),
+                outcome,
+                attempts,
+                conn,
+            );
+            if !wrong {
+                c.explanation = None;
+            }
+            cells.push(c);
+        }
+    }
+    scenario(
+        "big-matrix",
+        "scenarios/big.yaml",
+        vec![step("wide", Some(7), 3100, 1, cells)],
+    )
+}
+
+/// [`all_outcomes`] plus [`big_scenario`], counts and verdict kept consistent.
+pub fn all_outcomes_and_a_big_matrix() -> RunReport {
+    let mut r = all_outcomes();
+    r.scenarios.push(big_scenario());
+    r.summary = summarize(&r.scenarios);
+    r
 }

@@ -44,6 +44,12 @@ use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::provider::ProviderError;
 use crate::scenario::{Scenario, Step};
 
+/// Why `--probe-mode service-ip|service-name` cells are unsupported on real clusters for now:
+/// the per-pod Services, their endpoints and agnhost probes of ClusterIPs and DNS names are not
+/// realised yet (only the local dataplane has service NAT).
+pub const SERVICES_NOT_REALISED: &str = "probing through Services is not implemented on the kind \
+     and kubeconfig providers yet (no per-pod Services are created); only --probe-mode pod-ip is";
+
 /// Settings a live session needs besides the API.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -588,12 +594,7 @@ impl<A: ClusterApi> ClusterSession<A> {
                 .iter()
                 .filter_map(|(from, (to, probe))| {
                     let ip = self.target_ip(to)?;
-                    Some(ProbeRequest {
-                        from: from.clone(),
-                        to: to.clone(),
-                        to_ip: ip,
-                        probe: *probe,
-                    })
+                    Some(ProbeRequest::pod_ip(from.clone(), to.clone(), ip, *probe))
                 })
                 .collect();
             let obs = self.exec_probes(&batch, timeout).await;
@@ -698,7 +699,12 @@ impl<A: ClusterApi> ClusterSession<A> {
             let gap = oracle.as_ref().and_then(|o| {
                 gaps::covering(&self.pool.cfg.gaps, o, &req.from, &req.to, req.probe)
             });
-            if let Some(g) = gap {
+            if req.via.is_service() {
+                out[i] = Some(early(
+                    Connectivity::Unsupported,
+                    SERVICES_NOT_REALISED.into(),
+                ));
+            } else if let Some(g) = gap {
                 out[i] = Some(early(Connectivity::Unsupported, g.cell_detail()));
             } else if req.probe.protocol == Protocol::Sctp
                 && let Some(why) = &sctp_off

@@ -6,13 +6,21 @@
 //! ([`sockets`]): each pod serves its declared container ports and every probe port of the
 //! scenario (TCP accepts and closes, UDP echoes). The `nftables` CNI compiles each step with
 //! [`crate::cni::nftables`] and replaces every changed pod's table atomically; `none` installs
-//! nothing. Faults are applied by the compiler (see [`crate::cni::faults`]).
+//! nothing. Faults are applied by the compiler (see [`crate::cni::faults`]). With
+//! `enforce_delay` the rules of each step are installed that long after the step starts, like a
+//! CNI that converges slowly.
+//!
+//! Probing is bounded by what the machine grants ([`budget`]): one descriptor budget for all
+//! sessions of the platform, chunks of probes per source pod, a bounded number of namespace
+//! threads. A probe the harness could not run for lack of its own resources is a
+//! [`Connectivity::Harness`] observation, never a blocked or failed connection.
 //!
 //! Requires root, and the `nft` binary for the `nftables` CNI (fed JSON, the only program the
 //! provider runs). Namespaces, links, addresses, routes and neighbours are made with system calls
 //! and netlink; `ip` (iproute2) is only what the printed reproduction commands use.
 
 mod external;
+mod budget;
 mod netns;
 mod sockets;
 
@@ -23,6 +31,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::task::JoinHandle;
@@ -32,9 +42,11 @@ use crate::cni::nftables;
 use crate::model::{PodRef, Probe, Protocol};
 use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::scenario::{Scenario, Step};
+use crate::service::{self, ProbeMode};
 
 use super::{Platform, PlatformInfo, ProviderError, Session};
 
+pub use budget::Limits as ProbeLimits;
 pub use netns::{PREFIX, is_legacy, run_of, session_prefix};
 
 use super::cleanup::{Report, Sweep, Target, sweep_blocking};
@@ -74,6 +86,24 @@ pub struct LocalOptions {
     pub run_id: String,
     pub cni: LocalCni,
     pub faults: Vec<Fault>,
+    /// Install each step's rules this long after the step starts (`--enforce-delay-ms`).
+    pub enforce_delay: Duration,
+    /// Install kube-proxy-like service NAT in every pod namespace (see
+    /// [`crate::cni::service_nat`]): needed by `--probe-mode service-ip`, and needs `nft` on
+    /// either CNI.
+    pub service_nat: bool,
+}
+
+impl LocalOptions {
+    pub fn new(run_id: impl Into<String>, cni: LocalCni) -> Self {
+        LocalOptions {
+            run_id: run_id.into(),
+            cni,
+            faults: Vec::new(),
+            enforce_delay: Duration::ZERO,
+            service_nat: false,
+        }
+    }
 }
 
 /// Sessions run at once: each is a handful of processes at setup and then sockets only, so
@@ -85,6 +115,7 @@ const SETUP_CONCURRENCY: usize = 8;
 
 pub struct LocalPlatform {
     opts: LocalOptions,
+    budget: budget::Budget,
     faults: FaultSet,
     /// `Err(why)` when the kernel cannot create SCTP sockets.
     sctp: Result<(), String>,
@@ -104,15 +135,15 @@ impl LocalPlatform {
         check_root()?;
         // Recorded when present: reproduction commands use it, the provider itself does not.
         let ip = tool_version("ip", &["-V"], "apt-get install -y iproute2").ok();
-        let nft = match opts.cni {
-            LocalCni::Nftables => Some(tool_version(
+        let nft = match (opts.cni, opts.service_nat) {
+            (LocalCni::Nftables, _) | (LocalCni::None, true) => Some(tool_version(
                 "nft",
                 &["--version"],
                 "apt-get install -y nftables",
             )?),
-            LocalCni::None => None,
+            (LocalCni::None, false) => None,
         };
-        raise_nofile_limit();
+        let budget = budget::Budget::for_this_process();
         let mut environment = BTreeMap::new();
         if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
             environment.insert("kernel".into(), k.trim().to_string());
@@ -137,12 +168,23 @@ impl LocalPlatform {
             let names: Vec<&str> = opts.faults.iter().map(|f| f.name()).collect();
             environment.insert("faults".into(), names.join(","));
         }
-        if let Ok((soft, _)) =
-            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        {
-            environment.insert("nofile".into(), soft.to_string());
+        let l = budget.limits;
+        environment.insert("nofile".into(), l.nofile.to_string());
+        environment.insert(
+            "probe_budget".into(),
+            format!(
+                "{} descriptors for probes and servers (servers at most {}), {} open at start",
+                l.usable, l.servers, l.open
+            ),
+        );
+        if !opts.enforce_delay.is_zero() {
+            environment.insert(
+                "enforce_delay_ms".into(),
+                opts.enforce_delay.as_millis().to_string(),
+            );
         }
         Ok(LocalPlatform {
+            budget,
             faults: FaultSet::new(opts.faults.iter().copied()),
             opts,
             sctp,
@@ -182,24 +224,6 @@ fn tool_version(tool: &str, args: &[&str], install: &str) -> Result<String, Prov
     }
 }
 
-/// Probing thousands of cells at once needs a descriptor per client and per accepted
-/// connection: raise the soft limit to the hard one, and the hard one as far as root may.
-fn raise_nofile_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    const WANTED: u64 = 1 << 20;
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(hard);
-    let target = WANTED.min(nr_open).max(hard);
-    if soft < target && setrlimit(Resource::RLIMIT_NOFILE, target, target).is_err() && soft < hard {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
-}
-
 impl Platform for LocalPlatform {
     type Session = LocalSession;
 
@@ -215,6 +239,12 @@ impl Platform for LocalPlatform {
             let names: Vec<&str> = self.faults.iter().map(|f| f.name()).collect();
             warnings.push(format!("faults injected on purpose: {}", names.join(", ")));
         }
+        if !self.opts.enforce_delay.is_zero() {
+            warnings.push(format!(
+                "policy changes are applied {} ms after each step starts, on purpose",
+                self.opts.enforce_delay.as_millis()
+            ));
+        }
         PlatformInfo {
             provider: "local".into(),
             cni: self.opts.cni.name().into(),
@@ -228,6 +258,17 @@ impl Platform for LocalPlatform {
         MAX_PARALLEL
     }
 
+    /// The `nftables` CNI compiles the Admin and Baseline tiers into every pod's chains (see
+    /// [`crate::cni::nftables`]); the `none` CNI ignores them like every policy, which its cells
+    /// must show, so both are probed.
+    fn cluster_policy_gap(&self) -> Option<String> {
+        None
+    }
+
+    fn times_each_probe(&self) -> bool {
+        true
+    }
+
     fn open(
         &self,
         n: usize,
@@ -236,12 +277,27 @@ impl Platform for LocalPlatform {
         let session = LocalSession::new(
             self.opts.run_id.clone(),
             netns::session_prefix(&self.opts.run_id, n),
-            self.opts.cni,
-            self.faults.clone(),
-            self.sctp.clone(),
+            self,
             scenario,
         );
-        async move { session }
+        let budget = self.budget.clone();
+        let name = scenario.name.clone();
+        async move {
+            let mut session = session?;
+            // Every server the scenario will need, at once: a session never holds some server
+            // descriptors while waiting for more.
+            let wanted = session.server_descriptors();
+            let permits = budget.servers(wanted).await.map_err(|e| {
+                ProviderError::Prerequisite(format!(
+                    "scenario {name} needs {} descriptors for its servers, more than the {} this \
+                     process may give servers (descriptor limit {}): raise the hard limit \
+                     (`ulimit -Hn`, or LimitNOFILE= for a service) or split the scenario",
+                    e.wanted, e.allowed, budget.limits.nofile
+                ))
+            })?;
+            session.server_permits = Arc::new(std::sync::Mutex::new(Some(permits)));
+            Ok(session)
+        }
     }
 
     /// Removes what this run's sessions recorded and did not remove themselves (a session that
@@ -474,8 +530,39 @@ struct PodState {
     serves: BTreeSet<Probe>,
 }
 
+/// Why a (pod, port) is not served: `harness` when the harness ran short of its own resources.
+#[derive(Debug, Clone)]
+struct ServeError {
+    message: String,
+    harness: bool,
+}
+
+/// A running server and the descriptors it holds in the budget.
+struct Server {
+    task: JoinHandle<()>,
+    _permits: budget::ServerPermits,
+}
+
 /// Running servers, keyed by (pod, port/protocol); `Err` remembers why a port cannot be served.
-type Servers = HashMap<(PodRef, Probe), Result<JoinHandle<()>, String>>;
+type Servers = HashMap<(PodRef, Probe), Result<Server, ServeError>>;
+
+/// Descriptors a server holds: a stream listener and the one connection it handles at a time,
+/// or one datagram socket.
+fn server_cost(p: Probe) -> usize {
+    match p.protocol {
+        Protocol::Udp => 1,
+        Protocol::Tcp | Protocol::Sctp => 2,
+    }
+}
+
+/// Rules computed for a step and not installed yet (`enforce_delay`).
+struct Pending {
+    cancel: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<Result<Option<Installed>, ProviderError>>,
+}
+
+/// Rulesets installed, per pod, with their conntrack zone.
+type Installed = Vec<(PodRef, nftables::PodRuleset, u16)>;
 
 pub struct LocalSession {
     /// The run this session belongs to (its recorded namespaces are filed under it).
@@ -485,13 +572,24 @@ pub struct LocalSession {
     cni: LocalCni,
     faults: FaultSet,
     sctp: Result<(), String>,
+    budget: budget::Budget,
+    enforce_delay: Duration,
+    /// The server descriptors granted when the session opened, split off server by server.
+    server_permits: Arc<std::sync::Mutex<Option<budget::ServerPermits>>>,
     /// Probe ports of every step of the scenario: every pod serves them.
     scenario_probes: BTreeSet<Probe>,
+    /// Every (pod, probe) any step of the scenario serves, for the budget.
+    planned_servers: BTreeSet<(PodRef, Probe)>,
     pods: BTreeMap<PodRef, PodState>,
     /// The first step applied (what the stale-updates fault keeps installing).
     first: Option<Step>,
     /// The ruleset and conntrack zone installed per pod, so unchanged pods are not touched.
     installed: BTreeMap<PodRef, (nftables::PodRuleset, u16)>,
+    /// A step's rules waiting for `enforce_delay` to pass.
+    pending: Option<Pending>,
+    /// Whether to install service NAT, and the entries installed per pod.
+    service_nat: bool,
+    installed_nat: BTreeMap<PodRef, Vec<service::NatEntry>>,
     servers: Arc<tokio::sync::Mutex<Servers>>,
     /// Whether the node namespace and its bridge exist.
     created: bool,
@@ -507,9 +605,7 @@ impl LocalSession {
     fn new(
         run_id: String,
         prefix: String,
-        cni: LocalCni,
-        faults: FaultSet,
-        sctp: Result<(), String>,
+        platform: &LocalPlatform,
         scenario: &Scenario,
     ) -> Result<Self, ProviderError> {
         for step in &scenario.steps {
@@ -529,26 +625,54 @@ impl LocalSession {
                 netns::MAX_BRIDGE_PORTS
             )));
         }
+        let scenario_probes: BTreeSet<Probe> = scenario
+            .steps
+            .iter()
+            .flat_map(|s| s.probes.iter().copied())
+            .collect();
+        let sctp_ok = platform.sctp.is_ok();
+        let mut planned_servers = BTreeSet::new();
+        for step in &scenario.steps {
+            for (r, pod) in &step.model.pods {
+                let declared = pod.ports.iter().map(|p| Probe::new(p.port, p.protocol));
+                for probe in scenario_probes.iter().copied().chain(declared) {
+                    if probe.protocol != Protocol::Sctp || sctp_ok {
+                        planned_servers.insert((r.clone(), probe));
+                    }
+                }
+            }
+        }
         Ok(LocalSession {
             run_id,
             node: format!("{prefix}node"),
             prefix,
-            cni,
-            faults,
-            sctp,
-            scenario_probes: scenario
-                .steps
-                .iter()
-                .flat_map(|s| s.probes.iter().copied())
-                .collect(),
+            cni: platform.opts.cni,
+            faults: platform.faults.clone(),
+            sctp: platform.sctp.clone(),
+            budget: platform.budget.clone(),
+            enforce_delay: platform.opts.enforce_delay,
+            server_permits: Arc::new(std::sync::Mutex::new(None)),
+            scenario_probes,
+            planned_servers,
             pods: BTreeMap::new(),
             first: None,
             installed: BTreeMap::new(),
+            pending: None,
+            service_nat: platform.opts.service_nat,
+            installed_nat: BTreeMap::new(),
             servers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             created: false,
             externals: BTreeSet::new(),
             owned: Vec::new(),
         })
+    }
+
+    /// Descriptors every server of the scenario needs together.
+    fn server_descriptors(&self) -> usize {
+        self.planned_servers
+            .iter()
+            .map(|(_, p)| server_cost(*p))
+            .sum()
     }
 
     /// Namespace names: `<prefix><ns>.<pod>` (a namespace name has no dot, so this is unique),
@@ -642,12 +766,16 @@ impl LocalSession {
         Ok(())
     }
 
-    /// Starts servers for (pod, probe) pairs not served yet, one namespace thread per pod.
+    /// Starts servers for (pod, probe) pairs not served yet, one namespace thread per pod. Each
+    /// server takes its descriptors from the session's grant (servers the scenario did not plan,
+    /// from what the budget has free right now).
     fn ensure_servers(
         &self,
         wanted: &[(PodRef, Probe)],
     ) -> impl Future<Output = ()> + Send + use<> {
         let servers = Arc::clone(&self.servers);
+        let grant = Arc::clone(&self.server_permits);
+        let budget = self.budget.clone();
         let mut by_pod: BTreeMap<PodRef, (String, BTreeSet<Probe>)> = BTreeMap::new();
         for (r, probe) in wanted {
             if probe.protocol == Protocol::Sctp && self.sctp.is_err() {
@@ -666,42 +794,95 @@ impl LocalSession {
             for (r, (_, probes)) in by_pod.iter_mut() {
                 probes.retain(|p| !guard.contains_key(&(r.clone(), *p)));
             }
-            let jobs = by_pod.into_iter().filter(|(_, (_, p))| !p.is_empty()).map(
-                |(r, (ns, probes))| async move {
-                    let list: Vec<Probe> = probes.into_iter().collect();
-                    let made = {
-                        let list = list.clone();
-                        netns::in_netns(&ns, move || {
-                            list.iter()
-                                .map(|p| sockets::raw_server(p.port, p.protocol))
-                                .collect::<Vec<_>>()
-                        })
-                        .await
-                    };
-                    let results: Vec<Result<JoinHandle<()>, String>> = match made {
-                        Ok(socks) => socks
-                            .into_iter()
-                            .zip(&list)
-                            .map(|(s, p)| {
-                                s.and_then(sockets::serve)
-                                    .map_err(|e| format!("cannot serve {p} in {ns}: {e}"))
+            let jobs =
+                by_pod
+                    .into_iter()
+                    .filter(|(_, (_, p))| !p.is_empty())
+                    .map(|(r, (ns, probes))| {
+                        // Permits first, so a server without descriptors is never started.
+                        let permits: Vec<Option<budget::ServerPermits>> = probes
+                            .iter()
+                            .map(|p| {
+                                let n = server_cost(*p);
+                                grant
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .as_mut()
+                                    .and_then(|g| g.split(n))
+                                    .or_else(|| budget.try_servers(n))
                             })
-                            .collect(),
-                        Err(e) => list.iter().map(|_| Err(e.clone())).collect(),
-                    };
-                    (r, list, results)
-                },
-            );
+                            .collect();
+                        let budget = budget.clone();
+                        async move {
+                            let list: Vec<Probe> = probes.into_iter().collect();
+                            let made = {
+                                let list = list.clone();
+                                let _thread = budget.thread().await;
+                                netns::in_netns(&ns, move || {
+                                    list.iter()
+                                        .map(|p| sockets::raw_server(p.port, p.protocol))
+                                        .collect::<Vec<_>>()
+                                })
+                                .await
+                            };
+                            let results: Vec<Result<Server, ServeError>> = match made {
+                            Ok(socks) => socks
+                                .into_iter()
+                                .zip(&list)
+                                .zip(permits)
+                                .map(|((s, p), permit)| {
+                                    let Some(permit) = permit else {
+                                        return Err(ServeError {
+                                            message: format!(
+                                                "cannot serve {p} in {ns}: no descriptor left in \
+                                                 the harness's budget for another server"
+                                            ),
+                                            harness: true,
+                                        });
+                                    };
+                                    s.and_then(sockets::serve)
+                                        .map(|task| Server {
+                                            task,
+                                            _permits: permit,
+                                        })
+                                        .map_err(|e| ServeError {
+                                            message: format!("cannot serve {p} in {ns}: {e}"),
+                                            harness: netns::is_resource_shortage(&e),
+                                        })
+                                })
+                                .collect(),
+                            Err(e) => list
+                                .iter()
+                                .map(|_| {
+                                    Err(ServeError {
+                                        message: e.message.clone(),
+                                        harness: e.harness,
+                                    })
+                                })
+                                .collect(),
+                        };
+                            (r, list, results)
+                        }
+                    });
             let done: Vec<_> = futures::future::join_all(jobs).await;
             for (r, list, results) in done {
                 for (p, res) in list.into_iter().zip(results) {
+                    // A server that failed for lack of resources is tried again next time.
+                    if matches!(&res, Err(e) if e.harness) {
+                        continue;
+                    }
                     guard.insert((r.clone(), p), res);
                 }
             }
         }
     }
 
-    async fn install_rules(&mut self, step: &Step) -> Result<(), ProviderError> {
+    /// The rules `step` needs that differ from what is installed, as (pod, netns, nft JSON,
+    /// ruleset, zone).
+    fn changed_rules(
+        &mut self,
+        step: &Step,
+    ) -> Vec<(PodRef, String, String, nftables::PodRuleset, u16)> {
         let first = self.first.get_or_insert_with(|| step.clone());
         let rules = nftables::compile_step(first, step, &self.faults);
         let mut changed = Vec::new();
@@ -717,26 +898,96 @@ impl LocalSession {
                 changed.push((r, p.link.netns.clone(), json, ruleset, zone));
             }
         }
+        changed
+    }
+
+    async fn install_rules(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let changed = self.changed_rules(step);
+        let done = apply_rules(changed).await?;
+        self.record(done);
+        Ok(())
+    }
+
+    fn record(&mut self, done: Installed) {
+        for (r, ruleset, zone) in done {
+            self.installed.insert(r, (ruleset, zone));
+        }
+    }
+
+    /// Installs `step`'s rules once `enforce_delay` has passed since `started`, in the
+    /// background: the step's probing starts meanwhile, against the previous state.
+    fn schedule_rules(&mut self, step: &Step, started: Instant) {
+        let changed = self.changed_rules(step);
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let at = started + self.enforce_delay;
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = cancelled => return Ok(None),
+            }
+            apply_rules(changed).await.map(Some)
+        });
+        self.pending = Some(Pending { cancel, task });
+    }
+
+    /// Settles the previous step's delayed rules: cancelled if still waiting (the next step's
+    /// diff then covers them), awaited if already being installed. Their failure is this
+    /// call's.
+    async fn settle_pending(&mut self) -> Result<(), ProviderError> {
+        let Some(Pending { cancel, task }) = self.pending.take() else {
+            return Ok(());
+        };
+        let _ = cancel.send(());
+        match task.await {
+            Ok(Ok(Some(done))) => {
+                self.record(done);
+                Ok(())
+            }
+            Ok(Ok(None)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(ProviderError::Failed(format!(
+                "installing delayed rules failed: {e}"
+            ))),
+        }
+    }
+
+    /// Installs the service NAT of `step` in every pod whose entries changed: the input's
+    /// Services and the per-pod ones for every probe port of the scenario (a superset of any
+    /// step's, at the same ClusterIPs the plan uses; see [`service::probe_services`]).
+    async fn install_service_nat(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let probes: Vec<Probe> = self.scenario_probes.iter().copied().collect();
+        let services = service::probe_services(&step.model, &step.model.services, &probes);
+        let entries = service::nat_entries(&step.model, &services);
+        let json = crate::cni::service_nat::table(&entries).replace_json();
+        let mut changed = Vec::new();
+        for (r, p) in &self.pods {
+            if self.installed_nat.get(r) != Some(&entries) {
+                changed.push((r.clone(), p.link.netns.clone()));
+            }
+        }
         let jobs: Vec<_> = changed
             .iter()
-            .map(|(_, ns, json, _, _)| {
+            .map(|(_, ns)| {
                 let (ns, json) = (ns.clone(), json.clone());
                 async move { netns::nft_apply(&ns, json).await }
             })
             .collect();
         all_limited(jobs).await?;
-        for (r, _, _, ruleset, zone) in changed {
-            self.installed.insert(r, (ruleset, zone));
+        for (r, _) in changed {
+            self.installed_nat.insert(r, entries.clone());
         }
         Ok(())
     }
 
     async fn remove_all(&mut self) -> Result<(), ProviderError> {
+        if let Some(p) = self.pending.take() {
+            p.task.abort();
+        }
         {
             let mut guard = self.servers.lock().await;
             for (_, s) in guard.drain() {
-                if let Ok(h) = s {
-                    h.abort();
+                if let Ok(s) = s {
+                    s.task.abort();
                 }
             }
         }
@@ -750,8 +1001,27 @@ impl LocalSession {
         self.pods.clear();
         self.externals.clear();
         self.installed.clear();
+        self.installed_nat.clear();
         Ok(())
     }
+}
+
+/// Replaces the changed pods' tables (each in one nft transaction).
+async fn apply_rules(
+    changed: Vec<(PodRef, String, String, nftables::PodRuleset, u16)>,
+) -> Result<Installed, ProviderError> {
+    let jobs: Vec<_> = changed
+        .iter()
+        .map(|(_, ns, json, _, _)| {
+            let (ns, json) = (ns.clone(), json.clone());
+            async move { netns::nft_apply(&ns, json).await }
+        })
+        .collect();
+    all_limited(jobs).await?;
+    Ok(changed
+        .into_iter()
+        .map(|(r, _, _, ruleset, zone)| (r, ruleset, zone))
+        .collect())
 }
 
 fn ipv6_error(r: &PodRef, ip: IpAddr) -> ProviderError {
@@ -797,10 +1067,19 @@ where
 
 impl Session for LocalSession {
     async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let started = Instant::now();
         validate_addresses(step)?;
+        self.settle_pending().await?;
         self.ensure_pods(step).await?;
+        if self.service_nat {
+            self.install_service_nat(step).await?;
+        }
         if self.cni == LocalCni::Nftables {
-            self.install_rules(step).await?;
+            if self.enforce_delay.is_zero() {
+                self.install_rules(step).await?;
+            } else {
+                self.schedule_rules(step, started);
+            }
         } else if self.first.is_none() {
             self.first = Some(step.clone());
         }
@@ -820,7 +1099,7 @@ impl Session for LocalSession {
             .into_iter()
             .collect();
         let serve = self.ensure_servers(&wanted);
-        // Requests grouped by source pod: one namespace thread creates each source's sockets.
+        // Requests grouped by source pod: one namespace thread creates each chunk's sockets.
         let mut by_source: BTreeMap<PodRef, Vec<usize>> = BTreeMap::new();
         for (i, r) in batch.iter().enumerate() {
             by_source.entry(r.from.clone()).or_default().push(i);
@@ -836,19 +1115,32 @@ impl Session for LocalSession {
             .collect();
         let sctp = self.sctp.clone();
         let servers = Arc::clone(&self.servers);
+        let budget = self.budget.clone();
         let n = batch.len();
         async move {
             serve.await;
-            let failures: HashMap<(PodRef, Probe), String> = servers
+            let failures: HashMap<(PodRef, Probe), ServeError> = servers
                 .lock()
                 .await
                 .iter()
                 .filter_map(|(k, v)| v.as_ref().err().map(|e| (k.clone(), e.clone())))
                 .collect();
+            let served: BTreeSet<(PodRef, Probe)> = servers
+                .lock()
+                .await
+                .iter()
+                .filter(|(_, v)| v.is_ok())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let known = Known {
+                sctp: &sctp,
+                failures: &failures,
+                served: &served,
+            };
             let mut out: Vec<Option<Observation>> = vec![None; n];
             let mut jobs: FuturesUnordered<_> = sources
                 .into_iter()
-                .map(|(ns, reqs)| probe_source(ns, reqs, timeout, sctp.clone(), &failures))
+                .map(|(ns, reqs)| probe_source(ns, reqs, timeout, &known, &budget))
                 .collect();
             while let Some(done) = jobs.next().await {
                 for (i, obs) in done {
@@ -858,7 +1150,7 @@ impl Session for LocalSession {
             out.into_iter()
                 .map(|o| {
                     o.unwrap_or_else(|| Observation {
-                        result: Connectivity::Error,
+                        result: Connectivity::Harness,
                         detail: Some("probe was not run".into()),
                         elapsed_ms: 0,
                         command: String::new(),
@@ -873,16 +1165,30 @@ impl Session for LocalSession {
     }
 }
 
+/// Why `--probe-mode service-name` cells are unsupported here: resolving a Service's DNS name
+/// needs a cluster DNS server, which the local dataplane does not run (pods have no resolver).
+pub const SERVICE_NAME_UNSUPPORTED: &str = "service-name probes need cluster DNS, which the local \
+     dataplane does not provide (use --probe-mode service-ip to cross the same service NAT)";
+
 /// One source pod's namespace (`None`: not in this session) and its requests with their indices.
 type SourceBatch = (Option<String>, Vec<(usize, ProbeRequest)>);
 
-/// Probes every request of one source pod concurrently.
+/// What decides a probe without a packet.
+struct Known<'a> {
+    sctp: &'a Result<(), String>,
+    failures: &'a HashMap<(PodRef, Probe), ServeError>,
+    served: &'a BTreeSet<(PodRef, Probe)>,
+}
+
+/// Probes every request of one source pod, chunk by chunk: each chunk's sockets are created by
+/// one namespace thread once the budget grants them, and each socket's permit is released as
+/// soon as its probe ends.
 async fn probe_source(
     netns: Option<String>,
     reqs: Vec<(usize, ProbeRequest)>,
     timeout: Duration,
-    sctp: Result<(), String>,
-    failures: &HashMap<(PodRef, Probe), String>,
+    known: &Known<'_>,
+    budget: &budget::Budget,
 ) -> Vec<(usize, Observation)> {
     let Some(ns) = netns else {
         return reqs
@@ -898,14 +1204,29 @@ async fn probe_source(
             })
             .collect();
     };
-    let addr = |r: &ProbeRequest| SocketAddr::new(r.to_ip, r.probe.port);
+    // Through a Service: its ClusterIP and service port; the pod's NAT rules translate them.
+    let addr = |r: &ProbeRequest| match (&r.via, &r.service) {
+        (ProbeMode::ServiceIp, Some(t)) => SocketAddr::new(IpAddr::V4(t.cluster_ip), t.port),
+        _ => SocketAddr::new(r.to_ip, r.probe.port),
+    };
     let command = |r: &ProbeRequest| sockets::command(&ns, addr(r), r.probe.protocol, timeout);
     // Requests that can be decided without a packet.
     let mut out = Vec::with_capacity(reqs.len());
     let mut live = Vec::with_capacity(reqs.len());
     for (i, r) in reqs {
-        if r.probe.protocol == Protocol::Sctp
-            && let Err(why) = &sctp
+        let key = (r.to.clone(), r.probe);
+        let unsupported = |why: String| Observation {
+            result: Connectivity::Unsupported,
+            detail: Some(why),
+            elapsed_ms: 0,
+            command: String::new(),
+        };
+        if r.via == ProbeMode::ServiceName {
+            out.push((i, unsupported(SERVICE_NAME_UNSUPPORTED.into())));
+        } else if let Some(why) = r.missing_service() {
+            out.push((i, unsupported(why)));
+        } else if r.probe.protocol == Protocol::Sctp
+            && let Err(why) = known.sctp
         {
             out.push((
                 i,
@@ -921,50 +1242,82 @@ async fn probe_source(
                 i,
                 error_obs(format!("{} is not an IPv4 address", r.to_ip), command(&r)),
             ));
-        } else if let Some(e) = failures.get(&(r.to.clone(), r.probe)) {
-            out.push((i, error_obs(e.clone(), command(&r))));
+        } else if let Some(e) = known.failures.get(&key) {
+            out.push((i, serve_error_obs(e, command(&r))));
+        } else if !known.served.contains(&key) {
+            // Its server could not start for lack of resources this time: not the dataplane's.
+            out.push((
+                i,
+                harness_obs(
+                    format!(
+                        "no server for {} on {} yet (harness resources)",
+                        r.probe, r.to
+                    ),
+                    command(&r),
+                ),
+            ));
         } else {
             live.push((i, r));
         }
     }
-    let protocols: Vec<Protocol> = live.iter().map(|(_, r)| r.probe.protocol).collect();
-    let socks = netns::in_netns(&ns, move || {
-        protocols
-            .into_iter()
-            .map(sockets::raw_client)
-            .collect::<Vec<_>>()
-    })
-    .await;
-    let socks = match socks {
-        Ok(s) => s,
-        Err(e) => {
-            out.extend(
-                live.into_iter()
-                    .map(|(i, r)| (i, error_obs(e.clone(), command(&r)))),
-            );
-            return out;
-        }
-    };
-    let probes = live.into_iter().zip(socks).map(|((i, r), sock)| {
-        let cmd = command(&r);
-        let to = addr(&r);
-        async move {
-            let obs = match sock {
-                Err(e) => error_obs(format!("cannot create the client socket: {e}"), cmd),
-                Ok(sock) => {
-                    let o = sockets::probe(sock, to, timeout).await;
-                    Observation {
-                        result: o.result,
-                        detail: o.detail,
-                        elapsed_ms: o.elapsed.as_millis() as u64,
-                        command: cmd,
+    let chunk = budget.chunk();
+    let mut rest = live.into_iter().peekable();
+    while rest.peek().is_some() {
+        let part: Vec<(usize, ProbeRequest)> = rest.by_ref().take(chunk).collect();
+        let mut permits = budget.probes(part.len()).await;
+        let protocols: Vec<Protocol> = part.iter().map(|(_, r)| r.probe.protocol).collect();
+        let socks = {
+            let _thread = budget.thread().await;
+            netns::in_netns(&ns, move || {
+                protocols
+                    .into_iter()
+                    .map(sockets::raw_client)
+                    .collect::<Vec<_>>()
+            })
+            .await
+        };
+        let socks = match socks {
+            Ok(s) => s,
+            Err(e) => {
+                out.extend(part.into_iter().map(|(i, r)| {
+                    let cmd = command(&r);
+                    let o = if e.harness {
+                        harness_obs(e.message.clone(), cmd)
+                    } else {
+                        error_obs(e.message.clone(), cmd)
+                    };
+                    (i, o)
+                }));
+                continue;
+            }
+        };
+        let probes = part.into_iter().zip(socks).map(|((i, r), sock)| {
+            let cmd = command(&r);
+            let to = addr(&r);
+            // One permit per socket, released when this probe ends.
+            let permit = permits.split(1);
+            async move {
+                let obs = match sock {
+                    Err(e) if netns::is_resource_shortage(&e) => {
+                        harness_obs(format!("cannot create the client socket: {e}"), cmd)
                     }
-                }
-            };
-            (i, obs)
-        }
-    });
-    out.extend(futures::future::join_all(probes).await);
+                    Err(e) => error_obs(format!("cannot create the client socket: {e}"), cmd),
+                    Ok(sock) => {
+                        let o = sockets::probe(sock, to, timeout).await;
+                        Observation {
+                            result: o.result,
+                            detail: o.detail,
+                            elapsed_ms: o.elapsed.as_millis() as u64,
+                            command: cmd,
+                        }
+                    }
+                };
+                drop(permit);
+                (i, obs)
+            }
+        });
+        out.extend(futures::future::join_all(probes).await);
+    }
     out
 }
 
@@ -977,13 +1330,33 @@ fn error_obs(detail: String, command: String) -> Observation {
     }
 }
 
+fn harness_obs(detail: String, command: String) -> Observation {
+    Observation {
+        result: Connectivity::Harness,
+        detail: Some(format!("harness: {detail}")),
+        elapsed_ms: 0,
+        command,
+    }
+}
+
+fn serve_error_obs(e: &ServeError, command: String) -> Observation {
+    if e.harness {
+        harness_obs(e.message.clone(), command)
+    } else {
+        error_obs(e.message.clone(), command)
+    }
+}
+
 impl Drop for LocalSession {
     /// A session dropped without teardown (an error path, a panic) still removes its namespaces.
     fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.task.abort();
+        }
         if let Ok(mut guard) = self.servers.try_lock() {
             for (_, s) in guard.drain() {
-                if let Ok(h) = s {
-                    h.abort();
+                if let Ok(s) = s {
+                    s.task.abort();
                 }
             }
         }

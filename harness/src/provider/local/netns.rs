@@ -124,34 +124,82 @@ pub fn pod_mac(index: usize) -> [u8; 6] {
     [0x02, 0x6e, 0x70, (i >> 16) as u8, (i >> 8) as u8, i as u8]
 }
 
+/// Why [`in_netns`] could not run its function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetnsError {
+    pub message: String,
+    /// The harness ran short of its own resources (a thread, a descriptor), as opposed to the
+    /// namespace being missing: the probe engine re-probes such failures and never blames the
+    /// dataplane for them.
+    pub harness: bool,
+}
+
+impl std::fmt::Display for NetnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Whether an OS error is the process running short of something (descriptors, memory,
+/// threads, ports), not a statement about the network.
+pub fn is_resource_shortage(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(
+            Errno::EMFILE
+                | Errno::ENFILE
+                | Errno::ENOBUFS
+                | Errno::ENOMEM
+                | Errno::EAGAIN
+                | Errno::EADDRNOTAVAIL
+                | Errno::EADDRINUSE
+        )
+    )
+}
+
 /// Runs `f` on a new OS thread that has entered namespace `name`, and returns its result.
 ///
 /// The thread exists only for `f`: a thread that switched namespaces is never reused, and never is
 /// a tokio worker. Sockets `f` creates stay in the namespace after the thread ends, so the caller
 /// can drive them from the async runtime; so do processes it spawns (a child inherits the
-/// namespace of the thread that forked it).
-pub async fn in_netns<T, F>(name: &str, f: F) -> Result<T, String>
+/// namespace of the thread that forked it). The error tells the harness's own shortages (no
+/// thread, no descriptor) apart from a missing namespace.
+pub async fn in_netns<T, F>(name: &str, f: F) -> Result<T, NetnsError>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = netns_path(name)?;
+    let path = netns_path(name).map_err(|message| NetnsError {
+        message,
+        harness: false,
+    })?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("netpolc-netns".into())
         .stack_size(256 * 1024)
         .spawn(move || {
             let entered = File::open(&path)
-                .map_err(|e| format!("cannot open {path:?}: {e}"))
+                .map_err(|e| NetnsError {
+                    message: format!("cannot open {path:?}: {e}"),
+                    harness: is_resource_shortage(&e),
+                })
                 .and_then(|ns| {
-                    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| format!("cannot enter {path:?}: {e}"))
+                    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError {
+                        message: format!("cannot enter {path:?}: {e}"),
+                        harness: matches!(e, nix::errno::Errno::ENOMEM),
+                    })
                 });
             let _ = tx.send(entered.map(|()| f()));
         })
-        .map_err(|e| format!("cannot start a thread for {name:?}: {e}"))?;
-    rx.await
-        .map_err(|_| format!("the thread for {name:?} ended without an answer"))?
+        .map_err(|e| NetnsError {
+            message: format!("cannot start a thread for {name:?}: {e}"),
+            harness: true,
+        })?;
+    rx.await.map_err(|_| NetnsError {
+        message: format!("the thread for {name:?} ended without an answer"),
+        harness: true,
+    })?
 }
 
 /// What one pod looks like on the dataplane.

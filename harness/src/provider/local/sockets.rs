@@ -146,7 +146,10 @@ async fn udp_echo(
 ) -> (Connectivity, Option<String>) {
     let sock = match UdpSocket::from_std(s) {
         Ok(s) => s,
-        Err(e) => return (Connectivity::Error, Some(format!("udp socket: {e}"))),
+        Err(e) => {
+            let (c, _) = classify(&e);
+            return (c, Some(format!("udp socket: {e}")));
+        }
     };
     if let Err(e) = sock.connect(to).await {
         return classify(&e);
@@ -176,8 +179,14 @@ async fn udp_echo(
     }
 }
 
+/// Refused and unreachable are the network's answers; the process running short of descriptors,
+/// buffers or ports is the harness's own problem ([`Connectivity::Harness`]); anything else is a
+/// probe error.
 fn classify(e: &io::Error) -> (Connectivity, Option<String>) {
     use nix::errno::Errno;
+    if super::netns::is_resource_shortage(e) {
+        return (Connectivity::Harness, Some(format!("harness: {e}")));
+    }
     match e.raw_os_error().map(Errno::from_raw) {
         Some(Errno::ECONNREFUSED) => (
             Connectivity::Refused,
@@ -287,7 +296,16 @@ mod tests {
     fn refusals_and_errors_are_told_apart() {
         let refused = io::Error::from_raw_os_error(nix::libc::ECONNREFUSED);
         assert_eq!(classify(&refused).0, Connectivity::Refused);
-        let other = io::Error::from_raw_os_error(nix::libc::EMFILE);
+        for shortage in [
+            nix::libc::EMFILE,
+            nix::libc::ENFILE,
+            nix::libc::ENOBUFS,
+            nix::libc::EADDRNOTAVAIL,
+        ] {
+            let e = io::Error::from_raw_os_error(shortage);
+            assert_eq!(classify(&e).0, Connectivity::Harness, "{e}");
+        }
+        let other = io::Error::from_raw_os_error(nix::libc::EINVAL);
         assert_eq!(classify(&other).0, Connectivity::Error);
     }
 }
