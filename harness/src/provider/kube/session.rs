@@ -25,6 +25,7 @@
 //! The API is reached through [`ClusterApi`], so everything here also runs against a simulated
 //! API server under paused time.
 
+use crate::policy::cluster::ClusterKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,11 @@ pub struct SessionConfig {
     /// namespaces, so they keep carrying both). `None`: no lease (a throwaway kind cluster,
     /// deleted whole).
     pub ownership: Option<Arc<crate::provider::lease::cluster::Ownership>>,
+    /// The cluster-wide policy kinds this cluster does not enforce, with the reason its cells
+    /// are `unsupported`. Policies of these kinds are never sent to the API server (their CRDs
+    /// may not exist); the others are applied like NetworkPolicies. Default: every kind (an
+    /// existing cluster's support is unknown); kind sets it from the CNI catalogue.
+    pub cluster_gaps: BTreeMap<ClusterKind, String>,
 }
 
 /// A server outside the cluster standing for one `model.externals` entry (kind: a container on
@@ -107,6 +113,19 @@ impl SessionConfig {
             exec_concurrency: 8,
             externals: BTreeMap::new(),
             ownership: None,
+            cluster_gaps: ClusterKind::ALL
+                .into_iter()
+                .map(|k| {
+                    (
+                        k,
+                        format!(
+                            "{k} ({}) is not applied on this cluster: the harness does not know \
+                             whether its CNI implements it",
+                            k.api_version()
+                        ),
+                    )
+                })
+                .collect(),
         }
     }
 }
@@ -984,6 +1003,9 @@ impl<A: ClusterApi> crate::provider::Platform for PoolPlatform<A> {
     }
     fn max_parallel(&self) -> usize {
         self.pool.config().parallel.max(1)
+    }
+    fn cluster_policy_gap(&self, kind: ClusterKind) -> Option<String> {
+        self.pool.config().cluster_gaps.get(&kind).cloned()
     }
     fn open(
         &self,
