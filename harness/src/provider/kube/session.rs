@@ -25,7 +25,6 @@
 //! The API is reached through [`ClusterApi`], so everything here also runs against a simulated
 //! API server under paused time.
 
-use crate::policy::cluster::ClusterKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -41,6 +40,7 @@ use super::render::{self, NameMap, StepActions, WorkloadObject};
 use crate::cni::catalogue::RUN_ID_LABEL;
 use crate::cni::gaps::{self, Gap};
 use crate::model::{Labels, Model, PodRef, Probe, Protocol};
+use crate::policy::cluster::ClusterKind;
 use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::provider::ProviderError;
 use crate::scenario::{Scenario, Step};
@@ -166,6 +166,8 @@ pub struct Slot {
     pod_labels: BTreeMap<PodRef, Labels>,
     /// Policies in place now: (real namespace, name).
     policies: BTreeSet<(String, String)>,
+    /// Cluster-wide policies in place now: (kind, real name).
+    cluster: BTreeSet<(ClusterKind, String)>,
     /// (source, server) pairs that never connected at the last gate.
     silent: BTreeSet<(PodRef, Server)>,
     ready: bool,
@@ -248,6 +250,7 @@ impl<A: ClusterApi> ClusterPool<A> {
             ns_labels: BTreeMap::new(),
             pod_labels: BTreeMap::new(),
             policies: BTreeSet::new(),
+            cluster: BTreeSet::new(),
             silent: BTreeSet::new(),
             ready: false,
         }
@@ -479,7 +482,45 @@ impl<A: ClusterApi> ClusterSession<A> {
                 s.policies.remove(&(ns, key.name.clone()));
             }
         }
+        self.apply_cluster(&slot.map, &bound, &actions).await?;
         self.prev = Some(bound);
+        Ok(())
+    }
+
+    /// The step's cluster-wide policy changes, for the kinds this cluster enforces (the others'
+    /// cells are held by the engine, and their CRDs may not even exist).
+    async fn apply_cluster(
+        &mut self,
+        map: &NameMap,
+        bound: &Step,
+        actions: &StepActions,
+    ) -> Result<(), ProviderError> {
+        let gaps = &self.pool.cfg.cluster_gaps;
+        for key in actions.apply_cluster.iter().filter(|k| !gaps.contains_key(&k.kind)) {
+            let Some(p) = bound.cluster_policies.iter().find(|p| &p.key == key) else {
+                continue;
+            };
+            let obj = render::cluster_policy_object(map, p);
+            self.pool
+                .api
+                .apply_cluster_policy(key.kind, &obj)
+                .await
+                .map_err(|e| failed(&format!("applying {key}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.cluster.insert((key.kind, map.cluster_policy_name(key)));
+            }
+        }
+        for key in actions.delete_cluster.iter().filter(|k| !gaps.contains_key(&k.kind)) {
+            let name = map.cluster_policy_name(key);
+            self.pool
+                .api
+                .delete_cluster_policy(key.kind, &name)
+                .await
+                .map_err(|e| failed(&format!("deleting {key}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.cluster.remove(&(key.kind, name));
+            }
+        }
         Ok(())
     }
 
@@ -904,6 +945,20 @@ impl<A: ClusterApi> ClusterSession<A> {
             return Ok(());
         };
         let model = self.prev.take().map(|s| s.model);
+        // Cluster-scoped objects outlive namespaces: deleted whatever happens to the slot.
+        let mut cluster_left = Vec::new();
+        for (kind, name) in std::mem::take(&mut slot.cluster) {
+            if let Err(e) = self.pool.api.delete_cluster_policy(kind, &name).await {
+                cluster_left.push(format!("{kind}/{name}: {e}"));
+            }
+        }
+        if !cluster_left.is_empty() {
+            let _ = self.pool.delete_slot(&slot).await;
+            return Err(ProviderError::Failed(format!(
+                "deleting cluster-wide policies: {}",
+                cluster_left.join("; ")
+            )));
+        }
         let reusable = !self.broken && self.pool.cfg.reuse && slot.ready;
         if reusable && let Some(model) = model {
             let mut clean = true;
