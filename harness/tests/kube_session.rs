@@ -410,3 +410,89 @@ async fn an_external_peer_is_probed_on_its_real_address() {
         "{c:?}"
     );
 }
+
+fn cluster_policy_scenarios() -> Vec<Scenario> {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-policies");
+    match load_paths(&[dir]) {
+        Ok(l) => l.scenarios,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn enforcing_every_kind(parallel: usize) -> SessionConfig {
+    SessionConfig {
+        cluster_gaps: Default::default(),
+        ..config(parallel, true)
+    }
+}
+
+/// On a cluster whose CNI enforces every network-policy-api kind, the session applies the
+/// shipped cluster-policies scenarios (two at a time: the confined selectors keep one session's
+/// `namespaces: {}` subjects off the other's pods) and the run is conformant, with cells the
+/// Admin and Baseline tiers deny observed blocked.
+#[tokio::test(start_paused = true)]
+async fn cluster_policy_scenarios_are_applied_and_conformant_where_enforced() {
+    let scenarios = cluster_policy_scenarios();
+    assert!(scenarios.len() >= 10, "{}", scenarios.len());
+    let r = run_on(sim(false, CALICO), enforcing_every_kind(2), None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    assert_eq!(r.summary.failed, 0);
+    let cells: Vec<_> = r
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.steps)
+        .flat_map(|st| &st.cells)
+        .collect();
+    let denied_and_blocked = cells
+        .iter()
+        .filter(|c| c.outcome == Outcome::Pass && c.expected == Some(false))
+        .count();
+    assert!(denied_and_blocked > 100, "{denied_and_blocked}");
+    // Nothing is held for want of cluster-policy support.
+    assert!(
+        cells.iter().all(|c| !c
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("is not applied on this cluster"))),
+        "cluster-policy cells were held"
+    );
+}
+
+/// A cluster whose CNI enforces only the v1alpha1 kinds (as Calico v3.30): cells a
+/// ClusterNetworkPolicy decides are unsupported with the CNI's reason and never probed, while the
+/// AdminNetworkPolicy/BaselineAdminNetworkPolicy scenario is applied and judged.
+#[tokio::test(start_paused = true)]
+async fn only_the_enforced_kinds_are_applied_and_judged() {
+    use netpol_conformance::policy::ClusterKind;
+    let scenarios = cluster_policy_scenarios();
+    let why = "ClusterNetworkPolicy is not enforced by CNI sim-calico (v1alpha1 only)";
+    let cfg = SessionConfig {
+        cluster_gaps: [(ClusterKind::ClusterNetworkPolicy, why.to_string())].into(),
+        ..config(1, true)
+    };
+    let api = sim(false, CALICO);
+    let r = run_on(Arc::clone(&api), cfg, None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    let v1 = r
+        .scenarios
+        .iter()
+        .find(|s| s.source.ends_with("v1alpha1-admin-and-baseline.yaml"))
+        .expect("the v1alpha1 scenario");
+    let judged = v1
+        .steps
+        .iter()
+        .flat_map(|st| &st.cells)
+        .filter(|c| c.outcome == Outcome::Pass && c.expected == Some(false))
+        .count();
+    assert!(judged > 0, "ANP/BANP cells are judged");
+    let held = r
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.steps)
+        .flat_map(|st| &st.cells)
+        .filter(|c| c.detail.as_deref() == Some(why))
+        .count();
+    assert!(held > 100, "{held}");
+    assert!(r.summary.unsupported as usize >= held);
+}

@@ -179,6 +179,9 @@ struct PoolState {
     next: usize,
     /// Slots in use or idle, for the final cleanup.
     all_namespaces: BTreeSet<String>,
+    /// The slot whose BaselineAdminNetworkPolicy is in place: the API allows one per cluster
+    /// (named `default`), so two sessions cannot both have one.
+    banp: Option<usize>,
 }
 
 /// Shared by the sessions of one run on one cluster.
@@ -500,6 +503,20 @@ impl<A: ClusterApi> ClusterSession<A> {
             let Some(p) = bound.cluster_policies.iter().find(|p| &p.key == key) else {
                 continue;
             };
+            if key.kind == ClusterKind::BaselineAdminNetworkPolicy {
+                let me = self.slot()?.index;
+                let mut st = self.pool.lock();
+                match st.banp {
+                    Some(other) if other != me => {
+                        return Err(ProviderError::Failed(format!(
+                            "{key}: another scenario running at the same time has the cluster's \
+                             only BaselineAdminNetworkPolicy in place (the API allows one, named \
+                             default); run scenarios with one at --parallel 1"
+                        )));
+                    }
+                    _ => st.banp = Some(me),
+                }
+            }
             let obj = render::cluster_policy_object(map, p);
             self.pool
                 .api
@@ -520,8 +537,20 @@ impl<A: ClusterApi> ClusterSession<A> {
             if let Some(s) = self.slot.as_mut() {
                 s.cluster.remove(&(key.kind, name));
             }
+            if key.kind == ClusterKind::BaselineAdminNetworkPolicy {
+                self.release_banp();
+            }
         }
         Ok(())
+    }
+
+    /// Gives up the cluster's BaselineAdminNetworkPolicy, when this session held it.
+    fn release_banp(&self) {
+        let me = self.slot.as_ref().map(|s| s.index);
+        let mut st = self.pool.lock();
+        if st.banp.is_some() && st.banp == me {
+            st.banp = None;
+        }
     }
 
     /// Creates the slot: namespaces, ServiceAccount wait, workloads, readiness, the gate.
@@ -952,7 +981,12 @@ impl<A: ClusterApi> ClusterSession<A> {
                 cluster_left.push(format!("{kind}/{name}: {e}"));
             }
         }
-        if !cluster_left.is_empty() {
+        if cluster_left.is_empty() {
+            let mut st = self.pool.lock();
+            if st.banp == Some(slot.index) {
+                st.banp = None;
+            }
+        } else {
             let _ = self.pool.delete_slot(&slot).await;
             return Err(ProviderError::Failed(format!(
                 "deleting cluster-wide policies: {}",
