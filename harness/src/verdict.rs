@@ -398,7 +398,9 @@ fn tier_features(
             (Tier::Baseline, Action::Deny) => Feature::BaselineDeny,
             (Tier::Baseline, Action::Pass) => Feature::BaselinePass,
         });
-        let Some(pol) = policy(&e.policy) else { continue };
+        let Some(pol) = policy(&e.policy) else {
+            continue;
+        };
         let rules = pol.rules(side.direction);
         if let Some(rule) = rules.get(m.rule)
             && m.peer

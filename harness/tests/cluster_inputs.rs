@@ -578,7 +578,10 @@ fn typed_cluster_policy_lists_are_read_as_lists(
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let allowed = &doc["scenarios"][0]["steps"][0]["probes"][0]["allowed"];
-    assert_eq!(allowed["y/a"]["x/a"], false, "{list}: the listed policy denies y -> x");
+    assert_eq!(
+        allowed["y/a"]["x/a"], false,
+        "{list}: the listed policy denies y -> x"
+    );
     assert_eq!(allowed["x/a"]["y/a"], true, "{list}");
     let wrong = policies.replace(api, "v1");
     let bad = netpolc_expect(dir.path(), "wrong.json", &wrong);

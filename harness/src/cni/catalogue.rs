@@ -519,7 +519,9 @@ impl Catalogue {
                 }
                 match &c.sha256 {
                     Some(sum) if sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()) => {}
-                    Some(sum) => return bad(format!("{}: sha256 {sum:?} is not 64 hex digits", c.url)),
+                    Some(sum) => {
+                        return bad(format!("{}: sha256 {sum:?} is not 64 hex digits", c.url));
+                    }
                     None => {
                         return bad(format!(
                             "{}: no sha256 pinned; CRDs are never installed unverified",

@@ -712,7 +712,8 @@ impl ClusterApi for SimApi {
         let compiled = netpol_conformance::scenario::read_cluster_policy(obj, kind)
             .map_err(|e| ApiError::new(Some(422), format!("{kind} is invalid: {e:?}")))?;
         let mut st = self.st();
-        st.cluster.insert((kind, compiled.key.name.clone()), compiled);
+        st.cluster
+            .insert((kind, compiled.key.name.clone()), compiled);
         self.snapshot(&mut st);
         Ok(())
     }

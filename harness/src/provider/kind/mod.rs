@@ -201,7 +201,10 @@ pub async fn fetch_sources(cni: &Cni, arch: Arch) -> Result<Vec<Fetched>, Provid
 
 /// Downloads the pinned network-policy-api CRDs `cni` needs installed by the harness and checks
 /// each against its sha256: a CRD without one is refused, never applied unverified.
-pub async fn fetch_crds(cat: &Catalogue, cni: &Cni) -> Result<Vec<(String, Vec<u8>)>, ProviderError> {
+pub async fn fetch_crds(
+    cat: &Catalogue,
+    cni: &Cni,
+) -> Result<Vec<(String, Vec<u8>)>, ProviderError> {
     let crds = cat.crds_to_install(cni);
     if crds.is_empty() {
         return Ok(Vec::new());
@@ -381,7 +384,10 @@ impl KindPlatform {
             peers,
         };
         let t1 = Instant::now();
-        if let Err(e) = platform.install_cni(&cni, &fetched, &crds, &await_crds).await {
+        if let Err(e) = platform
+            .install_cni(&cni, &fetched, &crds, &await_crds)
+            .await
+        {
             let _ = platform.close().await;
             return Err(e);
         }
@@ -674,11 +680,7 @@ pub const EXTERNAL_DOC: &str =
 
 /// What the plan does about cluster-wide policies on `cni`: which CRDs it installs (pinned,
 /// verified) or waits for, and per kind whether policies are applied or their cells held.
-pub fn cluster_policies_doc(
-    cat: &Catalogue,
-    cni: &Cni,
-    timeout: Duration,
-) -> serde_json::Value {
+pub fn cluster_policies_doc(cat: &Catalogue, cni: &Cni, timeout: Duration) -> serde_json::Value {
     let support = &cni.cluster_policies;
     serde_json::json!({
         "implements": support.implements.iter().map(|k| format!("{k} ({})", k.api_version())).collect::<Vec<_>>(),

@@ -137,10 +137,7 @@ impl KubeApi {
 fn cluster_resource(kind: ClusterKind) -> ApiResource {
     let gvk = GroupVersionKind::gvk(
         "policy.networking.k8s.io",
-        kind.api_version()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default(),
+        kind.api_version().rsplit('/').next().unwrap_or_default(),
         kind.as_str(),
     );
     ApiResource::from_gvk_with_plural(&gvk, crate::cni::catalogue::plural(kind))

@@ -155,7 +155,11 @@ pub fn check_scenario(scenario: &Scenario) -> Result<(), ProviderError> {
             }
         }
         for p in &step.cluster_policies {
-            let text = p.source.get("spec").map(|s| s.to_string()).unwrap_or_default();
+            let text = p
+                .source
+                .get("spec")
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             if text.contains(&format!("\"{RESERVED_PREFIX}")) {
                 bad.insert(format!("(a selector of {})", p.key));
             }
@@ -578,9 +582,9 @@ impl StepActions {
             .map(|p| p.cluster_policies.iter().map(|c| (&c.key, c)).collect())
             .unwrap_or_default();
         for c in &next.cluster_policies {
-            let changed = c_before.get(&c.key).is_none_or(|old| {
-                cluster_policy_object(map, old) != cluster_policy_object(map, c)
-            });
+            let changed = c_before
+                .get(&c.key)
+                .is_none_or(|old| cluster_policy_object(map, old) != cluster_policy_object(map, c));
             if changed {
                 a.apply_cluster.push(c.key.clone());
             }

@@ -499,7 +499,11 @@ impl<A: ClusterApi> ClusterSession<A> {
         actions: &StepActions,
     ) -> Result<(), ProviderError> {
         let gaps = &self.pool.cfg.cluster_gaps;
-        for key in actions.apply_cluster.iter().filter(|k| !gaps.contains_key(&k.kind)) {
+        for key in actions
+            .apply_cluster
+            .iter()
+            .filter(|k| !gaps.contains_key(&k.kind))
+        {
             let Some(p) = bound.cluster_policies.iter().find(|p| &p.key == key) else {
                 continue;
             };
@@ -527,7 +531,11 @@ impl<A: ClusterApi> ClusterSession<A> {
                 s.cluster.insert((key.kind, map.cluster_policy_name(key)));
             }
         }
-        for key in actions.delete_cluster.iter().filter(|k| !gaps.contains_key(&k.kind)) {
+        for key in actions
+            .delete_cluster
+            .iter()
+            .filter(|k| !gaps.contains_key(&k.kind))
+        {
             let name = map.cluster_policy_name(key);
             self.pool
                 .api
