@@ -110,6 +110,13 @@ impl FromStr for PodRef {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('/') {
             Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
+                // `(external)/<name>` names a peer outside the cluster (never a namespace the
+                // API server would accept, so it cannot collide with one); its name is a DNS
+                // label, as `model.externals` requires.
+                if ns == EXTERNAL_NAMESPACE {
+                    crate::names::namespace(pod)?;
+                    return Ok(PodRef::new(ns, pod));
+                }
                 crate::names::namespace(ns)?;
                 crate::names::pod(pod)?;
                 Ok(PodRef::new(ns, pod))
@@ -217,7 +224,16 @@ pub enum Workload {
         name: String,
         replica: u32,
     },
+    /// A server outside the cluster (kind: a container beside the nodes; local: a namespace
+    /// outside the pod bridge). It lives in [`EXTERNAL_NAMESPACE`], which is not a Kubernetes
+    /// namespace: no policy can select it and no pod or namespace selector matches it, only
+    /// `ipBlock` peers do, as for any host outside the cluster.
+    External,
 }
+
+/// The pseudo-namespace of external peers. Not a DNS label, so no policy can live in it, and
+/// never in [`Model::namespaces`], so no namespace selector matches it.
+pub const EXTERNAL_NAMESPACE: &str = "(external)";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pod {
@@ -238,6 +254,11 @@ pub struct Pod {
 impl Pod {
     pub fn pod_ref(&self) -> PodRef {
         PodRef::new(&self.namespace, &self.name)
+    }
+
+    /// A peer outside the cluster ([`Workload::External`]).
+    pub fn is_external(&self) -> bool {
+        self.workload == Workload::External
     }
 
     /// Resolves a named port on this pod, as the API requires for NetworkPolicy named ports

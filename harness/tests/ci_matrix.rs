@@ -166,3 +166,22 @@ fn junit_is_published_by_a_workflow_run_that_works_for_forks() {
         "the publishing workflow never checks out the triggering run's code"
     );
 }
+
+/// Binaries are downloaded for the runner's architecture, never a hard-coded amd64 one.
+#[test]
+fn pipelines_pick_the_runners_architecture() {
+    for rel in ["ci/github/netpol-e2e.yml", "ci/gitlab/.gitlab-ci.yml"] {
+        let text = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(rel),
+        )
+        .unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert!(!text.contains("linux-amd64"), "{rel} hard-codes amd64");
+        assert!(!text.contains("linux/amd64"), "{rel} hard-codes amd64");
+        assert!(
+            text.contains("aarch64) ") && text.contains("ARCH=arm64"),
+            "{rel}"
+        );
+    }
+}

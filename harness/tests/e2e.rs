@@ -85,3 +85,77 @@ async fn cni_reaches_its_declared_verdict(
         "no cells probed"
     );
 }
+
+/// Egress to a CIDR outside the cluster, probed: `scenarios/egress/external-peer.yaml` with the
+/// external peer container the kind provider starts on the kind network. Every cell from a pod
+/// to `(external)/web` must have been observed (not `unsupported`), the verdict is the CNI's
+/// declared one, and no peer container of the run is left behind.
+#[rstest]
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_to_an_external_peer_is_probed(
+    #[values("kindnet", "calico", "cilium", "flannel")] cni: &str,
+) {
+    let cat = Catalogue::builtin().expect("catalogue");
+    let entry = cat.cni(cni).unwrap_or_else(|e| panic!("{e}"));
+    let tools = check_prerequisites(entry.needs_helm())
+        .await
+        .unwrap_or_else(|e| panic!("the e2e suite needs real tools; {e}"));
+    let scenario = root().join("scenarios/egress/external-peer.yaml");
+    assert!(scenario.is_file(), "{} is missing", scenario.display());
+    let report_dir = root().join("reports/e2e").join(cni).join("external-peer");
+    let run_id = format!("e2e-ext-{cni}");
+    let expected = entry.expected_verdict.as_str();
+    let out = Command::new(env!("CARGO_BIN_EXE_netpolc"))
+        .arg("run")
+        .arg(&scenario)
+        .args([
+            "--provider",
+            "kind",
+            "--cni",
+            cni,
+            "--run-id",
+            &run_id,
+            "--expect-verdict",
+            expected,
+        ])
+        .arg("--report-dir")
+        .arg(&report_dir)
+        .output()
+        .expect("netpolc runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = std::fs::read_to_string(report_dir.join("report.json"))
+        .unwrap_or_else(|e| panic!("no report.json ({e})\n{stdout}\n{stderr}"));
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report.json is JSON");
+    assert_eq!(report["verdict"], expected, "{stdout}\n{stderr}");
+    let to_peer: Vec<&serde_json::Value> = report["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["steps"].as_array().into_iter().flatten())
+        .flat_map(|st| st["cells"].as_array().into_iter().flatten())
+        .filter(|c| {
+            c["to"] == "(external)/web"
+                && c["from"]
+                    .as_str()
+                    .is_some_and(|f| !f.starts_with("(external)"))
+        })
+        .collect();
+    assert!(!to_peer.is_empty(), "no cell to the external peer");
+    for c in &to_peer {
+        assert!(
+            c["observed"].is_boolean(),
+            "{cni}: a cell to the peer was not observed: {c}"
+        );
+    }
+    // The peer container went with the run.
+    let left = Command::new(&tools.runtime)
+        .args(["ps", "--all", "--quiet", "--filter"])
+        .arg(format!("label=netpolc.io/run-id={run_id}"))
+        .output()
+        .expect("the runtime runs");
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "peer containers left behind"
+    );
+}

@@ -101,9 +101,23 @@ fn every_catalogued_cni_produces_a_complete_plan() {
         let install = header["cni"]["install"].as_array().expect("install list");
         assert_eq!(install.len(), cni.install.len(), "{}", cni.name);
         for (doc, step) in install.iter().zip(&cni.install) {
-            let src = step.source();
-            assert_eq!(doc["url"], src.url.as_str());
-            assert_eq!(doc["sha256"].as_str(), src.sha256.as_deref());
+            let sources = step.all_sources();
+            if let [(None, src)] = &sources[..] {
+                assert_eq!(doc["url"], src.url.as_str());
+                assert_eq!(doc["sha256"].as_str(), src.sha256.as_deref());
+            } else {
+                let listed = doc["architectures"].as_array().expect("per-arch sources");
+                assert_eq!(listed.len(), sources.len(), "{}", cni.name);
+                for (d, (arch, src)) in listed.iter().zip(&sources) {
+                    assert_eq!(d["arch"].as_str(), arch.map(|a| a.as_str()));
+                    assert_eq!(d["url"], src.url.as_str());
+                    assert!(
+                        src.sha256.is_some(),
+                        "node binaries are always pinned by checksum"
+                    );
+                    assert_eq!(d["sha256"].as_str(), src.sha256.as_deref());
+                }
+            }
         }
         assert_eq!(
             docs[1]["networking"]["podSubnet"].as_str(),
@@ -170,4 +184,169 @@ fn cilium_plan_marks_sctp_cells_unsupported() {
     assert!(!plan.contains("--protocol=sctp"));
     let calico = kind::dry_run(&scenarios, &KindOptions::new("r", "calico")).expect("plan");
     assert!(calico.contains("--protocol=sctp"));
+}
+
+fn upstream() -> Vec<Scenario> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/upstream");
+    match netpol_conformance::scenario::load_paths(&[dir]) {
+        Ok(l) => l.scenarios,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// `netpolc run scenarios/upstream --provider kind --cni cilium --dry-run` lists Cilium's
+/// ipBlock gap with its references, and marks exactly the cells whose answer rests on an
+/// ipBlock containing a pod address as not judged.
+#[test]
+fn cilium_upstream_plan_lists_the_ipblock_gap() {
+    let plan = kind::dry_run(&upstream(), &KindOptions::new("r", "cilium")).expect("plan");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&plan).expect("yaml");
+    let gaps = docs[0]["cni"]["gaps"].as_array().expect("gaps");
+    let features: Vec<&str> = gaps.iter().filter_map(|g| g["feature"].as_str()).collect();
+    assert_eq!(features, ["ipBlock-pod-ips", "sctp"]);
+    assert!(
+        gaps[0]["references"]
+            .as_array()
+            .expect("references")
+            .iter()
+            .any(|r| r == "https://github.com/cilium/cilium/issues/19601")
+    );
+    let step = docs
+        .iter()
+        .find(|d| d["kind"] == "StepPlan" && d["scenario"] == "upstream-egress-cidr")
+        .expect("the egress-cidr step");
+    let not_judged: Vec<&str> = step["probes"]["notJudged"]
+        .as_array()
+        .expect("notJudged")
+        .iter()
+        .filter(|c| {
+            c["unsupported"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("catalogued gap ipBlock-pod-ips: "))
+        })
+        .filter_map(|c| c["cell"].as_str())
+        .collect();
+    assert_eq!(not_judged, ["x/a -> y/b 80/TCP"]);
+    // Calico has no such gap: the same cell is probed.
+    let calico = kind::dry_run(&upstream(), &KindOptions::new("r", "calico")).expect("plan");
+    assert!(!calico.contains("catalogued gap ipBlock-pod-ips"));
+}
+
+/// Templated ipBlocks appear with the placeholder of the real pod address.
+#[test]
+fn templated_cidrs_show_the_real_address_placeholder() {
+    let plan = kind::dry_run(&upstream(), &KindOptions::new("r", "calico")).expect("plan");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&plan).expect("yaml");
+    let np = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "NetworkPolicy"
+                && d["metadata"]["name"] == "allow-client-a-via-cidr-egress-rule"
+                && d["spec"]["egress"][0]["to"][0]["ipBlock"]["except"].is_array()
+        })
+        .expect("the cidr-except policy");
+    let block = &np["spec"]["egress"][0]["to"][0]["ipBlock"];
+    let ns = np["metadata"]["namespace"].as_str().expect("namespace");
+    let real_xb = format!("{{ip={}/b}}", ns.trim_end_matches("-x").to_string() + "-x");
+    assert_eq!(
+        block["cidr"].as_str(),
+        Some(format!("{real_xb}/4").as_str()),
+        "{block}"
+    );
+    assert_eq!(
+        block["except"][0].as_str(),
+        Some(real_xb.as_str()),
+        "{block}"
+    );
+}
+
+#[test]
+fn flannel_plan_unpacks_only_bridge_for_both_architectures() {
+    let plan = kind_plan("flannel");
+    assert!(plan.contains("cni-plugins-linux-amd64-v1.7.1.tgz"));
+    assert!(plan.contains("cni-plugins-linux-arm64-v1.7.1.tgz"));
+    assert!(
+        plan.contains("tar -x -C /opt/cni/bin < <only bridge"),
+        "{plan}"
+    );
+}
+
+/// A scenario with an external peer: the kind plan starts one labelled container for it on the
+/// kind network, probes pods' egress to it at its real address (a placeholder in the plan), and
+/// lists probes from it as not run. The kubeconfig plan starts nothing and runs none of them.
+#[test]
+fn the_external_peer_is_a_container_on_the_kind_network() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/egress/external-peer.yaml");
+    let scenarios = netpol_conformance::scenario::load_paths(&[path])
+        .expect("loads")
+        .scenarios;
+    let opts = KindOptions {
+        externals: kind::external::wanted(&scenarios),
+        ..KindOptions::new("r", "calico")
+    };
+    let plan = kind::dry_run(&scenarios, &opts).expect("plan");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&plan).expect("yaml");
+    let containers = docs[0]["externalPeers"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let c = &containers[0];
+    assert_eq!(c["external"], "(external)/web");
+    assert_eq!(c["name"], "netpolc-r--external-web");
+    assert_eq!(c["network"], "kind");
+    assert_eq!(c["serves"], serde_json::json!(["80/TCP"]));
+    let start = c["start"].as_str().expect("start");
+    for part in [
+        "run --detach --name netpolc-r--external-web --network kind",
+        "--label netpolc.io/run-id=r",
+        "--label netpolc.io/external=web",
+        "serve-hostname --tcp --http=false --port 80",
+    ] {
+        assert!(start.contains(part), "{part:?} in {start}");
+    }
+    let step = docs
+        .iter()
+        .find(|d| d["kind"] == "StepPlan" && d["scenario"] == "egress-external-peer")
+        .expect("a step plan");
+    let xa = step["probes"]["execs"]
+        .as_array()
+        .expect("execs")
+        .iter()
+        .find(|e| e["from"] == "x/a")
+        .expect("x/a execs");
+    assert!(
+        xa["script"]
+            .as_str()
+            .is_some_and(|s| s.contains("{ip=external peer web}:80")),
+        "{xa:?}"
+    );
+    let not_judged: Vec<&str> = step["probes"]["notJudged"]
+        .as_array()
+        .expect("notJudged")
+        .iter()
+        .filter(|c| c.get("external").is_some())
+        .filter_map(|c| c["cell"].as_str())
+        .collect();
+    assert!(!not_judged.is_empty());
+    assert!(
+        not_judged
+            .iter()
+            .all(|c| c.starts_with("(external)/web -> ")),
+        "{not_judged:?}"
+    );
+
+    let kc = kubeconfig::dry_run(&scenarios, &KubeconfigOptions::new("r", None)).expect("plan");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&kc).expect("yaml");
+    let step = docs
+        .iter()
+        .find(|d| d["kind"] == "StepPlan" && d["scenario"] == "egress-external-peer")
+        .expect("a step plan");
+    let scripts: Vec<&str> = step["probes"]["execs"]
+        .as_array()
+        .expect("execs")
+        .iter()
+        .filter_map(|e| e["script"].as_str())
+        .collect();
+    assert!(scripts.iter().all(|s| !s.contains("external peer")));
 }

@@ -698,3 +698,122 @@ async fn a_policy_change_is_not_bypassed_by_established_udp_flows() {
     session.teardown().await.expect("teardown");
     assert_eq!(leftovers(&id), Vec::<String>::new());
 }
+
+const EXTERNAL: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: external
+model:
+  namespaces: [{name: x}]
+  pods:
+    - {namespace: x, name: a, labels: {pod: a}, ports: [80/TCP]}
+    - {namespace: x, name: b, labels: {pod: b}, ports: [80/TCP]}
+  externals:
+    - {name: web, ports: [80/TCP]}
+probes: ["80/TCP"]
+steps:
+  - name: a-only-to-the-peer
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {namespace: x, name: out}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          policyTypes: [Egress]
+          egress: [{to: [{ipBlock: {cidr: <(external)/web>/24}}]}]
+  - name: except-the-peer
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {namespace: x, name: out}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          policyTypes: [Egress]
+          egress: [{to: [{ipBlock: {cidr: <(external)/web>/24, except: [<(external)/web>]}}]}]
+"#;
+
+/// `ip -n NS -j link show` as JSON (inspection only: the provider itself never runs `ip`).
+fn links(netns: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", netns, "-j", "link", "show"])
+        .output()
+        .expect("ip runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ip -j prints JSON")
+}
+
+/// An external peer is a namespace reached through the node as a router (its link `x<index>` is
+/// no bridge port), ipBlock allows it and `except` denies it as the oracle says, and teardown
+/// removes its namespace with the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_peer_is_routed_by_the_node_and_judged_by_ipblock() {
+    let id = run_id("external");
+    let platform = platform(&id, LocalCni::Nftables, &[]);
+    let sc = scenario(EXTERNAL);
+    let mut session = platform.open(0, &sc).await.expect("open");
+    let peer = PodRef::new("(external)", "web");
+    let xa = PodRef::new("x", "a");
+    let probe = Probe::new(80, Protocol::Tcp);
+    let mut seen = Vec::new();
+    for step in &sc.steps {
+        session.apply(step).await.expect("apply");
+        let cells = observe(&session, step).await;
+        let bad = mismatches(&cells, &step.oracle());
+        assert!(bad.is_empty(), "step {}:\n{}", step.name, bad.join("\n"));
+        seen.push(cells[&(xa.clone(), peer.clone(), probe)].result);
+        // Other pods reach the peer and it reaches them, through the node.
+        let xb = PodRef::new("x", "b");
+        assert_eq!(
+            cells[&(xb.clone(), peer.clone(), probe)].result,
+            Connectivity::Connected
+        );
+        assert_eq!(
+            cells[&(peer.clone(), xb, probe)].result,
+            Connectivity::Connected
+        );
+    }
+    assert_eq!(
+        seen[0],
+        Connectivity::Connected,
+        "the ipBlock admits the peer"
+    );
+    assert!(
+        matches!(seen[1], Connectivity::Timeout | Connectivity::Refused),
+        "except carves the peer out: {:?}",
+        seen[1]
+    );
+
+    let names = leftovers(&id);
+    let node = names
+        .iter()
+        .find(|n| n.ends_with("-node"))
+        .expect("the node namespace");
+    assert!(
+        names.iter().any(|n| n.contains("(external).web")),
+        "the peer has a namespace of its own: {names:?}"
+    );
+    let node_links = links(node);
+    let x: Vec<&serde_json::Value> = node_links
+        .iter()
+        .filter(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with('x')))
+        .collect();
+    assert_eq!(x.len(), 1, "one link towards the peer: {node_links:?}");
+    assert!(
+        x[0].get("master").is_none(),
+        "x<index> is not bridged: {:?}",
+        x[0]
+    );
+    let bridged = node_links
+        .iter()
+        .filter(|l| l["master"].as_str() == Some("br0"))
+        .count();
+    assert_eq!(bridged, 2, "only the two pods are bridge ports");
+
+    session.teardown().await.expect("teardown");
+    platform.close().await.expect("close");
+    assert_eq!(leftovers(&id), Vec::<String>::new());
+}

@@ -379,6 +379,8 @@ mod tests {
             step_timeout_ms: 15000,
             attempts: 2,
             warnings: vec![],
+            gaps: vec![],
+            phases: Default::default(),
             expected_verdict: None,
             sample: None,
             enforcement: Default::default(),

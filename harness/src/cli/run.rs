@@ -179,7 +179,7 @@ pub fn run(args: RunArgs) -> u8 {
         let plan = match args.provider {
             ProviderKind::Kind => kind::dry_run(
                 &scenarios,
-                &kind_options(&args, &run_id, opts.probe_timeout),
+                &kind_options(&args, &run_id, opts.probe_timeout, &scenarios),
             ),
             ProviderKind::Kubeconfig => kubeconfig::dry_run(
                 &scenarios,
@@ -258,7 +258,12 @@ pub fn run(args: RunArgs) -> u8 {
             },
             ProviderKind::Kind => {
                 drive(
-                    KindPlatform::create(kind_options(&args, &run_id, opts.probe_timeout)),
+                    KindPlatform::create(kind_options(
+                        &args,
+                        &run_id,
+                        opts.probe_timeout,
+                        &scenarios,
+                    )),
                     &scenarios,
                     &opts,
                     &mut reporter,
@@ -417,7 +422,7 @@ fn take_lease(
 ) -> Result<Option<RunLease>, u8> {
     let target = match args.provider {
         ProviderKind::Local => None,
-        ProviderKind::Kind => Some(kind_options(args, run_id, probe_timeout).cluster_name()),
+        ProviderKind::Kind => Some(kind_options(args, run_id, probe_timeout, &[]).cluster_name()),
         ProviderKind::Kubeconfig => args.context.clone(),
     };
     lease_for(args.provider, run_id, target)
@@ -470,10 +475,17 @@ pub(crate) fn lease_for(
     Ok(Some(lease))
 }
 
-fn kind_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KindOptions {
+/// Kind settings for this run; the external peers to start come from the scenarios.
+fn kind_options(
+    args: &RunArgs,
+    run_id: &str,
+    probe_timeout: Duration,
+    scenarios: &[Scenario],
+) -> KindOptions {
     KindOptions {
         keep_cluster: args.keep_cluster,
         probe_timeout,
+        externals: kind::external::wanted(scenarios),
         ..KindOptions::new(run_id, args.cni.clone().unwrap_or_else(|| "kindnet".into()))
     }
 }

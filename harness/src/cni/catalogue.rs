@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::model::Protocol;
+pub use super::gaps::{Gap, GapFeature};
 use crate::provider::ProviderError;
 use crate::report::model::Verdict;
 
@@ -128,20 +128,60 @@ pub enum InstallStep {
         #[serde(default)]
         values: BTreeMap<String, String>,
     },
-    /// A tar.gz unpacked into `directory` on every node (e.g. CNI reference plugins).
+    /// A tar.gz per node architecture, of which only `members` are unpacked into `directory` on
+    /// every node (e.g. the `bridge` CNI plugin flannel needs; kind's own plugins stay as they are).
     #[serde(rename_all = "camelCase")]
     NodeArchive {
-        url: String,
-        #[serde(default)]
-        sha256: Option<String>,
-        #[serde(default)]
-        sha256_from: Option<String>,
+        architectures: BTreeMap<Arch, Source>,
         directory: String,
+        members: Vec<String>,
     },
 }
 
+/// A node architecture the catalogue pins binaries for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// Reads what `uname -m`, Go (`GOARCH`), Docker or Podman call the architecture; anything
+    /// else is refused by name, so a binary of the wrong architecture is never installed.
+    pub fn parse(s: &str) -> Result<Arch, ProviderError> {
+        match s.trim().rsplit('/').next().unwrap_or_default() {
+            "amd64" | "x86_64" => Ok(Arch::Amd64),
+            "arm64" | "aarch64" => Ok(Arch::Arm64),
+            other => Err(ProviderError::Prerequisite(format!(
+                "unsupported node architecture {other:?}: the catalogue pins binaries for amd64 and \
+                 arm64 only (add the architecture's sources to harness/cni-catalogue.yaml)"
+            ))),
+        }
+    }
+
+    /// This process's architecture (the default when the container runtime does not say).
+    pub fn host() -> Result<Arch, ProviderError> {
+        Arch::parse(std::env::consts::ARCH)
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl InstallStep {
-    pub fn source(&self) -> Source {
+    /// The artefact this step installs on nodes of `arch` (`None`: not pinned for it).
+    pub fn source(&self, arch: Arch) -> Option<Source> {
         let (url, sha256, sha256_from) = match self {
             InstallStep::Manifest {
                 url,
@@ -153,18 +193,29 @@ impl InstallStep {
                 sha256,
                 sha256_from,
                 ..
-            }
-            | InstallStep::NodeArchive {
-                url,
-                sha256,
-                sha256_from,
-                ..
             } => (url, sha256, sha256_from),
+            InstallStep::NodeArchive { architectures, .. } => {
+                return architectures.get(&arch).cloned();
+            }
         };
-        Source {
+        Some(Source {
             url: url.clone(),
             sha256: sha256.clone(),
             sha256_from: sha256_from.clone(),
+        })
+    }
+
+    /// Every artefact of the step, whatever the architecture (for validation and plans).
+    pub fn all_sources(&self) -> Vec<(Option<Arch>, Source)> {
+        match self {
+            InstallStep::NodeArchive { architectures, .. } => architectures
+                .iter()
+                .map(|(a, s)| (Some(*a), s.clone()))
+                .collect(),
+            _ => self
+                .source(Arch::Amd64)
+                .map(|s| vec![(None, s)])
+                .unwrap_or_default(),
         }
     }
 
@@ -185,14 +236,6 @@ pub struct Readiness {
     pub daemon_set: String,
 }
 
-/// A known limitation: cells it covers are reported `unsupported` with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Gap {
-    pub protocol: Protocol,
-    pub reason: String,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Cni {
@@ -210,9 +253,9 @@ pub struct Cni {
 }
 
 impl Cni {
-    /// The gap covering `protocol`, if any.
-    pub fn gap_for(&self, protocol: Protocol) -> Option<&Gap> {
-        self.gaps.iter().find(|g| g.protocol == protocol)
+    /// The catalogued gap for `feature`, if any.
+    pub fn gap_for(&self, feature: GapFeature) -> Option<&Gap> {
+        self.gaps.iter().find(|g| g.feature == feature)
     }
 
     /// Whether installing needs the `helm` binary.
@@ -273,35 +316,86 @@ impl Catalogue {
                     cni.name
                 ));
             }
+            let mut features = std::collections::BTreeSet::new();
+            for g in &cni.gaps {
+                if !features.insert(g.feature) {
+                    return bad(format!(
+                        "CNI {:?} lists the gap {} twice",
+                        cni.name, g.feature
+                    ));
+                }
+                if g.reason.trim().is_empty() {
+                    return bad(format!(
+                        "CNI {:?}: gap {} has no reason",
+                        cni.name, g.feature
+                    ));
+                }
+                if let Some(r) = g.references.iter().find(|r| !r.starts_with("https://")) {
+                    return bad(format!(
+                        "CNI {:?}: gap {} reference {r:?} is not an https URL",
+                        cni.name, g.feature
+                    ));
+                }
+            }
             for step in &cni.install {
-                let src = step.source();
-                let lower = src.url.to_ascii_lowercase();
-                if !lower.starts_with("https://") {
-                    return bad(format!("{}: not an https URL", src.url));
-                }
-                if lower.contains("latest")
-                    || lower.contains("/master/")
-                    || lower.contains("/main/")
+                if let InstallStep::NodeArchive {
+                    architectures,
+                    members,
+                    ..
+                } = step
                 {
-                    return bad(format!(
-                        "{}: sources must name an exact version, never latest or a branch",
-                        src.url
-                    ));
-                }
-                if !src.url.contains(cni.version.trim_start_matches('v'))
-                    && !matches!(step, InstallStep::NodeArchive { .. })
-                {
-                    return bad(format!(
-                        "{}: the URL does not contain CNI {:?}'s pinned version {}",
-                        src.url, cni.name, cni.version
-                    ));
-                }
-                if let Some(sum) = &src.sha256 {
-                    if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return bad(format!("{}: sha256 {sum:?} is not 64 hex digits", src.url));
+                    for arch in [Arch::Amd64, Arch::Arm64] {
+                        if !architectures.contains_key(&arch) {
+                            return bad(format!(
+                                "CNI {:?}: a nodeArchive needs a source for {arch}",
+                                cni.name
+                            ));
+                        }
                     }
-                    if src.sha256_from.is_none() {
-                        return bad(format!("{}: sha256 without sha256From", src.url));
+                    if members.is_empty() {
+                        return bad(format!(
+                            "CNI {:?}: a nodeArchive names the members it unpacks",
+                            cni.name
+                        ));
+                    }
+                }
+                for (arch, src) in step.all_sources() {
+                    if let Some(a) = arch
+                        && !src.url.contains(&format!("-{a}"))
+                    {
+                        return bad(format!("{}: the {a} source does not name {a}", src.url));
+                    }
+                    let lower = src.url.to_ascii_lowercase();
+                    if !lower.starts_with("https://") {
+                        return bad(format!("{}: not an https URL", src.url));
+                    }
+                    if lower.contains("latest")
+                        || lower.contains("/master/")
+                        || lower.contains("/main/")
+                    {
+                        return bad(format!(
+                            "{}: sources must name an exact version, never latest or a branch",
+                            src.url
+                        ));
+                    }
+                    if !src.url.contains(cni.version.trim_start_matches('v'))
+                        && !matches!(step, InstallStep::NodeArchive { .. })
+                    {
+                        return bad(format!(
+                            "{}: the URL does not contain CNI {:?}'s pinned version {}",
+                            src.url, cni.name, cni.version
+                        ));
+                    }
+                    if let Some(sum) = &src.sha256 {
+                        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return bad(format!(
+                                "{}: sha256 {sum:?} is not 64 hex digits",
+                                src.url
+                            ));
+                        }
+                        if src.sha256_from.is_none() {
+                            return bad(format!("{}: sha256 without sha256From", src.url));
+                        }
                     }
                 }
             }
@@ -524,19 +618,33 @@ mod tests {
     }
 
     #[test]
-    fn cilium_sctp_is_a_documented_gap() {
+    fn cilium_gaps_are_features_with_references() {
         let c = cat();
+        let cilium = c.cni("cilium").expect("cilium");
+        let ipblock = cilium
+            .gap_for(GapFeature::IpBlockPodIps)
+            .expect("Cilium does not apply ipBlock to pod addresses");
         assert!(
-            c.cni("cilium")
-                .expect("cilium")
-                .gap_for(Protocol::Sctp)
-                .is_some()
+            ipblock.references.iter().any(|r| r.ends_with("/19601")),
+            "{ipblock:?}"
         );
-        assert!(
-            c.cni("calico")
-                .expect("calico")
-                .gap_for(Protocol::Sctp)
-                .is_none()
-        );
+        assert!(cilium.gap_for(GapFeature::Sctp).is_some());
+        for name in ["calico", "kindnet", "flannel"] {
+            assert!(c.cni(name).expect(name).gaps.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn gaps_name_known_features_only() {
+        let bad = CATALOGUE_YAML.replace("feature: sctp", "feature: sctpp");
+        assert!(matches!(
+            Catalogue::parse(&bad),
+            Err(CatalogueError::Parse(m)) if m.contains("unknown gap feature")
+        ));
+        let twice = CATALOGUE_YAML.replace("feature: sctp", "feature: ipBlock-pod-ips");
+        assert!(matches!(
+            Catalogue::parse(&twice),
+            Err(CatalogueError::Invalid(m)) if m.contains("twice")
+        ));
     }
 }

@@ -19,7 +19,7 @@ use kube::config::KubeConfigOptions;
 use kube::{Api, Client};
 
 use super::kube::plan::{self, PlanSettings};
-use super::kube::{ClusterSession, Loopback, SessionConfig};
+use super::kube::{ClusterPool, ClusterSession, KubeApi, Loopback, PoolPlatform, SessionConfig};
 use super::lease::{self, cluster::Ownership};
 use super::{Platform, PlatformInfo, ProviderError};
 use crate::cni::catalogue::{Catalogue, RUN_ID_LABEL};
@@ -32,6 +32,10 @@ pub struct KubeconfigOptions {
     pub probe_timeout: Duration,
     pub ready_timeout: Duration,
     pub loopback: Loopback,
+    /// Scenarios run at once, each in its own namespaces.
+    pub parallel: usize,
+    /// Reuse pods across scenarios with the same model.
+    pub reuse: bool,
 }
 
 impl KubeconfigOptions {
@@ -42,6 +46,8 @@ impl KubeconfigOptions {
             probe_timeout: Duration::from_secs(3),
             ready_timeout: Duration::from_secs(300),
             loopback: Loopback::Record,
+            parallel: super::kube::session::DEFAULT_PARALLEL,
+            reuse: true,
         }
     }
 }
@@ -161,19 +167,11 @@ pub fn detect_cni(daemonsets: &[DaemonSetFacts]) -> DetectedCni {
         };
     }
     if let Some(d) = find(&["kindnet"]) {
-        let knp = d.has_container("kube-network-policies")
-            || daemonsets.iter().any(|x| x.name == "kube-network-policies");
+        let (enforces, why) = kindnet_enforcement(d, daemonsets);
         return DetectedCni {
             name: "kindnet".into(),
-            enforces: if knp { Some(true) } else { None },
-            evidence: if knp {
-                format!("{} with kube-network-policies", ev(d))
-            } else {
-                format!(
-                    "{}; kind ≥ v0.24 enforces through kube-network-policies, older kind does not",
-                    ev(d)
-                )
-            },
+            enforces,
+            evidence: format!("{} ({why})", ev(d)),
         };
     }
     if let Some(d) = find(&["kube-flannel-ds", "flannel", "kube-flannel"]) {
@@ -187,6 +185,51 @@ pub fn detect_cni(daemonsets: &[DaemonSetFacts]) -> DetectedCni {
         name: "unknown".into(),
         enforces: None,
         evidence: "no DaemonSet of a known CNI (calico-node, cilium, antrea-agent, weave-net, aws-node, kindnet, kube-flannel-ds)".into(),
+    }
+}
+
+/// The first kindnetd image with kube-network-policies built in (kind v0.24.0's).
+pub const KINDNETD_WITH_POLICIES: &str = "v20240813";
+
+/// Whether kind's kindnet enforces NetworkPolicy. Since kind v0.24 (image
+/// `kindest/kindnetd:v20240813-…`) the policy controller (kube-network-policies) runs inside
+/// `kindnetd` itself, in the DaemonSet's `kindnet-cni` container, always on; older images have
+/// none. A separate kube-network-policies container or DaemonSet enforces too. Images whose tag
+/// does not carry kindnetd's date cannot be told apart.
+pub fn kindnet_enforcement(d: &DaemonSetFacts, all: &[DaemonSetFacts]) -> (Option<bool>, String) {
+    if d.has_container("kube-network-policies")
+        || all.iter().any(|x| x.name == "kube-network-policies")
+    {
+        return (Some(true), "with kube-network-policies beside it".into());
+    }
+    let Some((_, image, _)) = d.containers.iter().find(|c| c.0 == "kindnet-cni") else {
+        return (None, "no kindnet-cni container".into());
+    };
+    let tag = image
+        .rsplit_once('@')
+        .map_or(image.as_str(), |(i, _)| i)
+        .rsplit_once(':');
+    match tag {
+        Some((repo, tag)) if repo.ends_with("kindest/kindnetd") => {
+            let date = tag
+                .get(..9)
+                .filter(|d| d.starts_with('v') && d[1..].bytes().all(|b| b.is_ascii_digit()));
+            match date {
+                Some(date) if date >= KINDNETD_WITH_POLICIES => (
+                    Some(true),
+                    format!("kindnetd {tag} has kube-network-policies built in (kind ≥ v0.24)"),
+                ),
+                Some(_) => (
+                    Some(false),
+                    format!("kindnetd {tag} predates kube-network-policies (kind < v0.24)"),
+                ),
+                None => (None, format!("cannot date kindnetd image tag {tag:?}")),
+            }
+        }
+        _ => (
+            None,
+            format!("kindnet-cni runs {image:?}, not kind's kindnetd: enforcement cannot be told"),
+        ),
     }
 }
 
@@ -210,8 +253,7 @@ pub use super::kube::cleanup::cleanup;
 pub struct KubeconfigPlatform {
     opts: KubeconfigOptions,
     client: Client,
-    info: PlatformInfo,
-    image: String,
+    inner: PoolPlatform<KubeApi>,
     /// The namespaces this run created, and the lease they carry.
     ownership: Arc<Ownership>,
     /// Renews the lease while the run lives; aborted on close and drop.
@@ -305,11 +347,27 @@ impl KubeconfigPlatform {
             client.clone(),
             Arc::clone(&ownership),
         ));
+        let cfg = SessionConfig {
+            loopback: opts.loopback,
+            ready_timeout: opts.ready_timeout,
+            probe_timeout: opts.probe_timeout,
+            parallel: opts.parallel.max(1),
+            reuse: opts.reuse,
+            ownership: Some(Arc::clone(&ownership)),
+            ..SessionConfig::new(cat.probe_image.reference())
+        };
+        // The nodes' kernels cannot be checked from here: a crash-looping SCTP server is
+        // detected from its pod's status instead (see `kube::session`).
+        let pool = ClusterPool::new(
+            Arc::new(KubeApi::new(client.clone())),
+            &opts.run_id,
+            cfg,
+            None,
+        );
         Ok(KubeconfigPlatform {
-            image: cat.probe_image.reference(),
+            inner: PoolPlatform { pool, info },
             opts,
             client,
-            info,
             ownership,
             renewer,
         })
@@ -352,48 +410,38 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<Strin
             gaps: Vec::new(),
             loopback: opts.loopback,
             probe_timeout: opts.probe_timeout,
+            external: super::kind::EXTERNAL_DOC.into(),
+            external_realised: false,
         },
     )?;
     Ok(out)
 }
 
 impl Platform for KubeconfigPlatform {
-    type Session = ClusterSession;
+    type Session = ClusterSession<KubeApi>;
     fn info(&self) -> PlatformInfo {
-        self.info.clone()
+        self.inner.info()
     }
     fn max_parallel(&self) -> usize {
-        1
+        self.inner.max_parallel()
     }
     fn open(
         &self,
         n: usize,
         scenario: &Scenario,
-    ) -> impl Future<Output = Result<ClusterSession, ProviderError>> + Send {
-        let inner = ClusterSession::new(
-            self.client.clone(),
-            &self.opts.run_id,
-            n,
-            scenario,
-            SessionConfig {
-                image: self.image.clone(),
-                gaps: Vec::new(),
-                loopback: self.opts.loopback,
-                ready_timeout: self.opts.ready_timeout,
-                ownership: Some(Arc::clone(&self.ownership)),
-            },
-        );
-        async move { inner }
+    ) -> impl Future<Output = Result<ClusterSession<KubeApi>, ProviderError>> + Send {
+        self.inner.open(n, scenario)
     }
-    /// Deletes what this run recorded creating and did not delete yet (a failed session), never
-    /// anything merely labelled like it; then stops renewing the lease.
+    /// Deletes the pool's namespaces, then what this run recorded creating and did not delete yet
+    /// (a failed session), never anything merely labelled like it; then stops renewing the lease.
     async fn close(&self) -> Result<(), ProviderError> {
+        let pooled = self.inner.close().await;
         let run = super::kube::NameMap::new(&self.opts.run_id, 0)
             .run_label()
             .to_string();
         let r = super::kube::cleanup::delete_recorded(&self.client, &self.ownership, &run).await;
         self.renewer.abort();
-        r
+        pooled.and(r)
     }
 }
 
@@ -452,7 +500,7 @@ mod tests {
                 Some(false),
             ),
             (
-                ds("kube-system", "kindnet", &[("kindnet-cni", &[])]),
+                ds("kube-system", "kindnet", &[("other", &[])]),
                 "kindnet",
                 None,
             ),
@@ -496,6 +544,42 @@ mod tests {
             );
         }
         assert_eq!(detect_cni(&[kp]).name, "unknown");
+    }
+
+    /// kind v0.30.0's DaemonSet (pkg/build/nodeimage/const_cni.go): one container, kindnet-cni,
+    /// running kindest/kindnetd:v20250512-df8de77b, policy controller inside.
+    #[test]
+    fn kindnet_enforces_from_kind_v0_24() {
+        let with_image = |image: &str| DaemonSetFacts {
+            namespace: "kube-system".into(),
+            name: "kindnet".into(),
+            containers: vec![("kindnet-cni".into(), image.into(), Vec::new())],
+        };
+        for (image, want) in [
+            ("docker.io/kindest/kindnetd:v20250512-df8de77b", Some(true)),
+            ("docker.io/kindest/kindnetd:v20240813-c6f155d6", Some(true)),
+            (
+                "docker.io/kindest/kindnetd:v20251212-v0.29.0-alpha-105-g20ccfc88",
+                Some(true),
+            ),
+            (
+                "kindest/kindnetd:v20250512-df8de77b@sha256:0123",
+                Some(true),
+            ),
+            ("docker.io/kindest/kindnetd:v20240513-cd2ac642", Some(false)),
+            ("docker.io/kindest/kindnetd:latest", None),
+            ("ghcr.io/aojea/kindnetd:v1.8.0", None),
+        ] {
+            let d = with_image(image);
+            let got = detect_cni(std::slice::from_ref(&d));
+            assert_eq!(
+                (got.name.as_str(), got.enforces),
+                ("kindnet", want),
+                "{image}: {got:?}"
+            );
+        }
+        let d = with_image("docker.io/kindest/kindnetd:v20250512-df8de77b");
+        assert_eq!(enforcement_warning(&detect_cni(&[d])), None);
     }
 
     #[test]

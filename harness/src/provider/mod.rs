@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,6 +18,7 @@ pub mod kubeconfig;
 pub mod lease;
 pub mod local;
 
+use crate::model::PodRef;
 use crate::probe::{Observation, ProbeRequest};
 use crate::scenario::{Scenario, Step};
 
@@ -46,6 +48,11 @@ pub struct PlatformInfo {
     pub environment: BTreeMap<String, String>,
     /// Said up front and in reports (e.g. "detected CNI does not enforce NetworkPolicy").
     pub warnings: Vec<String>,
+    /// The CNI's catalogued gaps: cells they cover are `unsupported` with the gap's reason.
+    pub gaps: Vec<crate::cni::gaps::Gap>,
+    /// Milliseconds spent creating the platform, by phase (`cluster`, `cni`): the start of the
+    /// run's time breakdown.
+    pub setup_ms: BTreeMap<String, u64>,
 }
 
 /// One scenario realised on a platform.
@@ -62,8 +69,18 @@ pub trait Session: Send {
         timeout: Duration,
     ) -> impl Future<Output = Vec<Observation>> + Send;
 
-    /// Removes everything this session created. Idempotent.
+    /// Removes everything this session created (or hands it back to its platform for reuse by a
+    /// later scenario, see [`crate::provider::kube`]). Idempotent.
     fn teardown(&mut self) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// The addresses the dataplane gave the scenario's pods, once known (after the first
+    /// `apply`). Clusters assign their own; the engine then re-binds each step to them
+    /// ([`Step::rebind`]) and re-plans, so the oracle answers for the real addresses (ipBlock
+    /// rules written relative to pods included). `None`, the default: the model's addresses are
+    /// the real ones.
+    fn addresses(&self) -> Option<BTreeMap<PodRef, IpAddr>> {
+        None
+    }
 }
 
 /// A place scenarios run: creates sessions and cleans up what the run created.

@@ -273,4 +273,50 @@ pub struct RunReport {
     pub sample: Option<SampleReport>,
     #[serde(default)]
     pub enforcement: EnforcementReport,
+    // --- real clusters (kind developer): catalogued gaps and the time breakdown ---
+    /// The CNI's catalogued gaps and how many cells each made `unsupported`: the CNI is
+    /// conformant *except* these ([`crate::cni::gaps`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<GapReport>,
+    /// Where the run's time went, by phase.
+    #[serde(default, skip_serializing_if = "PhaseTimes::is_empty")]
+    pub phases: PhaseTimes,
+}
+
+/// One catalogued gap of the run's CNI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapReport {
+    /// `ipBlock-pod-ips`, `sctp`, … ([`crate::cni::gaps::GapFeature`]).
+    pub feature: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    /// Cells reported unsupported because of it.
+    pub cells: u64,
+}
+
+/// Milliseconds by phase. `cluster` and `cni` are wall time of the platform's creation (absent
+/// on providers that create none); `pods`, `convergence` and `probing` are summed over scenarios,
+/// which may run in parallel, so together they can exceed the run's duration. `pods`: creating
+/// and readying a scenario's pods (its first step's apply); `convergence`: from a step's changes
+/// to the first pass matching the oracle (the whole wait when it never did); `probing`: the rest
+/// of the steps' passes and retries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseTimes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_ms: Option<u64>,
+    #[serde(default)]
+    pub pods_ms: u64,
+    #[serde(default)]
+    pub convergence_ms: u64,
+    #[serde(default)]
+    pub probing_ms: u64,
+}
+
+impl PhaseTimes {
+    pub fn is_empty(&self) -> bool {
+        *self == PhaseTimes::default()
+    }
 }

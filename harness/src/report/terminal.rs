@@ -410,7 +410,51 @@ pub fn render_summary(report: &RunReport, opts: TerminalOptions) -> String {
     for w in &report.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
+    out.push_str(&clusters_section(report));
     out.push_str(&verdict_line);
+    if !report.gaps.is_empty() && report.verdict == crate::report::model::Verdict::Conformant {
+        let names: Vec<&str> = report.gaps.iter().map(|g| g.feature.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  ({} is conformant except its catalogued gaps: {})",
+            report.cni,
+            names.join(", ")
+        );
+    }
+    out
+}
+
+/// Real clusters (kind developer's section): the CNI's catalogued gaps and where the time went.
+fn clusters_section(report: &RunReport) -> String {
+    let mut out = String::new();
+    for g in &report.gaps {
+        let _ = writeln!(
+            out,
+            "catalogued gap of {}: {} — {} cells not judged: {}",
+            report.cni, g.feature, g.cells, g.reason
+        );
+    }
+    let p = &report.phases;
+    // Real runs only: locally the whole run takes seconds and its summary stays as it was.
+    if !p.is_empty() && report.provider != "local" {
+        let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+        let mut parts = Vec::new();
+        if let Some(c) = p.cluster_ms {
+            parts.push(format!("cluster {}", secs(c)));
+        }
+        if let Some(c) = p.cni_ms {
+            parts.push(format!("CNI {}", secs(c)));
+        }
+        parts.push(format!("pods {}", secs(p.pods_ms)));
+        parts.push(format!("convergence {}", secs(p.convergence_ms)));
+        parts.push(format!("probing {}", secs(p.probing_ms)));
+        let _ = writeln!(
+            out,
+            "time: {} (pods, convergence and probing summed over parallel scenarios; run {})",
+            parts.join(", "),
+            secs(report.duration_ms)
+        );
+    }
     out
 }
 

@@ -51,8 +51,8 @@ use crate::policy::Oracle;
 use crate::probe::{Connectivity, Observation, Outcome, ProbeRequest};
 use crate::provider::{Platform, ProviderError, Session};
 use crate::report::model::{
-    AttemptReport, Calibration, CellReport, RunReport, SampleReport, ScenarioReport, StepReport,
-    StepSample, StepWait,
+    AttemptReport, Calibration, CellReport, GapReport, PhaseTimes, RunReport, SampleReport,
+    ScenarioReport, StepReport, StepSample, StepWait,
 };
 use crate::scenario::{Scenario, Step};
 use crate::service::{self, ProbeMode};
@@ -201,10 +201,12 @@ impl Cancel {
     }
 }
 
-/// The caller's cancel and the run's own (set when a scenario fails, to stop the others).
+/// The caller's cancel and the run's own (set when a scenario fails, to stop the others); it
+/// also carries the run's time breakdown, which every step adds to.
 struct Stop {
     external: Cancel,
     internal: Cancel,
+    phases: Mutex<PhaseTimes>,
 }
 
 impl Stop {
@@ -729,6 +731,7 @@ pub async fn execute<P: Platform>(
     let stop = Stop {
         external: cancel.clone(),
         internal,
+        phases: Mutex::new(PhaseTimes::default()),
     };
     let watch = EnforcementWatch::new(opts.window());
     let found = Mutex::new(Vec::new());
@@ -791,7 +794,13 @@ pub async fn execute<P: Platform>(
     if summary.cells == 0 {
         warnings.push("no cells were probed (no pods or no probes)".into());
     }
+    let gaps = gap_reports(&info.gaps, &scenarios);
+    let mut phases = *stop.phases.lock().unwrap_or_else(|p| p.into_inner());
+    phases.cluster_ms = info.setup_ms.get("cluster").copied();
+    phases.cni_ms = info.setup_ms.get("cni").copied();
     let report = RunReport {
+        gaps,
+        phases,
         verdict: verdict::judge(&scenarios),
         provider: info.provider.clone(),
         cni: info.cni.clone(),
@@ -822,6 +831,31 @@ pub async fn execute<P: Platform>(
         },
     );
     Ok(report)
+}
+
+/// The catalogued gaps with the number of cells each made unsupported (cells carry the gap's
+/// [`crate::cni::gaps::Gap::cell_detail`]).
+fn gap_reports(gaps: &[crate::cni::gaps::Gap], scenarios: &[ScenarioReport]) -> Vec<GapReport> {
+    gaps.iter()
+        .map(|g| {
+            let prefix = crate::cni::gaps::Gap::detail_prefix(g.feature);
+            let cells = scenarios
+                .iter()
+                .flat_map(|s| &s.steps)
+                .flat_map(|st| &st.cells)
+                .filter(|c| {
+                    c.outcome == Outcome::Unsupported
+                        && c.detail.as_deref().is_some_and(|d| d.starts_with(&prefix))
+                })
+                .count() as u64;
+            GapReport {
+                feature: g.feature.as_str().to_string(),
+                reason: g.reason.clone(),
+                references: g.references.clone(),
+                cells,
+            }
+        })
+        .collect()
 }
 
 /// Warnings the finished steps call for: steps that never converged although nothing failed,
@@ -1068,13 +1102,8 @@ async fn run_step<S: Session>(
 ) -> Result<StepReport, ProviderError> {
     let (opts, stop) = (ctx.opts, ctx.stop);
     let probes = step_probes(&opts.probes, at.step);
-    let StepPlan {
-        requests,
-        expected,
-        notes,
-        held,
-        sample,
-    } = step_plan(&at, &probes, opts, ctx.gap.is_some());
+    let planned = step_plan(&at, &probes, opts, ctx.gap.is_some());
+    let cells_planned = planned.requests.len() + planned.held.len();
     emit(
         ctx.sink,
         Event::StepStarted {
@@ -1083,11 +1112,39 @@ async fn run_step<S: Session>(
             step: at.k,
             step_name: at.step.name.clone(),
             probes: probes.clone(),
-            cells: requests.len() + held.len(),
+            cells: cells_planned,
         },
     );
+    let t_apply = Instant::now();
     session.apply(at.step).await?;
     let applied = Instant::now();
+    // Re-plan hook: a dataplane that assigned its own pod addresses (a cluster) reports them,
+    // and the step is re-bound to them (templated ipBlocks resolved again, see
+    // `scenario::address`) so the oracle answers for what the cluster really has.
+    let rebound = match session.addresses() {
+        Some(addrs) => Some(
+            at.step
+                .rebind(&addrs)
+                .map_err(|e| ProviderError::InvalidInput(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let rebound_oracle = rebound.as_ref().map(Step::oracle);
+    let (at, planned) = match (&rebound, &rebound_oracle) {
+        (Some(step), Some(oracle)) => {
+            let at = StepRef { step, oracle, ..at };
+            let planned = step_plan(&at, &probes, opts, ctx.gap.is_some());
+            (at, planned)
+        }
+        _ => (at, planned),
+    };
+    let StepPlan {
+        requests,
+        expected,
+        notes,
+        held,
+        sample,
+    } = planned;
     ctx.watch
         .step_applied(expected.contains(&Some(false)), applied);
     let deadline = applied + opts.step_timeout;
@@ -1310,6 +1367,19 @@ async fn run_step<S: Session>(
             rep
         })
         .collect();
+    {
+        let mut ph = stop.phases.lock().unwrap_or_else(|p| p.into_inner());
+        let apply_ms = ms(applied.duration_since(t_apply));
+        if at.k == 0 {
+            ph.pods_ms += apply_ms;
+        } else {
+            ph.convergence_ms += apply_ms;
+        }
+        let after = ms(applied.elapsed());
+        let waited = convergence.unwrap_or(after).min(after);
+        ph.convergence_ms += waited;
+        ph.probing_ms += after - waited;
+    }
     drop(history);
     if !held.is_empty() {
         // Back in plan order, the held cells with the platform's reason as their only

@@ -48,6 +48,22 @@ pub struct ModelSpec {
     /// NetworkPolicies form part of the initial state.
     #[serde(default)]
     pub manifests: Vec<String>,
+    /// Servers outside the cluster (`(external)/<name>` in tables): only ipBlock peers match them.
+    #[serde(default)]
+    pub externals: Vec<ExternalSpec>,
+}
+
+/// A peer outside the cluster: a container beside the kind nodes, or a namespace outside the
+/// local dataplane's pod bridge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExternalSpec {
+    pub name: String,
+    /// Its model address (default 192.0.2.10, .11, … from TEST-NET-1, outside any pod range).
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    #[serde(default)]
+    pub ports: Vec<PortSpecYaml>,
 }
 
 #[derive(Debug, Default, Deserialize)]

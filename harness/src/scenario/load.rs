@@ -8,6 +8,7 @@
 //! path and line.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -315,6 +316,71 @@ fn read_list(
     }
 }
 
+/// First address of external peers without one: TEST-NET-1, outside every pod range.
+pub const EXTERNAL_ALLOCATION_BASE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 10);
+
+/// Adds `model.externals` as pods of [`crate::model::EXTERNAL_NAMESPACE`] (never a model
+/// namespace, so no selector matches them; see [`crate::model::Workload::External`]).
+fn add_externals(
+    specs: &[super::format::ExternalSpec],
+    ctx: &DocCtx,
+    model: &mut Model,
+    errors: &mut Vec<InputError>,
+) {
+    let mut next = u32::from(EXTERNAL_ALLOCATION_BASE);
+    for (i, e) in specs.iter().enumerate() {
+        let base = format!("model.externals[{i}]");
+        if !names::is_dns1123_label(&e.name) {
+            errors.push(ctx.field(
+                &base,
+                &FieldError::new("name", format!("{:?} is not a DNS label", e.name)),
+            ));
+            continue;
+        }
+        let taken = |ip: &IpAddr, m: &Model| m.pods.values().any(|p| p.ip == *ip);
+        let ip = match e.ip {
+            Some(ip) => ip,
+            None => loop {
+                let cand = IpAddr::V4(std::net::Ipv4Addr::from(next));
+                next += 1;
+                if !taken(&cand, model) {
+                    break cand;
+                }
+            },
+        };
+        if taken(&ip, model) {
+            errors.push(ctx.field(
+                &base,
+                &FieldError::new("ip", format!("{ip} is already a pod's address")),
+            ));
+            continue;
+        }
+        let mut errs = Vec::new();
+        let ports = yaml_ports(&e.ports, "ports", &mut errs);
+        errors.extend(errs.iter().map(|fe| ctx.field(&base, fe)));
+        let r = PodRef::new(crate::model::EXTERNAL_NAMESPACE, &e.name);
+        if model.pods.contains_key(&r) {
+            errors.push(ctx.field(
+                &base,
+                &FieldError::new("name", format!("external {:?} is declared twice", e.name)),
+            ));
+            continue;
+        }
+        model.pods.insert(
+            r,
+            crate::model::Pod {
+                namespace: crate::model::EXTERNAL_NAMESPACE.into(),
+                name: e.name.clone(),
+                labels: Labels::new(),
+                ip,
+                ports,
+                image: None,
+                workload: Workload::External,
+            },
+        );
+    }
+}
+
 fn file_stem(file: &Path) -> String {
     file.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -374,6 +440,7 @@ fn load_manifest_scenario(docs: &[Doc], file: &Path, pods: Pods) -> Result<FileL
         changes,
         probes,
         expectations: Vec::new(),
+        templates: BTreeMap::new(),
     };
     let mut warnings = warnings.into_vec();
     warnings.extend(
@@ -856,6 +923,7 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
         .collect();
     let (mut state, mut warnings) = objects::resolve(objs, &mut errors);
     let mut cluster_warnings: Vec<InputError> = Vec::new();
+    add_externals(&sf.model.externals, &ctx, &mut state.model, &mut errors);
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
@@ -899,6 +967,9 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
         sf.steps
     };
     let mut steps: Vec<Step> = Vec::new();
+    // Policies written with pod address templates (`<ns/pod>/N`), as written (see
+    // `scenario::address`); they are resolved with the model's addresses below.
+    let mut templates: BTreeMap<PolicyRef, serde_json::Value> = BTreeMap::new();
     let mut step_names = BTreeSet::new();
     let mut expectation_cells: usize = 0;
     for (si, spec) in step_specs.iter().enumerate() {
@@ -936,7 +1007,19 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
                 ));
                 continue;
             }
-            read_object(v, &ctx, &abase, &mut objs, &mut errors);
+            let templated = super::address::has_templates(v);
+            let resolved = if templated {
+                match super::address::resolve(v, |r| state.model.pod(r).map(|p| p.ip)) {
+                    Ok(r) => r,
+                    Err(es) => {
+                        errors.extend(es.iter().map(|e| ctx.field(&abase, e)));
+                        continue;
+                    }
+                }
+            } else {
+                v.clone()
+            };
+            read_object(&resolved, &ctx, &abase, &mut objs, &mut errors);
             warnings.append(objs.warnings);
             for (p, _) in objs.cluster {
                 changes.push(Change::ApplyClusterPolicy {
@@ -945,6 +1028,11 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
                 state.cluster.insert(p.key.clone(), p);
             }
             for (p, _) in objs.policies {
+                if templated {
+                    templates.insert(p.key.clone(), v.clone());
+                } else {
+                    templates.remove(&p.key);
+                }
                 state
                     .model
                     .namespaces
@@ -958,6 +1046,8 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
         }
         apply_deletes(spec, &base, &ctx, &mut state, &mut changes, &mut errors);
         apply_relabels(spec, &base, &ctx, &mut state, &mut changes, &mut errors);
+        // A deleted policy's template goes with it.
+        templates.retain(|k, _| state.policies.contains_key(k));
         let probes = spec
             .probes
             .clone()
@@ -1008,6 +1098,7 @@ fn load_scenario(doc: &Doc, file: &Path) -> Result<FileLoad, InputErrors> {
             changes,
             probes,
             expectations,
+            templates: templates.clone(),
         };
         // Not capped per kind like object warnings: each names a different step's cells.
         let step_at = FieldError::new("name", "");
@@ -1226,6 +1317,7 @@ fn check_pattern(pattern: &str, model: &Model, path: String) -> Result<(), Field
         };
         let mut reasons = Vec::new();
         if ns != "*"
+            && ns != crate::model::EXTERNAL_NAMESPACE
             && let Err(e) = names::namespace(ns)
         {
             reasons.push(e.to_string());

@@ -7,6 +7,7 @@
 //! complete state after its changes — model and compiled policies — so the oracle and every
 //! provider see the same thing, and providers derive what to change from consecutive steps.
 
+pub mod address;
 mod cluster;
 mod docs;
 mod error;
@@ -91,6 +92,9 @@ pub struct Step {
     pub changes: Vec<Change>,
     pub probes: Vec<Probe>,
     pub expectations: Vec<Expectation>,
+    /// Policies whose ipBlock CIDRs are written relative to pods (`<ns/pod>/N`), as written, so
+    /// [`Step::rebind`] can resolve them again on a cluster's real addresses (see [`address`]).
+    pub templates: BTreeMap<PolicyRef, serde_json::Value>,
 }
 
 impl Step {

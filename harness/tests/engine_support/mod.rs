@@ -263,6 +263,7 @@ impl Platform for FakePlatform {
             cni: "scripted".into(),
             environment: [("fake-version".to_string(), "1.0".to_string())].into(),
             warnings: Vec::new(),
+            ..Default::default()
         }
     }
 

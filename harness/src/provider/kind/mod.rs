@@ -5,23 +5,34 @@
 //! Flow of [`KindPlatform::create`]: check docker/podman, kind and kubectl (and helm when the CNI
 //! needs it) → resolve the CNI and node image → fetch every install source and verify its sha256
 //! when one is catalogued (before creating anything) → `kind create cluster` with the rendered
-//! config and a private kubeconfig → install the CNI → wait for its DaemonSets.
+//! config and a private kubeconfig → install the CNI → wait for its DaemonSets. Binaries put on
+//! nodes are those of the nodes' architecture; the installed kind is compared with the release
+//! the pinned node images are built for (older: refused; newer: warned).
+//!
+//! Scenarios then run several at a time, reusing pods across scenarios with the same model
+//! ([`crate::provider::kube::session`]).
 
+pub mod archive;
 pub mod cleanup;
 pub mod external;
 pub mod prereq;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::time::Instant;
 
 use super::kube::plan::{self, PlanSettings};
-use super::kube::{ClusterSession, Loopback, SessionConfig};
+use super::kube::{ClusterPool, ClusterSession, KubeApi, Loopback, PoolPlatform, SessionConfig};
 use super::{Platform, PlatformInfo, ProviderError};
-use crate::cni::catalogue::{Catalogue, Cni, InstallStep, NodeImage, verify_sha256};
+use crate::cni::catalogue::{Arch, Catalogue, Cni, InstallStep, NodeImage, verify_sha256};
+use crate::model::Probe;
 use crate::scenario::Scenario;
 
 pub use prereq::{Prerequisites, check_prerequisites};
@@ -40,6 +51,13 @@ pub struct KindOptions {
     /// How long the CNI's DaemonSets may take to roll out.
     pub cni_timeout: Duration,
     pub loopback: Loopback,
+    /// Scenarios run at once, each in its own namespaces.
+    pub parallel: usize,
+    /// Reuse pods across scenarios with the same model.
+    pub reuse: bool,
+    /// External peers to start beside the nodes, by `model.externals` name, with the probes each
+    /// serves ([`external::wanted`] of the run's scenarios).
+    pub externals: BTreeMap<String, BTreeSet<Probe>>,
 }
 
 impl KindOptions {
@@ -54,6 +72,30 @@ impl KindOptions {
             ready_timeout: Duration::from_secs(300),
             cni_timeout: Duration::from_secs(300),
             loopback: Loopback::Record,
+            parallel: super::kube::session::DEFAULT_PARALLEL,
+            reuse: true,
+            externals: BTreeMap::new(),
+        }
+    }
+
+    /// The external peer containers of this run.
+    pub fn external_peers(&self, image: &str) -> Vec<external::ExternalPeer> {
+        let run = super::kube::NameMap::new(&self.run_id, 0)
+            .run_label()
+            .to_string();
+        external::ExternalPeer::all(&run, image, &self.externals)
+    }
+
+    /// The session settings for clusters of this run.
+    pub fn session_config(&self, image: String, gaps: Vec<crate::cni::gaps::Gap>) -> SessionConfig {
+        SessionConfig {
+            gaps,
+            loopback: self.loopback,
+            ready_timeout: self.ready_timeout,
+            probe_timeout: self.probe_timeout,
+            parallel: self.parallel.max(1),
+            reuse: self.reuse,
+            ..SessionConfig::new(image)
         }
     }
 
@@ -102,13 +144,15 @@ pub fn cluster_run(name: &str) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub step: InstallStep,
+    /// The URL fetched (for a node archive: the nodes' architecture's).
+    pub url: String,
     pub bytes: Vec<u8>,
     pub verified: bool,
 }
 
-/// Downloads every install source of `cni` (rustls with the ring provider), verifying each
-/// catalogued sha256. Nothing is created before all sources are in hand.
-pub async fn fetch_sources(cni: &Cni) -> Result<Vec<Fetched>, ProviderError> {
+/// Downloads every install source of `cni` for nodes of `arch` (rustls with the ring provider),
+/// verifying each catalogued sha256. Nothing is created before all sources are in hand.
+pub async fn fetch_sources(cni: &Cni, arch: Arch) -> Result<Vec<Fetched>, ProviderError> {
     install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -116,7 +160,13 @@ pub async fn fetch_sources(cni: &Cni) -> Result<Vec<Fetched>, ProviderError> {
         .map_err(|e| ProviderError::Failed(format!("building the HTTP client: {e}")))?;
     let mut out = Vec::new();
     for step in &cni.install {
-        let src = step.source();
+        let src = step.source(arch).ok_or_else(|| {
+            ProviderError::Prerequisite(format!(
+                "CNI {:?} pins no {} install step for {arch} nodes",
+                cni.name,
+                step.kind_name()
+            ))
+        })?;
         let resp = client
             .get(&src.url)
             .send()
@@ -137,6 +187,7 @@ pub async fn fetch_sources(cni: &Cni) -> Result<Vec<Fetched>, ProviderError> {
         };
         out.push(Fetched {
             step: step.clone(),
+            url: src.url.clone(),
             bytes,
             verified,
         });
@@ -151,13 +202,39 @@ pub fn install_crypto_provider() {
 
 pub struct KindPlatform {
     opts: KindOptions,
-    info: PlatformInfo,
-    client: Client,
-    image: String,
-    gaps: Vec<crate::cni::catalogue::Gap>,
+    inner: PoolPlatform<KubeApi>,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     tools: Prerequisites,
+    /// External peer containers started (removed on close).
+    peers: Vec<external::ExternalPeer>,
+}
+
+/// Whether this host's kernel can create SCTP sockets (`Err` says why not). kind nodes are
+/// containers on this kernel when the container runtime is local.
+fn host_sctp() -> Result<(), String> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Sctp,
+    )
+    .map(drop)
+    .map_err(|e| {
+        format!(
+            "the kind nodes share this host's kernel, which has no SCTP (socket(AF_INET, \
+             SOCK_STREAM, IPPROTO_SCTP) failed: {e}; `modprobe sctp` may help); SCTP servers are \
+             not started and SCTP cells are not judged"
+        )
+    })
+}
+
+/// Whether kind's nodes run on this machine's kernel (a local Docker or Podman socket).
+fn runtime_is_local() -> bool {
+    std::env::var("DOCKER_HOST")
+        .map(|h| h.is_empty() || h.starts_with("unix://"))
+        .unwrap_or(true)
 }
 
 impl KindPlatform {
@@ -168,7 +245,7 @@ impl KindPlatform {
         let cni = cat.cni(&opts.cni)?.clone();
         let node = cat.node_image_for(opts.kubernetes.as_deref())?.clone();
         let tools = check_prerequisites(cni.needs_helm()).await?;
-        let fetched = fetch_sources(&cni).await?;
+        let fetched = fetch_sources(&cni, tools.arch).await?;
         let dir = tempfile::tempdir()
             .map_err(|e| ProviderError::Failed(format!("creating a temporary directory: {e}")))?;
         let kubeconfig = dir.path().join("kubeconfig");
@@ -185,6 +262,7 @@ impl KindPlatform {
                 opts.run_id, opts.run_id
             )));
         }
+        let t0 = Instant::now();
         let created = tools
             .run_kind(&[
                 "create",
@@ -206,20 +284,69 @@ impl KindPlatform {
                 .await;
             return Err(e);
         }
+        let cluster_ms = ms(t0.elapsed());
+        let client = match client_for(&kubeconfig).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tools
+                    .run_kind(&["delete", "cluster", "--name", &name])
+                    .await;
+                return Err(e);
+            }
+        };
+        let sctp = if runtime_is_local() {
+            host_sctp().err()
+        } else {
+            None
+        };
+        // The `kind` network exists once the cluster does.
+        let peers = opts.external_peers(&cat.probe_image.reference());
+        let realised = match external::start(&tools, &peers).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tools
+                    .run_kind(&["delete", "cluster", "--name", &name])
+                    .await;
+                return Err(e);
+            }
+        };
+        let mut info = platform_info(&cat, &cni, &node, &fetched, &tools, &name);
+        info.setup_ms.insert("cluster".into(), cluster_ms);
+        for (n, e) in &realised {
+            info.environment
+                .insert(format!("external_{n}"), e.what.clone());
+        }
+        if let Some(why) = &sctp {
+            info.warnings
+                .push(format!("SCTP probes are unsupported: {why}"));
+        }
+        let pool = ClusterPool::new(
+            Arc::new(KubeApi::new(client)),
+            &opts.run_id,
+            SessionConfig {
+                externals: realised,
+                ..opts.session_config(cat.probe_image.reference(), cni.gaps.clone())
+            },
+            sctp,
+        );
         let mut platform = KindPlatform {
-            info: platform_info(&cat, &cni, &node, &fetched, &tools, &name),
-            client: client_for(&kubeconfig).await?,
-            image: cat.probe_image.reference(),
-            gaps: cni.gaps.clone(),
+            inner: PoolPlatform { pool, info },
             kubeconfig,
-            _dir: dir,
+            dir,
             tools,
             opts,
+            peers,
         };
+        let t1 = Instant::now();
         if let Err(e) = platform.install_cni(&cni, &fetched).await {
             let _ = platform.close().await;
             return Err(e);
         }
+        platform
+            .inner
+            .info
+            .setup_ms
+            .insert("cni".into(), ms(t1.elapsed()));
         Ok(platform)
     }
 
@@ -227,7 +354,7 @@ impl KindPlatform {
         let name = self.opts.cluster_name();
         let kc = self.kubeconfig.to_string_lossy().to_string();
         for (i, f) in fetched.iter().enumerate() {
-            let file = self._dir.path().join(format!("source-{i}"));
+            let file = self.dir.path().join(format!("source-{i}"));
             std::fs::write(&file, &f.bytes)
                 .map_err(|e| ProviderError::Failed(format!("writing {}: {e}", file.display())))?;
             let file = file.to_string_lossy().to_string();
@@ -259,9 +386,13 @@ impl KindPlatform {
                     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
                     self.tools.run_helm(&refs).await?;
                 }
-                InstallStep::NodeArchive { directory, .. } => {
+                InstallStep::NodeArchive {
+                    directory, members, ..
+                } => {
+                    let tar = archive::select_members(&f.bytes, members)
+                        .map_err(|e| ProviderError::Failed(format!("{}: {e}", f.url)))?;
                     for node in self.tools.kind_nodes(&name).await? {
-                        self.tools.node_untar(&node, directory, &f.bytes).await?;
+                        self.tools.node_untar(&node, directory, &tar).await?;
                     }
                 }
             }
@@ -284,6 +415,10 @@ impl KindPlatform {
         }
         Ok(())
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 async fn client_for(kubeconfig: &std::path::Path) -> Result<Client, ProviderError> {
@@ -315,6 +450,9 @@ fn platform_info(
     env.insert("node_image".into(), node.reference());
     env.insert("kind_pinned".into(), cat.kind.version.clone());
     env.insert("probe_image".into(), cat.probe_image.reference());
+    env.insert("node_arch".into(), tools.arch.as_str().into());
+    info.warnings.extend(tools.warnings.iter().cloned());
+    info.gaps = cni.gaps.clone();
     env.insert(
         "expected_verdict".into(),
         cni.expected_verdict.as_str().into(),
@@ -323,11 +461,10 @@ fn platform_info(
         env.insert(format!("{k}_version"), v.clone());
     }
     for f in fetched {
-        let src = f.step.source();
         if !f.verified {
             info.warnings.push(format!(
                 "{} was applied unverified: no sha256 is catalogued for it",
-                src.url
+                f.url
             ));
         }
     }
@@ -336,12 +473,6 @@ fn platform_info(
             "{} does not enforce NetworkPolicy: the expected verdict is {}",
             cni.name,
             cni.expected_verdict.as_str()
-        ));
-    }
-    for g in &cni.gaps {
-        info.warnings.push(format!(
-            "{} cells are unsupported: {}",
-            g.protocol, g.reason
         ));
     }
     info
@@ -375,27 +506,48 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
             "enforcesNetworkPolicy": cni.enforces_network_policy,
             "expectedVerdict": cni.expected_verdict.as_str(),
             "install": cni.install.iter().map(|s| {
-                let src = s.source();
-                serde_json::json!({
-                    "kind": s.kind_name(),
-                    "url": src.url,
-                    "sha256": src.sha256,
-                    "verification": match &src.sha256 {
-                        Some(_) => format!("sha256 checked before use ({})", src.sha256_from.unwrap_or_default()),
-                        None => "none catalogued: used unverified, and the report says so".to_string(),
-                    },
-                    "action": install_action(s),
-                })
+                let sources: Vec<serde_json::Value> = s.all_sources().into_iter().map(|(arch, src)| {
+                    serde_json::json!({
+                        "arch": arch.map(|a| a.as_str()),
+                        "url": src.url,
+                        "sha256": src.sha256,
+                        "verification": match &src.sha256 {
+                            Some(_) => format!("sha256 checked before use ({})", src.sha256_from.unwrap_or_default()),
+                            None => "none catalogued: used unverified, and the report says so".to_string(),
+                        },
+                    })
+                }).collect();
+                let mut doc = serde_json::json!({"kind": s.kind_name(), "action": install_action(s)});
+                match <[serde_json::Value; 1]>::try_from(sources) {
+                    Ok([one]) => {
+                        doc["url"] = one["url"].clone();
+                        doc["sha256"] = one["sha256"].clone();
+                        doc["verification"] = one["verification"].clone();
+                    }
+                    Err(many) => {
+                        doc["architectures"] = serde_json::Value::Array(many);
+                        doc["architecture"] = "the nodes' (docker info), amd64 or arm64; anything else is refused".into();
+                    }
+                }
+                doc
             }).collect::<Vec<_>>(),
             "readiness": cni.readiness.iter().map(|r| format!(
                 "kubectl -n {} rollout status daemonset/{} --timeout={}s",
                 r.namespace, r.daemon_set, opts.cni_timeout.as_secs()
             )).collect::<Vec<_>>(),
-            "gaps": cni.gaps.iter().map(|g| serde_json::json!({"protocol": g.protocol, "reason": g.reason})).collect::<Vec<_>>(),
+            "gaps": gaps_doc(&cni.gaps),
         },
         "probeImage": cat.probe_image.reference(),
         "loopback": loopback_doc(opts.loopback),
-        "ipBlock": "cells whose ipBlock membership differs between a pod's model and cluster address are reported unsupported",
+        "ipBlock": IPBLOCK_DOC,
+        "scheduling": {
+            "parallel": opts.parallel.max(1),
+            "reusePods": opts.reuse,
+            "gate": "before a scenario's first policy, every pod must reach every other pod's servers (and again before its pods are reused)",
+            "serviceAccount": "pods are created once each namespace's default ServiceAccount exists",
+            "sctp": "servers are not started when the host kernel has no SCTP; a crash-looping SCTP server makes SCTP cells unsupported and the run goes on",
+        },
+        "externalPeers": external_doc(&opts.external_peers(&cat.probe_image.reference()), &cat),
     });
     let mut out = plan::doc(&header)?;
     out.push_str("---\n");
@@ -409,9 +561,54 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
             gaps: cni.gaps.clone(),
             loopback: opts.loopback,
             probe_timeout: opts.probe_timeout,
+            external: KIND_EXTERNAL_DOC.into(),
+            external_realised: true,
         },
     )?;
     Ok(out)
+}
+
+/// What happens to external peers on kind (plans say it).
+pub const KIND_EXTERNAL_DOC: &str = "a container on the kind docker network stands for each external; pods' egress to it is probed and judged on its real address (templates re-bound to it), the gate waits for it, and probes from it are not run (it has no route to pod addresses)";
+
+/// The external peer containers of a plan.
+fn external_doc(peers: &[external::ExternalPeer], cat: &Catalogue) -> serde_json::Value {
+    let runtime = "docker (or podman)";
+    serde_json::json!({
+        "what": KIND_EXTERNAL_DOC,
+        "containers": peers.iter().map(|p| serde_json::json!({
+            "external": format!("{}/{}", crate::model::EXTERNAL_NAMESPACE, p.external),
+            "name": p.name,
+            "image": cat.probe_image.reference(),
+            "network": p.network,
+            "serves": p.probes.iter().map(|pr| pr.to_string()).collect::<Vec<_>>(),
+            "start": format!("{runtime} {}", crate::shell::join(&p.run_args())),
+            "address": format!("{runtime} inspect {}: NetworkSettings.Networks.{}.IPAddress", p.name, p.network),
+            "remove": format!("{runtime} rm --force {} (when the run ends, kept cluster or not)", p.name),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// How ipBlock cells are judged on clusters (plans say it).
+pub const IPBLOCK_DOC: &str = "CIDRs written relative to pods (<ns/pod>/N) are resolved again with the pods' real addresses, and every cell is judged by the oracle on the real addresses";
+
+/// What happens to external peers on clusters (plans say it).
+pub const EXTERNAL_DOC: &str =
+    "cells from or to an external peer are reported unsupported on this provider";
+
+/// The catalogued gaps, for plans.
+pub fn gaps_doc(gaps: &[crate::cni::gaps::Gap]) -> Vec<serde_json::Value> {
+    gaps.iter()
+        .map(|g| {
+            serde_json::json!({
+                "feature": g.feature.as_str(),
+                "what": g.feature.describe(),
+                "reason": g.reason,
+                "references": g.references,
+                "cells": "unsupported with this reason; they never pass or fail",
+            })
+        })
+        .collect()
 }
 
 fn install_action(s: &InstallStep) -> String {
@@ -432,8 +629,13 @@ fn install_action(s: &InstallStep) -> String {
                 sets.join(" ")
             )
         }
-        InstallStep::NodeArchive { directory, .. } => {
-            format!("on every node: docker exec -i <node> tar -xz -C {directory} < <verified file>")
+        InstallStep::NodeArchive {
+            directory, members, ..
+        } => {
+            format!(
+                "on every node: docker exec -i <node> tar -x -C {directory} < <only {} from the verified archive of the nodes' architecture>",
+                members.join(", ")
+            )
         }
     }
 }
@@ -448,42 +650,34 @@ pub(crate) fn loopback_doc(l: Loopback) -> &'static str {
 }
 
 impl Platform for KindPlatform {
-    type Session = ClusterSession;
+    type Session = ClusterSession<KubeApi>;
     fn info(&self) -> PlatformInfo {
-        self.info.clone()
+        self.inner.info()
     }
     fn max_parallel(&self) -> usize {
-        1
+        self.inner.max_parallel()
     }
     fn open(
         &self,
         n: usize,
         scenario: &Scenario,
-    ) -> impl Future<Output = Result<ClusterSession, ProviderError>> + Send {
-        let inner = ClusterSession::new(
-            self.client.clone(),
-            &self.opts.run_id,
-            n,
-            scenario,
-            SessionConfig {
-                image: self.image.clone(),
-                gaps: self.gaps.clone(),
-                loopback: self.opts.loopback,
-                ready_timeout: self.opts.ready_timeout,
-                ownership: None,
-            },
-        );
-        async move { inner }
+    ) -> impl Future<Output = Result<ClusterSession<KubeApi>, ProviderError>> + Send {
+        self.inner.open(n, scenario)
     }
     /// Deletes the cluster (unless kept). Idempotent: kind succeeds on a missing cluster.
+    /// External peers are removed in either case.
     async fn close(&self) -> Result<(), ProviderError> {
-        if self.opts.keep_cluster {
-            return Ok(());
-        }
-        self.tools
-            .run_kind(&["delete", "cluster", "--name", &self.opts.cluster_name()])
-            .await
-            .map(|_| ())
+        let peers = external::remove(&self.tools, &self.peers).await;
+        let cluster = if self.opts.keep_cluster {
+            // The scenarios' namespaces go; the cluster stays for inspection.
+            self.inner.close().await
+        } else {
+            self.tools
+                .run_kind(&["delete", "cluster", "--name", &self.opts.cluster_name()])
+                .await
+                .map(|_| ())
+        };
+        cluster.and(peers)
     }
 }
 
@@ -539,6 +733,10 @@ mod tests {
         let node = cat.node_image_for(None).expect("image");
         let fetched = vec![Fetched {
             step: calico.install[0].clone(),
+            url: calico.install[0]
+                .source(Arch::Amd64)
+                .map(|s| s.url)
+                .unwrap_or_default(),
             bytes: vec![],
             verified: false,
         }];

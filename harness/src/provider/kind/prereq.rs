@@ -9,42 +9,110 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::cni::catalogue::Catalogue;
+use crate::cni::catalogue::{Arch, Catalogue};
 use crate::provider::ProviderError;
 
 /// Oldest kind whose default CNI enforces NetworkPolicy (kube-network-policies).
 pub const KIND_MIN_FOR_KINDNET_POLICIES: (u32, u32) = (0, 24);
 
-/// How to install each tool, at the catalogue's pinned versions.
+/// What the installed kind means for the pinned node images, which are built for one kind
+/// release (kind supports a node image only with the release it was built for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindCompat {
+    /// Same minor release: fine (a different patch is noted).
+    Ok(Option<String>),
+    /// Newer: it may not boot these images; said as a warning in the run's report.
+    Warn(String),
+    /// Older: refused before anything is created.
+    Refuse(String),
+}
+
+/// Compares the installed kind (`kind version` output) with the catalogue's pinned release.
+pub fn kind_compat(found: &str, pinned: &str) -> KindCompat {
+    let (Some(have), Some(want)) = (parse_kind_semver(found), parse_kind_semver(pinned)) else {
+        return KindCompat::Warn(format!(
+            "cannot read the kind version from {found:?}; the node images are built for kind {pinned}"
+        ));
+    };
+    let show = |v: (u32, u32, u32)| format!("v{}.{}.{}", v.0, v.1, v.2);
+    let (h, w) = (show(have), show(want));
+    if (have.0, have.1) < (want.0, want.1) {
+        KindCompat::Refuse(format!(
+            "kind {h} is older than kind {w}, which the pinned node images (harness/cni-catalogue.yaml) \
+             are built for, and may fail to boot them"
+        ))
+    } else if (have.0, have.1) > (want.0, want.1) {
+        KindCompat::Warn(format!(
+            "kind {h} is newer than kind {w}, which the pinned node images are built for; if the \
+             cluster does not come up, install kind {w}"
+        ))
+    } else if have != want {
+        KindCompat::Ok(Some(format!(
+            "kind {h} runs node images built for kind {w} (same minor release)"
+        )))
+    } else {
+        KindCompat::Ok(None)
+    }
+}
+
+/// `kind v0.30.0 go1.24.6 linux/amd64` (or `v0.30.0`) → (0, 30, 0).
+pub fn parse_kind_semver(s: &str) -> Option<(u32, u32, u32)> {
+    let v = s.split_whitespace().find(|w| w.starts_with('v'))?;
+    let core = v.trim_start_matches('v').split(['-', '+']).next()?;
+    let mut it = core.split('.');
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next().unwrap_or("0").parse().ok()?,
+    ))
+}
+
+/// How to install each tool, at the catalogue's pinned versions, for this host's architecture.
 pub fn install_hint(tool: &str, cat: &Catalogue) -> String {
     let kind = &cat.kind.version;
     let kubectl = &cat.kubectl.version;
     let helm = &cat.helm.version;
+    let arch = Arch::host().map(Arch::as_str).unwrap_or("amd64");
     match tool {
         "docker" => "install Docker (https://docs.docker.com/engine/install/) or Podman \
                      (https://podman.io/docs/installation) and make sure the daemon is running"
             .into(),
         "kind" => format!(
             "install kind {kind}: `go install sigs.k8s.io/kind@{kind}` or download \
-             https://kind.sigs.k8s.io/dl/{kind}/kind-linux-amd64 (see https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+             https://kind.sigs.k8s.io/dl/{kind}/kind-linux-{arch} (see https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
         ),
         "kubectl" => format!(
-            "install kubectl {kubectl}: https://dl.k8s.io/release/{kubectl}/bin/linux/amd64/kubectl \
+            "install kubectl {kubectl}: https://dl.k8s.io/release/{kubectl}/bin/linux/{arch}/kubectl \
              (see https://kubernetes.io/docs/tasks/tools/)"
         ),
         "helm" => format!(
-            "install helm {helm}: https://get.helm.sh/helm-{helm}-linux-amd64.tar.gz (see https://helm.sh/docs/intro/install/)"
+            "install helm {helm}: https://get.helm.sh/helm-{helm}-linux-{arch}.tar.gz (see https://helm.sh/docs/intro/install/)"
         ),
         other => format!("install {other}"),
     }
 }
 
 /// Found tools and their versions.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Prerequisites {
     /// `docker` or `podman`.
     pub runtime: String,
     pub versions: BTreeMap<String, String>,
+    /// The nodes' architecture (the container runtime's; binaries installed on nodes match it).
+    pub arch: Arch,
+    /// Said in the run's report (e.g. a newer kind than the node images were built for).
+    pub warnings: Vec<String>,
+}
+
+impl Default for Prerequisites {
+    fn default() -> Self {
+        Prerequisites {
+            runtime: String::new(),
+            versions: BTreeMap::new(),
+            arch: Arch::Amd64,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Runs `program args`, returning stdout; `None` when the program does not exist.
@@ -137,6 +205,7 @@ async fn check_with_path(
         None,
     )
     .await?;
+    let mut arch_seen = None;
     match docker {
         Some(out) if out.status.success() => {
             p.runtime = "docker".into();
@@ -144,6 +213,18 @@ async fn check_with_path(
                 "docker".into(),
                 String::from_utf8_lossy(&out.stdout).trim().into(),
             );
+            if let Some(a) = run(
+                "docker",
+                &["info", "--format", "{{.Architecture}}"],
+                env,
+                quick,
+                None,
+            )
+            .await?
+            .filter(|o| o.status.success())
+            {
+                arch_seen = Some(String::from_utf8_lossy(&a.stdout).trim().to_string());
+            }
         }
         other => {
             let podman = run(
@@ -161,6 +242,18 @@ async fn check_with_path(
                         "podman".into(),
                         String::from_utf8_lossy(&out.stdout).trim().into(),
                     );
+                    if let Some(a) = run(
+                        "podman",
+                        &["info", "--format", "{{.Host.Arch}}"],
+                        env,
+                        quick,
+                        None,
+                    )
+                    .await?
+                    .filter(|o| o.status.success())
+                    {
+                        arch_seen = Some(String::from_utf8_lossy(&a.stdout).trim().to_string());
+                    }
                 }
                 _ => {
                     let why = match other {
@@ -178,11 +271,12 @@ async fn check_with_path(
     match run("kind", &["version"], env, quick, None).await? {
         Some(out) if out.status.success() => {
             let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if parse_kind_version(&v).is_some_and(|v| v < KIND_MIN_FOR_KINDNET_POLICIES) {
-                missing.push(format!(
-                    "kind: {v} is older than v0.24, whose kindnet enforces NetworkPolicy; {}",
-                    install_hint("kind", &cat)
-                ));
+            match kind_compat(&v, &cat.kind.version) {
+                KindCompat::Refuse(why) => {
+                    missing.push(format!("kind: {why}; {}", install_hint("kind", &cat)))
+                }
+                KindCompat::Warn(why) => p.warnings.push(why),
+                KindCompat::Ok(note) => p.warnings.extend(note),
             }
             p.versions.insert("kind".into(), v);
         }
@@ -219,6 +313,15 @@ async fn check_with_path(
                 install_hint("helm", &cat)
             )),
         }
+    }
+    match arch_seen
+        .as_deref()
+        .map(Arch::parse)
+        .unwrap_or_else(Arch::host)
+    {
+        Ok(a) => p.arch = a,
+        Err(ProviderError::Prerequisite(m)) => missing.push(m),
+        Err(e) => missing.push(e.to_string()),
     }
     if missing.is_empty() {
         Ok(p)
@@ -263,6 +366,16 @@ impl Prerequisites {
         checked("helm", args, out)
     }
 
+    /// Runs the container runtime (docker or podman) with `args` as an argument vector.
+    pub async fn run_runtime(&self, args: &[&str]) -> Result<String, ProviderError> {
+        let out = run(&self.runtime, args, &[], Duration::from_secs(600), None)
+            .await?
+            .ok_or_else(|| {
+                ProviderError::Prerequisite(format!("{} disappeared from PATH", self.runtime))
+            })?;
+        checked(&self.runtime, args, out)
+    }
+
     /// The node containers of a kind cluster.
     pub async fn kind_nodes(&self, cluster: &str) -> Result<Vec<String>, ProviderError> {
         let out = self.run_kind(&["get", "nodes", "--name", cluster]).await?;
@@ -274,14 +387,14 @@ impl Prerequisites {
             .collect())
     }
 
-    /// Unpacks a tar.gz into `directory` inside a node container.
+    /// Unpacks an (uncompressed) tar into `directory` inside a node container.
     pub async fn node_untar(
         &self,
         node: &str,
         directory: &str,
         archive: &[u8],
     ) -> Result<(), ProviderError> {
-        let args = ["exec", "-i", node, "tar", "-xz", "-C", directory];
+        let args = ["exec", "-i", node, "tar", "-x", "-C", directory];
         let out = run(
             &self.runtime,
             &args,
@@ -315,6 +428,53 @@ mod tests {
             parse_kind_version("kind v0.23.0").is_some_and(|v| v < KIND_MIN_FOR_KINDNET_POLICIES)
         );
         assert_eq!(parse_kind_version("garbage"), None);
+    }
+
+    #[test]
+    fn kind_versions_are_compared_with_the_pinned_release() {
+        assert_eq!(
+            kind_compat("kind v0.30.0 go1.24.6 linux/amd64", "v0.30.0"),
+            KindCompat::Ok(None)
+        );
+        assert!(
+            matches!(kind_compat("kind v0.30.1 go1.25 linux/arm64", "v0.30.0"),
+            KindCompat::Ok(Some(m)) if m.contains("v0.30.1") && m.contains("v0.30.0"))
+        );
+        match kind_compat("kind v0.29.0 go1.24.2 linux/amd64", "v0.30.0") {
+            KindCompat::Refuse(m) => {
+                assert!(m.contains("kind v0.29.0 is older than kind v0.30.0"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match kind_compat("kind v0.31.0-alpha.12+abc go1.25 linux/amd64", "v0.30.0") {
+            KindCompat::Warn(m) => {
+                assert!(m.contains("kind v0.31.0 is newer than kind v0.30.0"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            kind_compat("garbage", "v0.30.0"),
+            KindCompat::Warn(_)
+        ));
+    }
+
+    #[test]
+    fn architectures_are_read_in_every_spelling_and_others_refused() {
+        for s in ["x86_64", "amd64", "linux/amd64"] {
+            assert_eq!(Arch::parse(s).expect(s), Arch::Amd64);
+        }
+        for s in ["aarch64", "arm64", "linux/arm64"] {
+            assert_eq!(Arch::parse(s).expect(s), Arch::Arm64);
+        }
+        match Arch::parse("riscv64") {
+            Err(ProviderError::Prerequisite(m)) => {
+                assert!(
+                    m.contains("\"riscv64\"") && m.contains("amd64 and arm64"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

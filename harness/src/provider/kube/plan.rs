@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::probing::{self, Loopback, ScriptProbe};
 use super::render::{self, NameMap, StepActions, WorkloadObject};
-use crate::cni::catalogue::Gap;
+use crate::cni::gaps::{self, Gap};
 use crate::model::{PodRef, Probe, Workload};
 use crate::provider::ProviderError;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, address};
 
 /// What the scenario part of a plan needs.
 #[derive(Debug, Clone)]
@@ -22,6 +22,10 @@ pub struct PlanSettings {
     pub gaps: Vec<Gap>,
     pub loopback: Loopback,
     pub probe_timeout: Duration,
+    /// What happens to cells of external peers (`model.externals`).
+    pub external: String,
+    /// Whether the provider starts external peers (then cells to them are probed).
+    pub external_realised: bool,
 }
 
 /// Serialises one YAML document (with its `---` separator).
@@ -34,6 +38,15 @@ pub fn doc<T: Serialize>(v: &T) -> Result<String, ProviderError> {
 /// The placeholder for a pod's address, which only exists once the pod runs.
 pub fn ip_placeholder(real: &PodRef) -> String {
     format!("{{ip={real}}}")
+}
+
+/// The placeholder for a model pod's real address (an external peer's is its container's).
+fn placeholder_for(map: &NameMap, model: &crate::model::Model, r: &PodRef) -> String {
+    if model.pod(r).is_some_and(|p| p.is_external()) {
+        format!("{{ip=external peer {}}}", r.name)
+    } else {
+        ip_placeholder(&map.pod_ref(r))
+    }
 }
 
 /// Appends every scenario's documents: per step, the actions, the objects and the probe scripts.
@@ -83,7 +96,7 @@ pub fn scenario_docs(
                 out.push_str(&doc(&render::namespace_object(&map, &step.model, ns))?);
             }
             if a.create_workloads {
-                for w in render::workload_objects(&map, &step.model, &probes, &s.image) {
+                for w in render::workload_objects(&map, &step.model, &probes, &s.image, true) {
                     match w {
                         WorkloadObject::Pod(p) => out.push_str(&doc(&p)?),
                         WorkloadObject::Deployment(d) => out.push_str(&doc(&d)?),
@@ -91,8 +104,22 @@ pub fn scenario_docs(
                 }
             }
             for key in &a.apply_policies {
-                if let Some(p) = step.policies.iter().find(|p| &p.key == key) {
-                    out.push_str(&doc(&render::policy_object(&map, p))?);
+                let Some(p) = step.policies.iter().find(|p| &p.key == key) else {
+                    continue;
+                };
+                match step.templates.get(key) {
+                    // CIDRs relative to pods: shown with the placeholder of the real address.
+                    Some(t) => {
+                        let shown =
+                            address::placeholders(t, |r| placeholder_for(&map, &step.model, r));
+                        let source = serde_json::from_value(shown).map_err(|e| {
+                            ProviderError::Failed(format!("rendering policy {key}: {e}"))
+                        })?;
+                        let mut p = p.clone();
+                        p.source = source;
+                        out.push_str(&doc(&render::policy_object(&map, &p))?);
+                    }
+                    None => out.push_str(&doc(&render::policy_object(&map, p))?),
                 }
             }
             prev = Some(step);
@@ -110,6 +137,7 @@ fn probe_plan(
 ) -> Value {
     let pods = step.model.pod_refs();
     let probes = &step.probes;
+    let oracle = step.oracle();
     let mut execs = Vec::new();
     let mut not_judged = Vec::new();
     for from in &pods {
@@ -117,8 +145,15 @@ fn probe_plan(
         for to in &pods {
             for p in probes {
                 let cell = format!("{from} -> {to} {p}");
-                if let Some(g) = s.gaps.iter().find(|g| g.protocol == p.protocol) {
-                    not_judged.push(json!({"cell": cell, "unsupported": g.reason}));
+                // Computed on the model's addresses; the run decides again on the real ones.
+                if let Some(g) = gaps::covering(&s.gaps, &oracle, from, to, *p) {
+                    not_judged.push(json!({"cell": cell, "unsupported": g.cell_detail()}));
+                    continue;
+                }
+                let external = |r: &PodRef| step.model.pod(r).is_some_and(|p| p.is_external());
+                // Cells to a started peer are probed like any other; the rest are not run.
+                if external(from) || (external(to) && !s.external_realised) {
+                    not_judged.push(json!({"cell": cell, "external": s.external.clone()}));
                     continue;
                 }
                 if from == to && s.loopback == Loopback::Record {
@@ -128,7 +163,7 @@ fn probe_plan(
                 }
                 items.push(ScriptProbe {
                     index: items.len(),
-                    host: ip_placeholder(&map.pod_ref(to)),
+                    host: placeholder_for(map, &step.model, to),
                     port: p.port,
                     protocol: p.protocol,
                 });
@@ -145,6 +180,7 @@ fn probe_plan(
             Workload::Deployment { name, replica } => {
                 format!("{{replica {replica} of deployment {name}, in name order}}")
             }
+            Workload::External => continue,
         };
         execs.push(json!({
             "from": from.to_string(),

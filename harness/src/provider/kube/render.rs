@@ -179,13 +179,17 @@ pub fn namespace_labels(map: &NameMap, model: &Model, ns: &str) -> Labels {
 }
 
 /// The containers of a pod: one per (port, protocol) served, named `serve-<port>-<proto>`.
-pub fn containers(pod: &Pod, probes: &BTreeSet<Probe>, image: &str) -> Vec<Container> {
+/// SCTP servers are left out when `sctp` is false (the nodes have no SCTP: `agnhost porter`
+/// would crash-loop); declared SCTP ports then stay undeclared, which only named SCTP ports —
+/// whose cells are unsupported anyway — could notice.
+pub fn containers(pod: &Pod, probes: &BTreeSet<Probe>, image: &str, sctp: bool) -> Vec<Container> {
     let mut serve: BTreeSet<Probe> = pod
         .ports
         .iter()
         .map(|c| Probe::new(c.port, c.protocol))
         .collect();
     serve.extend(probes.iter().copied());
+    serve.retain(|p| sctp || p.protocol != Protocol::Sctp);
     let mut out: Vec<Container> = serve
         .into_iter()
         .map(|p| {
@@ -228,6 +232,9 @@ pub fn containers(pod: &Pod, probes: &BTreeSet<Probe>, image: &str) -> Vec<Conta
                 command: Some(command),
                 env,
                 ports: (!ports.is_empty()).then_some(ports),
+                // A crashed server's last log line lands in its status, where the session reads
+                // why (e.g. porter's "protocol not supported" on a node without SCTP).
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
                 ..Default::default()
             }
         })
@@ -245,18 +252,32 @@ pub fn containers(pod: &Pod, probes: &BTreeSet<Probe>, image: &str) -> Vec<Conta
     out
 }
 
-/// The container probes are exec'd in (every container has `/agnhost` and `sh`).
+/// The container probes are exec'd in (every container has `/agnhost` and `sh`); never an SCTP
+/// server, which may be crash-looping on a node without SCTP.
 pub fn exec_container(pod: &Pod, probes: &BTreeSet<Probe>) -> String {
-    containers(pod, probes, "")
+    containers(pod, probes, "", false)
         .into_iter()
         .next()
         .map(|c| c.name)
         .unwrap_or_else(|| "idle".into())
 }
 
-fn pod_spec(pod: &Pod, probes: &BTreeSet<Probe>, image: &str) -> PodSpec {
+fn pod_spec(pod: &Pod, probes: &BTreeSet<Probe>, image: &str, sctp: bool) -> PodSpec {
+    let mut containers = containers(pod, probes, image, sctp);
+    if exec_container(pod, probes) == "idle" && containers.iter().all(|c| c.name != "idle") {
+        // Only SCTP servers: probes need a process that cannot crash for lack of SCTP.
+        containers.extend(self::containers(
+            &Pod {
+                ports: Vec::new(),
+                ..pod.clone()
+            },
+            &BTreeSet::new(),
+            image,
+            false,
+        ));
+    }
     PodSpec {
-        containers: containers(pod, probes, image),
+        containers,
         termination_grace_period_seconds: Some(0),
         automount_service_account_token: Some(false),
         ..Default::default()
@@ -276,17 +297,19 @@ pub fn workload_objects(
     model: &Model,
     probes: &BTreeSet<Probe>,
     image: &str,
+    sctp: bool,
 ) -> Vec<WorkloadObject> {
     let mut out = Vec::new();
     let mut deployments: BTreeMap<(String, String), Vec<&Pod>> = BTreeMap::new();
     for pod in model.pods.values() {
         match &pod.workload {
+            Workload::External => {}
             Workload::Pod => {
                 let mut labels = pod.labels.clone();
                 labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
                 out.push(WorkloadObject::Pod(Box::new(K8sPod {
                     metadata: meta(&pod.name, Some(&map.namespace(&pod.namespace)), labels),
-                    spec: Some(pod_spec(pod, probes, image)),
+                    spec: Some(pod_spec(pod, probes, image, sctp)),
                     ..Default::default()
                 })));
             }
@@ -299,7 +322,7 @@ pub fn workload_objects(
     for ((ns, name), pods) in deployments {
         let Some(first) = pods.iter().min_by_key(|p| match p.workload {
             Workload::Deployment { replica, .. } => replica,
-            Workload::Pod => 0,
+            Workload::Pod | Workload::External => 0,
         }) else {
             continue;
         };
@@ -321,7 +344,7 @@ pub fn workload_objects(
                         labels: Some(labels),
                         ..Default::default()
                     }),
-                    spec: Some(pod_spec(first, probes, image)),
+                    spec: Some(pod_spec(first, probes, image, sctp)),
                 },
                 ..Default::default()
             },
@@ -458,10 +481,17 @@ impl StepActions {
     }
 }
 
-/// Every namespace of the model: declared ones and those pods live in.
+/// Every namespace of the model: declared ones and those pods live in (external peers live
+/// outside the cluster and have none).
 pub fn namespaces_of(model: &Model) -> Vec<String> {
     let mut v: BTreeSet<String> = model.namespaces.keys().cloned().collect();
-    v.extend(model.pods.keys().map(|p| p.namespace.clone()));
+    v.extend(
+        model
+            .pods
+            .values()
+            .filter(|p| !p.is_external())
+            .map(|p| p.namespace.clone()),
+    );
     v.into_iter().collect()
 }
 
@@ -621,7 +651,7 @@ steps:
         let step = &s.steps[0];
         let probes = scenario_probes(&s);
         let xa = step.model.pod(&PodRef::new("x", "a")).expect("x/a");
-        let cs = containers(xa, &probes, "img");
+        let cs = containers(xa, &probes, "img", true);
         let names: Vec<&str> = cs.iter().map(|c| c.name.as_str()).collect();
         // x/a declares 80/TCP and 53/UDP; the scenario also probes 8080/TCP.
         assert_eq!(names, ["serve-53-udp", "serve-80-tcp", "serve-8080-tcp"]);
@@ -654,7 +684,7 @@ steps:
     fn deployments_keep_template_labels_and_select_on_harness_labels() {
         let s = seed();
         let map = NameMap::new("r", 0);
-        let objs = workload_objects(&map, &s.steps[0].model, &scenario_probes(&s), "img");
+        let objs = workload_objects(&map, &s.steps[0].model, &scenario_probes(&s), "img", true);
         let deps: Vec<&Deployment> = objs
             .iter()
             .filter_map(|o| match o {

@@ -1,23 +1,45 @@
-//! The live session shared by the kind and kubeconfig providers: realises steps with kube-rs,
-//! probes with batched execs, deletes its namespaces on teardown.
+//! The live session shared by the kind and kubeconfig providers, and the pool of realised pods
+//! the sessions of one run share on one cluster.
+//!
+//! **Slots.** A slot is one realised copy of a model: its namespaces
+//! (`netpolc-<run>-<slot>-<ns>`) and pods. Creating one: namespaces, a wait for each namespace's
+//! `default` ServiceAccount (the ServiceAccount admission refuses pods until it exists, as
+//! upstream's framework knows), workloads, a bounded wait until every pod is usable, and the
+//! **reachability gate**: every server is probed from every other pod, with no policy in place,
+//! until all answer (a server not listening yet would answer REFUSED, which counts as blocked and
+//! could make an expected-deny cell pass). Pairs still silent when the gate times out are probed
+//! later but reported `error`, never judged.
+//!
+//! **Reuse.** Scenarios whose models have the same namespaces, pods, declared ports and workloads
+//! share slots (upstream reuses its x/y/z pods across tests the same way): when a scenario ends,
+//! its policies are deleted and the gate runs again, proving the slot is back to "everything
+//! allowed" before the next scenario relabels its pods and namespaces and applies its own
+//! policies. **Parallelism**: several scenarios run at once, each in its own slot; they never
+//! probe each other's pods.
+//!
+//! **SCTP.** When the platform knows up front that the nodes lack SCTP (kind: the host kernel),
+//! pods are created without SCTP servers. Otherwise a crash-looping `agnhost porter` is read from
+//! the pod's status ([`super::decide`]), the pod is used without it, and every SCTP cell of the
+//! run is `unsupported` with the reason: the run goes on.
+//!
+//! The API is reached through [`ClusterApi`], so everything here also runs against a simulated
+//! API server under paused time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{AttachParams, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Api, Client};
-use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
+use super::api::{ApiError, ClusterApi};
+use super::decide::{self, Gate, RealPod, Server};
 use super::probing::{self, Loopback, ScriptProbe};
 use super::render::{self, NameMap, StepActions, WorkloadObject};
-use crate::cni::catalogue::{Gap, RUN_ID_LABEL};
-use crate::model::{Model, PodRef, Probe, Workload};
-use crate::policy::CompiledPolicy;
+use crate::cni::catalogue::RUN_ID_LABEL;
+use crate::cni::gaps::{self, Gap};
+use crate::model::{Labels, Model, PodRef, Probe, Protocol};
 use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::provider::ProviderError;
 use crate::scenario::{Scenario, Step};
@@ -28,336 +50,751 @@ use crate::scenario::{Scenario, Step};
 pub const SERVICES_NOT_REALISED: &str = "probing through Services is not implemented on the kind \
      and kubeconfig providers yet (no per-pod Services are created); only --probe-mode pod-ip is";
 
-/// Field manager for server-side apply.
-pub const FIELD_MANAGER: &str = "netpolc";
-
-/// Settings a live session needs besides the client.
+/// Settings a live session needs besides the API.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub image: String,
     pub gaps: Vec<Gap>,
     pub loopback: Loopback,
-    /// How long pods may take to become Ready after the first step.
+    /// How long pods may take to become usable after being created.
     pub ready_timeout: Duration,
+    /// How long the reachability gate waits for every server to answer.
+    pub gate_timeout: Duration,
+    /// Probe timeout of the gate's probes.
+    pub probe_timeout: Duration,
+    /// Scenarios run at once on the cluster, each in its own slot.
+    pub parallel: usize,
+    /// Reuse slots across scenarios with the same model.
+    pub reuse: bool,
+    /// Execs running at once per session.
+    pub exec_concurrency: usize,
+    /// Servers outside the cluster that the platform started, by external name
+    /// (`model.externals`): cells from pods to them are probed; empty: those cells are
+    /// `unsupported`.
+    pub externals: BTreeMap<String, RealExternal>,
     /// Where the run records the namespaces it creates, and the lease they carry (kubeconfig:
-    /// cleanup from any machine tells a dead run from a live one by it). `None`: no lease (a
-    /// throwaway kind cluster, deleted whole).
-    pub ownership: Option<std::sync::Arc<crate::provider::lease::cluster::Ownership>>,
+    /// cleanup from any machine tells a dead run from a live one by it; reused slots keep their
+    /// namespaces, so they keep carrying both). `None`: no lease (a throwaway kind cluster,
+    /// deleted whole).
+    pub ownership: Option<Arc<crate::provider::lease::cluster::Ownership>>,
 }
 
-/// One scenario realised in harness-owned namespaces of a cluster.
-pub struct ClusterSession {
-    client: Client,
-    map: NameMap,
-    cfg: SessionConfig,
-    probes: BTreeSet<Probe>,
-    prev: Option<Step>,
-    /// Model pod → (real name, real IP, exec container).
-    realised: BTreeMap<PodRef, (String, IpAddr, String)>,
-    created_namespaces: Vec<String>,
+/// A server outside the cluster standing for one `model.externals` entry (kind: a container on
+/// the nodes' docker network), shared by every slot: no policy can select it, so scenarios cannot
+/// disturb each other through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealExternal {
+    /// Its address as pods see it (re-binds `<(external)/name>` templates).
+    pub ip: IpAddr,
+    /// The probes it answers.
+    pub served: BTreeSet<Probe>,
+    /// What it is, for details (`container netpolc-r1--external-web`).
+    pub what: String,
 }
+
+impl SessionConfig {
+    /// Defaults for real clusters.
+    pub fn new(image: impl Into<String>) -> Self {
+        SessionConfig {
+            image: image.into(),
+            gaps: Vec::new(),
+            loopback: Loopback::Record,
+            ready_timeout: Duration::from_secs(300),
+            gate_timeout: Duration::from_secs(60),
+            probe_timeout: Duration::from_secs(3),
+            parallel: DEFAULT_PARALLEL,
+            reuse: true,
+            exec_concurrency: 8,
+            externals: BTreeMap::new(),
+            ownership: None,
+        }
+    }
+}
+
+/// Scenarios at once on one cluster: enough to keep a kind cluster busy on a CI runner (two
+/// vCPUs), few enough that 4 × 9 upstream pods fit its memory.
+pub const DEFAULT_PARALLEL: usize = 4;
 
 fn failed(what: &str, e: impl std::fmt::Display) -> ProviderError {
     ProviderError::Failed(format!("{what}: {e}"))
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
+/// What makes two models realisable by the same pods: namespaces, pods with their declared
+/// ports and workloads (labels are reset between scenarios, so they do not count).
+fn signature(model: &Model) -> String {
+    let pods: Vec<_> = model
+        .pods
+        .values()
+        .filter(|p| !p.is_external())
+        .map(|p| (p.pod_ref().to_string(), &p.ports, &p.workload))
+        .collect();
+    serde_json::to_string(&(render::namespaces_of(model), pods)).unwrap_or_default()
 }
 
-impl ClusterSession {
-    pub fn new(
-        client: Client,
-        run_id: &str,
-        n: usize,
-        scenario: &Scenario,
-        cfg: SessionConfig,
-    ) -> Result<Self, ProviderError> {
-        render::check_scenario(scenario)?;
-        Ok(ClusterSession {
-            client,
-            map: NameMap::new(run_id, n),
+/// One realised copy of a model.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub index: usize,
+    pub map: NameMap,
+    signature: String,
+    /// Probes every pod serves (declared ports and the probes of the scenario that created it).
+    served: BTreeSet<Probe>,
+    realised: BTreeMap<PodRef, RealPod>,
+    /// Real namespaces created.
+    namespaces: Vec<String>,
+    /// Labels in place now, in model terms.
+    ns_labels: BTreeMap<String, Labels>,
+    pod_labels: BTreeMap<PodRef, Labels>,
+    /// Policies in place now: (real namespace, name).
+    policies: BTreeSet<(String, String)>,
+    /// (source, server) pairs that never connected at the last gate.
+    silent: BTreeSet<(PodRef, Server)>,
+    ready: bool,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    idle: Vec<Slot>,
+    next: usize,
+    /// Slots in use or idle, for the final cleanup.
+    all_namespaces: BTreeSet<String>,
+}
+
+/// Shared by the sessions of one run on one cluster.
+pub struct ClusterPool<A: ClusterApi> {
+    api: Arc<A>,
+    run_id: String,
+    cfg: SessionConfig,
+    state: Mutex<PoolState>,
+    /// Why SCTP cells are unsupported (`None`: SCTP assumed to work).
+    sctp: Mutex<Option<String>>,
+}
+
+impl<A: ClusterApi> ClusterPool<A> {
+    pub fn new(api: Arc<A>, run_id: &str, cfg: SessionConfig, sctp: Option<String>) -> Arc<Self> {
+        Arc::new(ClusterPool {
+            api,
+            run_id: run_id.to_string(),
             cfg,
-            probes: render::scenario_probes(scenario),
-            prev: None,
-            realised: BTreeMap::new(),
-            created_namespaces: Vec::new(),
+            state: Mutex::new(PoolState::default()),
+            sctp: Mutex::new(sctp),
         })
     }
 
-    pub fn name_map(&self) -> &NameMap {
-        &self.map
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    pub fn api(&self) -> &Arc<A> {
+        &self.api
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why SCTP is unsupported, if it is.
+    pub fn sctp_unsupported(&self) -> Option<String> {
+        self.sctp.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn mark_sctp_unsupported(&self, why: String) {
+        let mut g = self.sctp.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(why);
+        }
+    }
+
+    /// An idle slot realising `model` and serving `probes`, or a fresh (not yet created) one.
+    fn acquire(&self, model: &Model, probes: &BTreeSet<Probe>) -> Slot {
+        let sig = signature(model);
+        let mut st = self.lock();
+        if self.cfg.reuse
+            && let Some(i) = st
+                .idle
+                .iter()
+                .position(|s| s.signature == sig && probes.is_subset(&s.served))
+        {
+            return st.idle.remove(i);
+        }
+        let index = st.next;
+        st.next += 1;
+        Slot {
+            index,
+            map: NameMap::new(&self.run_id, index),
+            signature: sig,
+            served: probes.clone(),
+            realised: BTreeMap::new(),
+            namespaces: Vec::new(),
+            ns_labels: BTreeMap::new(),
+            pod_labels: BTreeMap::new(),
+            policies: BTreeSet::new(),
+            silent: BTreeSet::new(),
+            ready: false,
+        }
+    }
+
+    /// Keeps an idle slot for later scenarios; beyond `parallel` idle slots the oldest goes.
+    fn release(&self, slot: Slot) -> Option<Slot> {
+        let mut st = self.lock();
+        st.idle.push(slot);
+        if st.idle.len() > self.cfg.parallel.max(1) {
+            Some(st.idle.remove(0))
+        } else {
+            None
+        }
+    }
+
+    fn remember_namespace(&self, name: &str) {
+        self.lock().all_namespaces.insert(name.to_string());
+    }
+
+    /// Deletes a slot's namespaces (only those labelled with this run).
+    async fn delete_slot(&self, slot: &Slot) -> Result<(), ProviderError> {
+        let mut errors = Vec::new();
+        for name in &slot.namespaces {
+            if let Err(e) = self.delete_own_namespace(name).await {
+                errors.push(e);
+            }
+        }
+        let mut st = self.lock();
+        for n in &slot.namespaces {
+            st.all_namespaces.remove(n);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ProviderError::Failed(format!(
+                "deleting namespaces: {}",
+                errors.join("; ")
+            )))
+        }
+    }
+
+    async fn delete_own_namespace(&self, name: &str) -> Result<(), String> {
+        let r = self.delete_labelled_namespace(name).await;
+        if r.is_ok()
+            && let Some(o) = &self.cfg.ownership
+        {
+            o.forget(name);
+        }
+        r
+    }
+
+    async fn delete_labelled_namespace(&self, name: &str) -> Result<(), String> {
+        match self.api.get_namespace(name).await {
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("{name}: {e}")),
+            Ok(Some(ns)) => {
+                let ours = ns
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(RUN_ID_LABEL))
+                    .is_some_and(|v| v == NameMap::new(&self.run_id, 0).run_label());
+                if !ours {
+                    return Err(format!("{name}: not labelled as this run's, left alone"));
+                }
+                self.api
+                    .delete_namespace(name)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))
+            }
+        }
+    }
+
+    /// Deletes every slot still standing (idle ones; sessions delete theirs on failure).
+    pub async fn close(&self) -> Result<(), ProviderError> {
+        let (idle, rest): (Vec<Slot>, BTreeSet<String>) = {
+            let mut st = self.lock();
+            (std::mem::take(&mut st.idle), st.all_namespaces.clone())
+        };
+        let mut errors = Vec::new();
+        for s in &idle {
+            if let Err(e) = self.delete_slot(s).await {
+                errors.push(e.to_string());
+            }
+        }
+        for n in rest {
+            if let Err(e) = self.delete_own_namespace(&n).await {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ProviderError::Failed(errors.join("; ")))
+        }
+    }
+
+    /// Opens a session for `scenario`.
+    pub fn open(self: &Arc<Self>, scenario: &Scenario) -> Result<ClusterSession<A>, ProviderError> {
+        render::check_scenario(scenario)?;
+        let probes = render::scenario_probes(scenario);
+        let Some(first) = scenario.steps.first() else {
+            return Err(ProviderError::InvalidInput(format!(
+                "scenario {:?} has no steps",
+                scenario.name
+            )));
+        };
+        let slot = self.acquire(&first.model, &probes);
+        Ok(ClusterSession {
+            pool: Arc::clone(self),
+            slot: Some(slot),
+            prev: None,
+            broken: false,
+        })
+    }
+}
+
+/// One scenario realised in a slot of a cluster.
+pub struct ClusterSession<A: ClusterApi> {
+    pool: Arc<ClusterPool<A>>,
+    slot: Option<Slot>,
+    /// The last step applied, bound to the real addresses.
+    prev: Option<Step>,
+    /// Something failed half-way: the slot is deleted, never reused.
+    broken: bool,
+}
+
+impl<A: ClusterApi> ClusterSession<A> {
+    pub fn name_map(&self) -> Option<&NameMap> {
+        self.slot.as_ref().map(|s| &s.map)
+    }
+
+    /// Index of the slot this session runs in (equal indices: reused pods).
+    pub fn slot_index(&self) -> Option<usize> {
+        self.slot.as_ref().map(|s| s.index)
+    }
+
+    fn slot(&self) -> Result<&Slot, ProviderError> {
+        self.slot
+            .as_ref()
+            .ok_or_else(|| ProviderError::Failed("the session was torn down".into()))
+    }
+
+    /// Real IPs of the model's pods, once realised, and of the external peers the platform
+    /// started (`(external)/<name>`; entries the model lacks are ignored by re-binding).
+    pub fn real_addresses(&self) -> Option<BTreeMap<PodRef, IpAddr>> {
+        let slot = self.slot.as_ref()?;
+        slot.ready.then(|| {
+            slot.realised
+                .iter()
+                .map(|(r, p)| (r.clone(), p.ip))
+                .chain(
+                    self.pool.cfg.externals.iter().map(|(name, e)| {
+                        (PodRef::new(crate::model::EXTERNAL_NAMESPACE, name), e.ip)
+                    }),
+                )
+                .collect()
+        })
+    }
+
+    /// The real external peer standing for `r`, when `r` is an external the platform started.
+    fn real_external(&self, r: &PodRef) -> Option<&RealExternal> {
+        if r.namespace != crate::model::EXTERNAL_NAMESPACE {
+            return None;
+        }
+        self.pool.cfg.externals.get(&r.name)
+    }
+
+    /// The address probes to `r` use: a realised pod's or a started external peer's.
+    fn target_ip(&self, r: &PodRef) -> Option<IpAddr> {
+        self.slot
+            .as_ref()?
+            .realised
+            .get(r)
+            .map(|p| p.ip)
+            .or_else(|| self.real_external(r).map(|e| e.ip))
     }
 
     pub async fn apply(&mut self, step: &Step) -> Result<(), ProviderError> {
-        let actions = StepActions::between(&self.map, self.prev.as_ref(), step)?;
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
-        for ns in &actions.create_namespaces {
-            let mut obj = render::namespace_object(&self.map, &step.model, ns);
-            let name = self.map.namespace(ns);
-            if let Some(o) = &self.cfg.ownership {
+        let r = self.apply_inner(step).await;
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
+    }
+
+    async fn apply_inner(&mut self, step: &Step) -> Result<(), ProviderError> {
+        if self.prev.is_none() {
+            let ready = self.slot()?.ready;
+            if ready {
+                self.relabel_to(&step.model).await?;
+            } else {
+                self.create(&step.model).await?;
+            }
+        }
+        let addrs = self.real_addresses().unwrap_or_default();
+        let bound = step
+            .rebind(&addrs)
+            .map_err(|e| ProviderError::InvalidInput(e.to_string()))?;
+        let slot = self.slot()?.clone();
+        let actions = StepActions::between(&slot.map, self.prev.as_ref(), &bound)?;
+        if self.prev.is_some() {
+            self.set_labels(&actions.label_namespaces, &actions.label_pods)
+                .await?;
+        }
+        let by_key: BTreeMap<_, _> = bound.policies.iter().map(|p| (&p.key, p)).collect();
+        for key in &actions.apply_policies {
+            let Some(p) = by_key.get(key) else { continue };
+            let obj = render::policy_object(&slot.map, p);
+            self.pool
+                .api
+                .apply_policy(&obj)
+                .await
+                .map_err(|e| failed(&format!("applying policy {key}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.policies
+                    .insert((slot.map.namespace(&key.namespace), key.name.clone()));
+            }
+        }
+        for key in &actions.delete_policies {
+            let ns = slot.map.namespace(&key.namespace);
+            self.pool
+                .api
+                .delete_policy(&ns, &key.name)
+                .await
+                .map_err(|e| failed(&format!("deleting policy {key}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.policies.remove(&(ns, key.name.clone()));
+            }
+        }
+        self.prev = Some(bound);
+        Ok(())
+    }
+
+    /// Creates the slot: namespaces, ServiceAccount wait, workloads, readiness, the gate.
+    async fn create(&mut self, model: &Model) -> Result<(), ProviderError> {
+        let pool = Arc::clone(&self.pool);
+        let api = &pool.api;
+        let map = self.slot()?.map.clone();
+        let namespaces = render::namespaces_of(model);
+        for ns in &namespaces {
+            let mut obj = render::namespace_object(&map, model, ns);
+            let name = map.namespace(ns);
+            if let Some(o) = &pool.cfg.ownership {
                 obj.metadata.annotations = Some(o.annotations());
                 o.record(&name);
             }
-            let api: Api<K8sNamespace> = Api::all(self.client.clone());
-            api.patch(&name, &pp, &Patch::Apply(&obj))
+            pool.remember_namespace(&name);
+            if let Some(s) = self.slot.as_mut() {
+                s.namespaces.push(name.clone());
+            }
+            api.apply_namespace(&obj)
                 .await
                 .map_err(|e| failed(&format!("creating namespace {name}"), e))?;
-            self.created_namespaces.push(name);
         }
-        if actions.create_workloads {
-            for w in render::workload_objects(&self.map, &step.model, &self.probes, &self.cfg.image)
-            {
-                self.create_workload(&w, &pp).await?;
-            }
+        for ns in &namespaces {
+            self.wait_service_account(&map.namespace(ns)).await?;
         }
-        for (ns, labels) in &actions.label_namespaces {
-            let name = self.map.namespace(ns);
-            let api: Api<K8sNamespace> = Api::all(self.client.clone());
-            let old = api
-                .get(&name)
-                .await
-                .map_err(|e| failed(&format!("reading namespace {name}"), e))?
-                .metadata
-                .labels
-                .unwrap_or_default();
-            let patch = render::label_patch(
-                &old,
-                labels,
-                &[
-                    RUN_ID_LABEL,
-                    crate::model::NAMESPACE_NAME_LABEL,
-                    render::NAME_LABEL,
-                ],
-            );
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| failed(&format!("relabelling namespace {name}"), e))?;
+        let sctp = pool.sctp_unsupported().is_none();
+        let served = self.slot()?.served.clone();
+        for w in render::workload_objects(&map, model, &served, &pool.cfg.image, sctp) {
+            let r = match &w {
+                WorkloadObject::Pod(p) => api.apply_pod(p).await,
+                WorkloadObject::Deployment(d) => api.apply_deployment(d).await,
+            };
+            r.map_err(|e| failed("creating workloads", e))?;
         }
-        if actions.create_workloads {
-            self.wait_ready(&step.model).await?;
-        }
-        for (pod, labels) in &actions.label_pods {
-            let (real, _, _) =
-                self.realised.get(pod).cloned().ok_or_else(|| {
-                    ProviderError::Failed(format!("pod {pod} was never realised"))
-                })?;
-            let api: Api<K8sPod> =
-                Api::namespaced(self.client.clone(), &self.map.namespace(&pod.namespace));
-            let old = api
-                .get(&real)
-                .await
-                .map_err(|e| failed(&format!("reading pod {pod}"), e))?
-                .metadata
-                .labels
-                .unwrap_or_default();
-            let keep: Vec<&str> = old
-                .keys()
-                .filter(|k| k.starts_with(render::RESERVED_PREFIX) || *k == "pod-template-hash")
-                .map(String::as_str)
+        self.wait_ready(model).await?;
+        if let Some(s) = self.slot.as_mut() {
+            s.ns_labels = namespaces
+                .iter()
+                .map(|ns| (ns.clone(), render::namespace_labels(&map, model, ns)))
                 .collect();
-            let patch = render::label_patch(&old, labels, &keep);
-            api.patch(&real, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| failed(&format!("relabelling pod {pod}"), e))?;
+            s.pod_labels = model
+                .pods
+                .values()
+                .filter(|p| !p.is_external())
+                .map(|p| (p.pod_ref(), p.labels.clone()))
+                .collect();
+            s.ready = true;
         }
-        let by_key: BTreeMap<_, &CompiledPolicy> =
-            step.policies.iter().map(|p| (&p.key, p)).collect();
-        for key in &actions.apply_policies {
-            let Some(p) = by_key.get(key) else { continue };
-            let obj = render::policy_object(&self.map, p);
-            let ns = self.map.namespace(&key.namespace);
-            let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), &ns);
-            api.patch(&key.name, &pp, &Patch::Apply(&obj))
-                .await
-                .map_err(|e| failed(&format!("applying policy {key}"), e))?;
-        }
-        for key in &actions.delete_policies {
-            let ns = self.map.namespace(&key.namespace);
-            let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), &ns);
-            match api.delete(&key.name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(failed(&format!("deleting policy {key}"), e)),
-            }
-        }
-        self.prev = Some(step.clone());
-        Ok(())
+        self.run_gate(model).await
     }
 
-    async fn create_workload(
-        &self,
-        w: &WorkloadObject,
-        pp: &PatchParams,
-    ) -> Result<(), ProviderError> {
-        match w {
-            WorkloadObject::Pod(p) => {
-                let ns = p.metadata.namespace.clone().unwrap_or_default();
-                let name = p.metadata.name.clone().unwrap_or_default();
-                let api: Api<K8sPod> = Api::namespaced(self.client.clone(), &ns);
-                api.patch(&name, pp, &Patch::Apply(p.as_ref()))
-                    .await
-                    .map_err(|e| failed(&format!("creating pod {ns}/{name}"), e))?;
-            }
-            WorkloadObject::Deployment(d) => {
-                let ns = d.metadata.namespace.clone().unwrap_or_default();
-                let name = d.metadata.name.clone().unwrap_or_default();
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
-                api.patch(&name, pp, &Patch::Apply(d.as_ref()))
-                    .await
-                    .map_err(|e| failed(&format!("creating deployment {ns}/{name}"), e))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Polls until every model pod has a Ready real pod with an IP; bounded by `ready_timeout`
-    /// (watches of "running" never time out by themselves).
-    async fn wait_ready(&mut self, model: &Model) -> Result<(), ProviderError> {
-        let deadline = Instant::now() + self.cfg.ready_timeout;
+    /// Waits (bounded) for the namespace's `default` ServiceAccount.
+    async fn wait_service_account(&self, ns: &str) -> Result<(), ProviderError> {
+        let deadline = Instant::now() + self.pool.cfg.ready_timeout;
         loop {
-            let mut missing = Vec::new();
-            let mut found = BTreeMap::new();
-            for ns in render::namespaces_of(model) {
-                let real_ns = self.map.namespace(&ns);
-                let api: Api<K8sPod> = Api::namespaced(self.client.clone(), &real_ns);
-                let lp = ListParams::default()
-                    .labels(&format!("{RUN_ID_LABEL}={}", self.map.run_label()));
-                let pods = api
-                    .list(&lp)
-                    .await
-                    .map_err(|e| failed(&format!("listing pods in {real_ns}"), e))?;
-                let ready: Vec<&K8sPod> = pods.items.iter().filter(|p| pod_ready(p)).collect();
-                // Deployment replicas: ready pods of that workload, in name order.
-                let mut by_workload: BTreeMap<String, Vec<&K8sPod>> = BTreeMap::new();
-                for p in &ready {
-                    if let Some(w) = p
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(render::WORKLOAD_LABEL))
-                    {
-                        by_workload.entry(w.clone()).or_default().push(p);
-                    }
-                }
-                for v in by_workload.values_mut() {
-                    v.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-                }
-                for pod in model.pods.values().filter(|p| p.namespace == ns) {
-                    let real = match &pod.workload {
-                        Workload::Pod => ready
-                            .iter()
-                            .find(|p| p.metadata.name.as_deref() == Some(pod.name.as_str()))
-                            .copied(),
-                        Workload::Deployment { name, replica } => by_workload
-                            .get(name)
-                            .and_then(|v| v.get(*replica as usize))
-                            .copied(),
-                    };
-                    match real.and_then(|p| Some((p.metadata.name.clone()?, pod_ip(p)?))) {
-                        Some((name, ip)) => {
-                            let c = render::exec_container(pod, &self.probes);
-                            found.insert(pod.pod_ref(), (name, ip, c));
-                        }
-                        None => missing.push(describe_missing(&pods.items, pod)),
-                    }
-                }
+            match self.pool.api.get_service_account(ns, "default").await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {}
+                Err(e) => return Err(failed(&format!("reading {ns}/default ServiceAccount"), e)),
             }
-            if missing.is_empty() {
-                self.realised = found;
+            if Instant::now() >= deadline {
+                return Err(ProviderError::Failed(format!(
+                    "namespace {ns} has no default ServiceAccount after {}s (is the \
+                     ServiceAccount controller running?)",
+                    self.pool.cfg.ready_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls until every model pod has a usable real pod (bounded by `ready_timeout`).
+    async fn wait_ready(&mut self, model: &Model) -> Result<(), ProviderError> {
+        let pool = Arc::clone(&self.pool);
+        let map = self.slot()?.map.clone();
+        let served = self.slot()?.served.clone();
+        let deadline = Instant::now() + pool.cfg.ready_timeout;
+        let selector = format!("{RUN_ID_LABEL}={}", map.run_label());
+        loop {
+            let mut listed = BTreeMap::new();
+            for ns in render::namespaces_of(model) {
+                let real = map.namespace(&ns);
+                let pods = pool
+                    .api
+                    .list_pods(&real, &selector)
+                    .await
+                    .map_err(|e| failed(&format!("listing pods in {real}"), e))?;
+                listed.insert(ns, pods);
+            }
+            let r = decide::realise(model, &listed, &served);
+            if let Some(why) = decide::sctp_unsupported_reason(&r.sctp_failures) {
+                pool.mark_sctp_unsupported(why);
+            }
+            if r.missing.is_empty() {
+                if let Some(s) = self.slot.as_mut() {
+                    s.realised = r.found;
+                }
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(ProviderError::Failed(format!(
-                    "pods not Ready after {}s: {}",
-                    self.cfg.ready_timeout.as_secs(),
-                    missing.join("; ")
+                    "pods not ready after {}s: {}",
+                    pool.cfg.ready_timeout.as_secs(),
+                    r.missing.join("; ")
                 )));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    /// Real IP of a model pod (for reports and tests).
-    pub fn real_ip(&self, pod: &PodRef) -> Option<IpAddr> {
-        self.realised.get(pod).map(|r| r.1)
+    /// Probes every (source, server) pair with no policy in place until all connect or the gate
+    /// times out; the pairs still silent are remembered.
+    async fn run_gate(&mut self, model: &Model) -> Result<(), ProviderError> {
+        let sctp = self.pool.sctp_unsupported().is_none();
+        let served = self.slot()?.served.clone();
+        let externals: BTreeMap<String, BTreeSet<Probe>> = self
+            .pool
+            .cfg
+            .externals
+            .iter()
+            .map(|(n, e)| (n.clone(), e.served.clone()))
+            .collect();
+        let mut gate = Gate::new(model, &served, sctp).with_externals(model, &externals, sctp);
+        let deadline = Instant::now() + self.pool.cfg.gate_timeout;
+        let timeout = self.pool.cfg.probe_timeout;
+        loop {
+            let reqs = gate.requests();
+            let batch: Vec<ProbeRequest> = reqs
+                .iter()
+                .filter_map(|(from, (to, probe))| {
+                    let ip = self.target_ip(to)?;
+                    Some(ProbeRequest::pod_ip(from.clone(), to.clone(), ip, *probe))
+                })
+                .collect();
+            let obs = self.exec_probes(&batch, timeout).await;
+            gate.record(
+                batch
+                    .iter()
+                    .zip(&obs)
+                    .filter(|(_, o)| o.result == Connectivity::Connected)
+                    .map(|(r, _)| (r.from.clone(), (r.to.clone(), r.probe))),
+            );
+            if gate.is_open() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if let Some(s) = self.slot.as_mut() {
+            s.silent = gate.waiting;
+        }
+        Ok(())
     }
 
+    /// A reused slot: labels set to the new model's (no policy is in place, so nothing changes
+    /// for connectivity).
+    async fn relabel_to(&mut self, model: &Model) -> Result<(), ProviderError> {
+        let slot = self.slot()?.clone();
+        let namespaces: Vec<(String, Labels)> = render::namespaces_of(model)
+            .into_iter()
+            .map(|ns| {
+                let l = render::namespace_labels(&slot.map, model, &ns);
+                (ns, l)
+            })
+            .filter(|(ns, l)| slot.ns_labels.get(ns) != Some(l))
+            .collect();
+        let pods: Vec<(PodRef, Labels)> = model
+            .pods
+            .values()
+            .filter(|p| !p.is_external())
+            .filter(|p| slot.pod_labels.get(&p.pod_ref()) != Some(&p.labels))
+            .map(|p| (p.pod_ref(), p.labels.clone()))
+            .collect();
+        self.set_labels(&namespaces, &pods).await
+    }
+
+    async fn set_labels(
+        &mut self,
+        namespaces: &[(String, Labels)],
+        pods: &[(PodRef, Labels)],
+    ) -> Result<(), ProviderError> {
+        let slot = self.slot()?.clone();
+        for (ns, labels) in namespaces {
+            let name = slot.map.namespace(ns);
+            let old = slot.ns_labels.get(ns).cloned().unwrap_or_default();
+            let patch = render::label_patch(&old, labels, &[]);
+            self.pool
+                .api
+                .patch_namespace(&name, &patch)
+                .await
+                .map_err(|e| failed(&format!("relabelling namespace {name}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.ns_labels.insert(ns.clone(), labels.clone());
+            }
+        }
+        for (pod, labels) in pods {
+            let real = slot
+                .realised
+                .get(pod)
+                .ok_or_else(|| ProviderError::Failed(format!("pod {pod} was never realised")))?;
+            let old = slot.pod_labels.get(pod).cloned().unwrap_or_default();
+            let patch = render::label_patch(&old, labels, &[]);
+            self.pool
+                .api
+                .patch_pod(&slot.map.namespace(&pod.namespace), &real.name, &patch)
+                .await
+                .map_err(|e| failed(&format!("relabelling pod {pod}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.pod_labels.insert(pod.clone(), labels.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides the cells that are not probed, and probes the rest.
     pub async fn probe(&self, batch: &[ProbeRequest], timeout: Duration) -> Vec<Observation> {
-        let mut out: Vec<Option<Observation>> = vec![None; batch.len()];
-        let policies: &[CompiledPolicy] =
-            self.prev.as_ref().map(|s| &s.policies[..]).unwrap_or(&[]);
-        let model_ip = |r: &PodRef| {
-            self.prev
-                .as_ref()
-                .and_then(|s| s.model.pod(r))
-                .map(|p| p.ip)
+        let early = |result, detail: String| Observation {
+            result,
+            detail: Some(detail),
+            elapsed_ms: 0,
+            command: String::new(),
         };
-        // Decide what is not probed and group the rest by source pod.
-        let mut groups: BTreeMap<PodRef, Vec<(usize, ScriptProbe)>> = BTreeMap::new();
+        let oracle = self.prev.as_ref().map(Step::oracle);
+        let sctp_off = self.pool.sctp_unsupported();
+        let model = self.prev.as_ref().map(|s| &s.model);
+        let is_external = |r: &PodRef| {
+            model
+                .and_then(|m| m.pod(r))
+                .is_some_and(crate::model::Pod::is_external)
+        };
+        let silent = self.slot.as_ref().map(|s| &s.silent);
+        let mut out: Vec<Option<Observation>> = vec![None; batch.len()];
+        let mut live = Vec::new();
         for (i, req) in batch.iter().enumerate() {
-            let early = |result, detail: String| Observation {
-                result,
-                detail: Some(detail),
-                elapsed_ms: 0,
-                command: String::new(),
-            };
+            let gap = oracle.as_ref().and_then(|o| {
+                gaps::covering(&self.pool.cfg.gaps, o, &req.from, &req.to, req.probe)
+            });
             if req.via.is_service() {
                 out[i] = Some(early(
                     Connectivity::Unsupported,
                     SERVICES_NOT_REALISED.into(),
                 ));
-                continue;
-            }
-            if let Some(gap) = self
-                .cfg
-                .gaps
-                .iter()
-                .find(|g| g.protocol == req.probe.protocol)
+            } else if let Some(g) = gap {
+                out[i] = Some(early(Connectivity::Unsupported, g.cell_detail()));
+            } else if req.probe.protocol == Protocol::Sctp
+                && let Some(why) = &sctp_off
             {
-                out[i] = Some(early(Connectivity::Unsupported, gap.reason.clone()));
-                continue;
-            }
-            let (Some(src), Some(dst)) = (self.realised.get(&req.from), self.realised.get(&req.to))
-            else {
+                out[i] = Some(early(Connectivity::Unsupported, why.clone()));
+            } else if let Some(why) = external_cell(
+                is_external(&req.from),
+                is_external(&req.to).then(|| self.real_external(&req.to)),
+                req.probe,
+            ) {
+                out[i] = Some(early(Connectivity::Unsupported, why));
+            } else if silent
+                .is_some_and(|s| s.contains(&(req.from.clone(), (req.to.clone(), req.probe))))
+            {
                 out[i] = Some(early(
                     Connectivity::Error,
-                    format!("{} or {} is not realised", req.from, req.to),
-                ));
-                continue;
-            };
-            let sensitive = [(&req.from, src.1), (&req.to, dst.1)]
-                .into_iter()
-                .find(|(r, real)| {
-                    model_ip(r).is_some_and(|m| probing::ipblock_sensitive(policies, m, *real))
-                });
-            if let Some((r, real)) = sensitive {
-                out[i] = Some(early(
-                    Connectivity::Unsupported,
                     format!(
-                        "an ipBlock classifies {r}'s model address {} and its cluster address {real} differently; the oracle's answer does not apply",
-                        model_ip(r).map(|m| m.to_string()).unwrap_or_default()
+                        "{} {} never answered {} before any policy was applied (reachability gate); not judged",
+                        req.to, req.probe, req.from
                     ),
                 ));
+            } else {
+                live.push(i);
+            }
+        }
+        let reqs: Vec<ProbeRequest> = live.iter().map(|&i| batch[i].clone()).collect();
+        let obs = self.exec_probes(&reqs, timeout).await;
+        for (i, o) in live.into_iter().zip(obs) {
+            out[i] = Some(o);
+        }
+        batch
+            .iter()
+            .zip(out)
+            .map(|(req, o)| {
+                let mut o = o.unwrap_or_else(|| early(Connectivity::Error, "not probed".into()));
+                if req.from == req.to
+                    && self.pool.cfg.loopback == Loopback::Record
+                    && o.result.allowed().is_some()
+                {
+                    o.detail = Some(format!(
+                        "loopback is recorded, not judged (CNIs differ, kubernetes#95879); observed {:?}",
+                        o.result
+                    ));
+                    o.result = Connectivity::Unsupported;
+                }
+                o
+            })
+            .collect()
+    }
+
+    /// One exec per source pod, running that pod's probes concurrently.
+    async fn exec_probes(&self, batch: &[ProbeRequest], timeout: Duration) -> Vec<Observation> {
+        let Some(slot) = self.slot.as_ref() else {
+            return batch
+                .iter()
+                .map(|_| Observation {
+                    result: Connectivity::Error,
+                    detail: Some("the session was torn down".into()),
+                    elapsed_ms: 0,
+                    command: String::new(),
+                })
+                .collect();
+        };
+        let mut out: Vec<Option<Observation>> = vec![None; batch.len()];
+        let mut groups: BTreeMap<PodRef, Vec<(usize, ScriptProbe)>> = BTreeMap::new();
+        for (i, req) in batch.iter().enumerate() {
+            if !slot.realised.contains_key(&req.from) {
+                out[i] = Some(Observation {
+                    result: Connectivity::Error,
+                    detail: Some(format!("{} is not realised", req.from)),
+                    elapsed_ms: 0,
+                    command: String::new(),
+                });
                 continue;
             }
             groups.entry(req.from.clone()).or_default().push((
                 i,
                 ScriptProbe {
                     index: 0,
-                    host: dst.1.to_string(),
+                    host: req.to_ip.to_string(),
                     port: req.probe.port,
                     protocol: req.probe.protocol,
                 },
             ));
         }
         let runs = groups.into_iter().map(|(from, items)| {
-            let src = self.realised.get(&from).cloned();
+            let src = slot.realised.get(&from).cloned();
+            let ns = slot.map.namespace(&from.namespace);
             async move {
-                let Some((name, _, container)) = src else {
-                    return Vec::new();
-                };
-                let ns = self.map.namespace(&from.namespace);
+                let Some(src) = src else { return Vec::new() };
                 let probes: Vec<ScriptProbe> = items
                     .iter()
                     .enumerate()
@@ -367,10 +804,23 @@ impl ClusterSession {
                     })
                     .collect();
                 let started = Instant::now();
-                let result = self
-                    .exec_script(&ns, &name, &container, &probes, timeout)
-                    .await;
-                let elapsed_ms = started.elapsed().as_millis() as u64;
+                let script = probing::script(&probes, timeout);
+                let result = tokio::time::timeout(
+                    probing::script_deadline(probes.len(), timeout),
+                    self.pool.api.exec(
+                        &ns,
+                        &src.name,
+                        &src.container,
+                        vec!["sh".into(), "-c".into(), script],
+                    ),
+                )
+                .await
+                .map_err(|_| format!("exec in {ns}/{} did not finish in time", src.name))
+                .and_then(|r| {
+                    r.map(|stdout| probing::parse_output(&stdout, probes.len()))
+                        .map_err(|e: ApiError| format!("exec in {ns}/{}: {e}", src.name))
+                });
+                let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 items
                     .iter()
                     .zip(probes.iter())
@@ -378,8 +828,8 @@ impl ClusterSession {
                     .map(|(k, ((i, _), p))| {
                         let at = probing::ExecTarget {
                             namespace: &ns,
-                            pod: &name,
-                            container: &container,
+                            pod: &src.name,
+                            container: &src.container,
                         };
                         let command =
                             probing::exec_command(at, &p.host, p.port, p.protocol, timeout);
@@ -410,171 +860,87 @@ impl ClusterSession {
             }
         });
         let done: Vec<Vec<(usize, Observation)>> = futures::stream::iter(runs)
-            .buffer_unordered(8)
+            .buffer_unordered(self.pool.cfg.exec_concurrency.max(1))
             .collect()
             .await;
-        for (i, obs) in done.into_iter().flatten() {
-            out[i] = Some(obs);
+        for (i, o) in done.into_iter().flatten() {
+            out[i] = Some(o);
         }
-        batch
-            .iter()
-            .zip(out)
-            .map(|(req, o)| {
-                let mut o = o.unwrap_or(Observation {
+        out.into_iter()
+            .map(|o| {
+                o.unwrap_or(Observation {
                     result: Connectivity::Error,
                     detail: Some("not probed".into()),
                     elapsed_ms: 0,
                     command: String::new(),
-                });
-                if req.from == req.to && self.cfg.loopback == Loopback::Record && o.result.allowed().is_some() {
-                    o.detail = Some(format!(
-                        "loopback is recorded, not judged (CNIs differ, kubernetes#95879); observed {:?}",
-                        o.result
-                    ));
-                    o.result = Connectivity::Unsupported;
-                }
-                o
+                })
             })
             .collect()
     }
 
-    async fn exec_script(
-        &self,
-        ns: &str,
-        pod: &str,
-        container: &str,
-        probes: &[ScriptProbe],
-        timeout: Duration,
-    ) -> Result<Vec<Option<probing::RawResult>>, String> {
-        let script = probing::script(probes, timeout);
-        let api: Api<K8sPod> = Api::namespaced(self.client.clone(), ns);
-        let ap = AttachParams::default()
-            .container(container)
-            .stdin(false)
-            .stdout(true)
-            .stderr(false);
-        let run = async {
-            let mut proc = api
-                .exec(pod, vec!["sh".to_string(), "-c".into(), script], &ap)
-                .await
-                .map_err(|e| format!("exec in {ns}/{pod}: {e}"))?;
-            let mut stdout = String::new();
-            if let Some(mut r) = proc.stdout() {
-                r.read_to_string(&mut stdout)
-                    .await
-                    .map_err(|e| format!("reading exec output: {e}"))?;
-            }
-            let _ = proc.join().await;
-            Ok::<_, String>(probing::parse_output(&stdout, probes.len()))
-        };
-        match tokio::time::timeout(probing::script_deadline(probes.len(), timeout), run).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("exec in {ns}/{pod} did not finish in time")),
-        }
-    }
-
-    /// Deletes the session's namespaces (only those it created, only with its run label).
-    /// Idempotent: missing namespaces are fine.
+    /// Hands the slot back for reuse (policies deleted, the gate passed again), or deletes it
+    /// when the session failed, reuse is off, or the slot would not come back clean.
     pub async fn teardown(&mut self) -> Result<(), ProviderError> {
-        let api: Api<K8sNamespace> = Api::all(self.client.clone());
-        let mut errors = Vec::new();
-        for name in std::mem::take(&mut self.created_namespaces) {
-            match api.get(&name).await {
-                Err(e) if is_not_found(&e) => {
-                    if let Some(o) = &self.cfg.ownership {
-                        o.forget(&name);
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    errors.push(format!("{name}: {e}"));
-                    continue;
-                }
-                Ok(ns) => {
-                    let ours = ns
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(RUN_ID_LABEL))
-                        .is_some_and(|v| v == self.map.run_label());
-                    if !ours {
-                        errors.push(format!("{name}: not labelled as this run's, left alone"));
-                        continue;
-                    }
+        let Some(mut slot) = self.slot.take() else {
+            return Ok(());
+        };
+        let model = self.prev.take().map(|s| s.model);
+        let reusable = !self.broken && self.pool.cfg.reuse && slot.ready;
+        if reusable && let Some(model) = model {
+            let mut clean = true;
+            for (ns, name) in std::mem::take(&mut slot.policies) {
+                if self.pool.api.delete_policy(&ns, &name).await.is_err() {
+                    clean = false;
                 }
             }
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => {
-                    if let Some(o) = &self.cfg.ownership {
-                        o.forget(&name);
+            if clean {
+                // The gate proves the slot is back to "everything allowed".
+                self.slot = Some(slot);
+                let gated = self.run_gate(&model).await;
+                slot = match self.slot.take() {
+                    Some(s) => s,
+                    None => return gated,
+                };
+                if gated.is_ok() && slot.silent.is_empty() {
+                    if let Some(evicted) = self.pool.release(slot) {
+                        return self.pool.delete_slot(&evicted).await;
                     }
+                    return Ok(());
                 }
-                Err(e) if is_not_found(&e) => {
-                    if let Some(o) = &self.cfg.ownership {
-                        o.forget(&name);
-                    }
-                }
-                Err(e) => errors.push(format!("{name}: {e}")),
             }
         }
-        self.prev = None;
-        self.realised.clear();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ProviderError::Failed(format!(
-                "deleting namespaces: {}",
-                errors.join("; ")
-            )))
-        }
+        self.pool.delete_slot(&slot).await
     }
 }
 
-fn pod_ready(p: &K8sPod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status.as_ref().is_some_and(|s| {
-            s.phase.as_deref() == Some("Running")
-                && s.conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-}
-
-fn pod_ip(p: &K8sPod) -> Option<IpAddr> {
-    p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
-}
-
-/// Why a model pod has no Ready real pod yet (waiting reasons make image pulls visible).
-fn describe_missing(pods: &[K8sPod], pod: &crate::model::Pod) -> String {
-    let real = pods
-        .iter()
-        .find(|p| p.metadata.name.as_deref() == Some(pod.name.as_str()));
-    let reason = real
-        .and_then(|p| p.status.as_ref())
-        .map(|s| {
-            let waiting: BTreeSet<String> = s
-                .container_statuses
-                .iter()
-                .flatten()
-                .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
-                .collect();
-            let phase = s.phase.clone().unwrap_or_else(|| "Unknown".into());
-            if waiting.is_empty() {
-                phase
-            } else {
-                format!(
-                    "{phase} ({})",
-                    waiting.into_iter().collect::<Vec<_>>().join(", ")
-                )
-            }
-        })
-        .unwrap_or_else(|| "not created yet".into());
-    format!("{} {reason}", pod.pod_ref())
+/// Why a cell touching an external peer is not probed, or `None` when it is: only cells *to* a
+/// started peer that serves the probe are. `to` is `None` when the destination is not external,
+/// `Some(None)` when it is but no peer was started for it.
+fn external_cell(
+    from_external: bool,
+    to: Option<Option<&RealExternal>>,
+    probe: Probe,
+) -> Option<String> {
+    if from_external {
+        return Some(
+            "probes from a peer outside the cluster are not run on clusters (it has no route to \
+             pod addresses); only pods' egress to it is probed"
+                .into(),
+        );
+    }
+    match to {
+        None => None,
+        Some(None) => Some("no external peer is realised on this provider".into()),
+        Some(Some(e)) if !e.served.contains(&probe) => Some(format!(
+            "the external peer ({}) does not serve {probe}",
+            e.what
+        )),
+        Some(Some(_)) => None,
+    }
 }
 
 /// The kind and kubeconfig platforms share this session: only how the cluster came to be differs.
-impl crate::provider::Session for ClusterSession {
+impl<A: ClusterApi> crate::provider::Session for ClusterSession<A> {
     fn apply(
         &mut self,
         step: &Step,
@@ -590,5 +956,45 @@ impl crate::provider::Session for ClusterSession {
     }
     fn teardown(&mut self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send {
         ClusterSession::teardown(self)
+    }
+    fn addresses(&self) -> Option<BTreeMap<PodRef, IpAddr>> {
+        self.real_addresses()
+    }
+}
+
+/// A [`crate::provider::Platform`] over a pool: what the kind and kubeconfig platforms delegate
+/// to once their cluster exists (and what the simulated cluster of the tests and the `kind_sim`
+/// benchmark runs).
+pub struct PoolPlatform<A: ClusterApi> {
+    pub pool: Arc<ClusterPool<A>>,
+    pub info: crate::provider::PlatformInfo,
+}
+
+impl<A: ClusterApi> crate::provider::Platform for PoolPlatform<A> {
+    type Session = ClusterSession<A>;
+    fn info(&self) -> crate::provider::PlatformInfo {
+        let mut info = self.info.clone();
+        if let Some(why) = self.pool.sctp_unsupported()
+            && !info.warnings.iter().any(|w| w.contains(&why))
+        {
+            info.warnings
+                .push(format!("SCTP probes are unsupported: {why}"));
+        }
+        info
+    }
+    fn max_parallel(&self) -> usize {
+        self.pool.config().parallel.max(1)
+    }
+    fn open(
+        &self,
+        _n: usize,
+        scenario: &Scenario,
+    ) -> impl std::future::Future<Output = Result<ClusterSession<A>, ProviderError>> + Send {
+        let s = self.pool.open(scenario);
+        async move { s }
+    }
+    fn close(&self) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send {
+        let pool = Arc::clone(&self.pool);
+        async move { pool.close().await }
     }
 }

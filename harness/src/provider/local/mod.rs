@@ -20,6 +20,7 @@
 //! and netlink; `ip` (iproute2) is only what the printed reproduction commands use.
 
 mod budget;
+mod external;
 mod netns;
 mod sockets;
 
@@ -249,6 +250,7 @@ impl Platform for LocalPlatform {
             cni: self.opts.cni.name().into(),
             environment: self.environment.clone(),
             warnings,
+            ..Default::default()
         }
     }
 
@@ -591,8 +593,11 @@ pub struct LocalSession {
     servers: Arc<tokio::sync::Mutex<Servers>>,
     /// Whether the node namespace and its bridge exist.
     created: bool,
-    /// Every namespace this session created, and so the only ones it ever deletes (a name that
-    /// already existed is refused at creation, never adopted).
+    /// Link indices of external peers (namespaces outside the bridge).
+    externals: BTreeSet<usize>,
+    /// Every namespace this session created (node, pods and external peers), and so the only ones
+    /// it ever deletes (a name that already existed is refused at creation, never adopted).
+    /// Deleting them removes every link too, the peers' `x<index>` included.
     owned: Vec<String>,
 }
 
@@ -657,6 +662,7 @@ impl LocalSession {
             installed_nat: BTreeMap::new(),
             servers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             created: false,
+            externals: BTreeSet::new(),
             owned: Vec::new(),
         })
     }
@@ -696,6 +702,9 @@ impl LocalSession {
                 index,
                 ip,
             };
+            if pod.is_external() {
+                self.externals.insert(index);
+            }
             let mut serves: BTreeSet<Probe> = self.scenario_probes.clone();
             serves.extend(pod.ports.iter().map(|p| Probe::new(p.port, p.protocol)));
             self.pods.insert(
@@ -720,12 +729,22 @@ impl LocalSession {
         netns::add_netns(&names).await?;
         self.owned.extend(names);
         self.created = true;
+        // External peers (`model.externals`) sit outside the bridge (see `external`).
+        let (peers, new): (Vec<netns::PodLink>, Vec<netns::PodLink>) = new
+            .into_iter()
+            .partition(|l| self.externals.contains(&l.index));
         if first_time {
             netns::setup_node(&self.node, &new).await?;
         } else {
             netns::attach_pods(&self.node, &new).await?;
         }
-        let all: Vec<netns::PodLink> = self.pods.values().map(|p| p.link.clone()).collect();
+        external::attach(&self.node, &peers).await?;
+        let all: Vec<netns::PodLink> = self
+            .pods
+            .values()
+            .filter(|p| !self.externals.contains(&p.link.index))
+            .map(|p| p.link.clone())
+            .collect();
         let all = Arc::new(all);
         let jobs: Vec<_> = new
             .iter()
@@ -740,7 +759,7 @@ impl LocalSession {
         let wanted: Vec<(PodRef, Probe)> = self
             .pods
             .iter()
-            .filter(|(_, p)| new.iter().any(|l| l.index == p.link.index))
+            .filter(|(_, p)| new.iter().chain(&peers).any(|l| l.index == p.link.index))
             .flat_map(|(r, p)| p.serves.iter().map(move |pr| (r.clone(), *pr)))
             .collect();
         self.ensure_servers(&wanted).await;
@@ -980,6 +999,7 @@ impl LocalSession {
         self.owned.clear();
         self.created = false;
         self.pods.clear();
+        self.externals.clear();
         self.installed.clear();
         self.installed_nat.clear();
         Ok(())

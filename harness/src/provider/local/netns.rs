@@ -3,14 +3,16 @@
 //!
 //! Layout of one session: a "node" namespace holds a bridge `br0` (in its own namespace so the
 //! host firewall never sees the traffic); each pod is a namespace whose `eth0` is one end of a veth
-//! pair, the other end (`v<index>`) enslaved to the bridge. Every link lives inside a namespace the
-//! session created, so deleting the namespaces removes every link: nothing is ever created in the
-//! host's own namespace.
+//! pair, the other end (`v<index>`) enslaved to the bridge. External peers are namespaces whose
+//! `eth0` pairs with an unbridged `x<index>` in the node (see `external`). Every link lives inside
+//! a namespace the session created, so deleting the namespaces removes every link: nothing is ever
+//! created in the host's own namespace.
 //!
 //! Names reach the kernel only as data: a namespace name is one file name under [`NETNS_DIR`]
-//! (refused when it is not), links get fixed names (`br0`, `eth0`, `v<index>`), and every change is
-//! a typed netlink message. No `ip -batch` script, shell or other text interpreter is involved, so
-//! a name with a newline, quote or `;` is a strange file name and nothing more.
+//! (refused when it is not), links get fixed names (`br0`, `eth0`, `v<index>`, `x<index>`), every
+//! change is a typed netlink message, and sysctls are files opened from inside the namespace. No
+//! `ip -batch` script, shell or other text interpreter is involved, so a name with a newline,
+//! quote or `;` is a strange file name and nothing more.
 //!
 //! Named namespaces are created the way `ip netns add` creates them (so `ip netns list` shows them
 //! and `ip netns exec NAME …` works): `/run/netns` is made a shared mount point (a bind mount of
@@ -373,7 +375,7 @@ pub fn list_netns() -> Result<Vec<String>, ProviderError> {
 
 /// A route-netlink connection whose socket was opened inside one namespace: every request on it
 /// acts on that namespace, whichever thread sends it. The connection task ends with the value.
-struct Netlink {
+pub struct Netlink {
     handle: rtnetlink::Handle,
     task: tokio::task::JoinHandle<()>,
     netns: String,
@@ -391,7 +393,7 @@ const NETLINK_PIPELINE: usize = 64;
 impl Netlink {
     /// Opens the socket on a thread inside `netns`; the runtime is entered there because the
     /// socket registers with the runtime's reactor when it is created.
-    async fn open(netns: &str) -> Result<Netlink, ProviderError> {
+    pub async fn open(netns: &str) -> Result<Netlink, ProviderError> {
         let rt = tokio::runtime::Handle::current();
         let (conn, handle, _unsolicited) = in_netns(netns, move || {
             let _entered = rt.enter();
@@ -411,7 +413,7 @@ impl Netlink {
         failed(format!("{what} in namespace {:?}: {e}", self.netns))
     }
 
-    async fn index_of(&self, link: &str) -> Result<u32, ProviderError> {
+    pub async fn index_of(&self, link: &str) -> Result<u32, ProviderError> {
         let msg = self
             .handle
             .link()
@@ -464,6 +466,148 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| self.fail(&format!("setting {what} up"), e))
+    }
+
+    /// Creates the veth `name` here, up (and enslaved to `controller` when given), in one request
+    /// with its peer `eth0` made directly inside `pod`'s namespace (passed as an open descriptor,
+    /// never by name) with the pod's MAC ([`pod_mac`]).
+    pub async fn add_veth(
+        &self,
+        name: &str,
+        pod: &PodLink,
+        controller: Option<u32>,
+    ) -> Result<(), ProviderError> {
+        let path = netns_path(&pod.netns).map_err(ProviderError::InvalidInput)?;
+        let ns = File::open(&path).map_err(|e| failed(format!("cannot open {path:?}: {e}")))?;
+        let peer = LinkUnspec::new_with_name("eth0")
+            .address(pod_mac(pod.index).to_vec())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let mut veth =
+            LinkVeth::new(name, "eth0").set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+        if let Some(c) = controller {
+            veth = veth.controller(c);
+        }
+        let done = self.handle.link().add(veth.up().build()).execute().await;
+        // The descriptor must stay open until the kernel has moved the peer.
+        drop(ns);
+        done.map_err(|e| self.fail(&format!("creating the veth {name} of {:?}", pod.netns), e))
+    }
+
+    /// Adds (or, when already there, keeps) `ip/prefix` on link `index`.
+    pub async fn replace_address(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        prefix: u8,
+        what: &str,
+    ) -> Result<(), ProviderError> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| self.fail(&format!("adding {ip}/{prefix} to {what}"), e))
+    }
+
+    /// Routes `dest/prefix` straight out of link `index` (scope link: the destination is
+    /// resolved by ARP on that link, no gateway), replacing any route to the same prefix.
+    pub async fn replace_link_route(
+        &self,
+        dest: Ipv4Addr,
+        prefix: u8,
+        index: u32,
+        what: &str,
+    ) -> Result<(), ProviderError> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dest, prefix)
+            .output_interface(index)
+            .scope(RouteScope::Link)
+            .build();
+        self.handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| self.fail(&format!("routing {dest}/{prefix} via {what}"), e))
+    }
+
+    /// Waits until every link named in `names` is operationally up (carrier and queue active).
+    pub async fn wait_oper_up(&self, names: &[String]) -> Result<(), ProviderError> {
+        self.wait_links("links not operational", |links| {
+            names
+                .iter()
+                .filter(|want| {
+                    !links
+                        .iter()
+                        .any(|l| link_name(l) == Some(want.as_str()) && oper_up(l))
+                })
+                .cloned()
+                .collect()
+        })
+        .await
+    }
+}
+
+/// Writes sysctls of namespace `netns`: each `(key, value)` names a file under `/proc/sys/net/`
+/// (`ipv4/ip_forward`). The files are opened by a thread that has entered the namespace, because
+/// the kernel resolves `/proc/sys/net` to the network namespace of the thread that opens it (not
+/// of the process, unlike `/proc/net`); a test reads values back from two namespaces to check it.
+/// Keys are the provider's own (fixed words and link names such as `x3`), refused if they could
+/// leave `/proc/sys/net`; nothing is ever handed to a shell or `sysctl`.
+pub async fn write_sysctls(
+    netns: &str,
+    entries: Vec<(String, String)>,
+) -> Result<(), ProviderError> {
+    for (key, _) in &entries {
+        check_sysctl_key(key).map_err(ProviderError::InvalidInput)?;
+    }
+    in_netns(netns, move || -> Result<(), String> {
+        for (key, value) in &entries {
+            let path = format!("{SYSCTL_NET}/{key}");
+            std::fs::write(&path, value.as_bytes())
+                .map_err(|e| format!("cannot write {value:?} to {path}: {e}"))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(failed)?
+    .map_err(|e| failed(format!("{e} (in namespace {netns:?})")))
+}
+
+/// Reads one sysctl of namespace `netns` (a key as for [`write_sysctls`]), trimmed.
+#[cfg(test)]
+pub async fn read_sysctl(netns: &str, key: &str) -> Result<String, ProviderError> {
+    check_sysctl_key(key).map_err(ProviderError::InvalidInput)?;
+    let path = format!("{SYSCTL_NET}/{key}");
+    in_netns(netns, move || {
+        std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))
+    })
+    .await
+    .map_err(failed)?
+    .map(|v| v.trim().to_string())
+    .map_err(|e| failed(format!("cannot read {e} (in namespace {netns:?})")))
+}
+
+const SYSCTL_NET: &str = "/proc/sys/net";
+
+/// A sysctl key is `/`-separated words of letters, digits, `_`, `-` and `.` (no empty word, no
+/// `.` or `..`): it stays under `/proc/sys/net`.
+fn check_sysctl_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|w| {
+            !w.is_empty()
+                && w != "."
+                && w != ".."
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{key:?} is not a sysctl key under {SYSCTL_NET}"))
     }
 }
 
@@ -542,27 +686,14 @@ pub async fn attach_pods(node: &str, pods: &[PodLink]) -> Result<(), ProviderErr
 }
 
 /// One netlink request per pod: `v<index>` in the node, enslaved to `br0` and up, its peer `eth0`
-/// created directly in the pod's namespace (given by an open descriptor) with the pod's MAC.
+/// created directly in the pod's namespace (see [`Netlink::add_veth`]).
 async fn attach(nl: &Netlink, pods: &[PodLink]) -> Result<(), ProviderError> {
     let bridge = nl.index_of("br0").await?;
     // Owned inputs: the futures must not borrow from the iterator (they cross await points).
-    let pods: Vec<(String, usize)> = pods.iter().map(|p| (p.netns.clone(), p.index)).collect();
-    let jobs = pods.into_iter().map(|(netns, index)| async move {
-        let path = netns_path(&netns).map_err(ProviderError::InvalidInput)?;
-        let ns = File::open(&path).map_err(|e| failed(format!("cannot open {path:?}: {e}")))?;
-        let peer = LinkUnspec::new_with_name("eth0")
-            .address(pod_mac(index).to_vec())
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        let msg = LinkVeth::new(&format!("v{index}"), "eth0")
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .controller(bridge)
-            .up()
-            .build();
-        let done = nl.handle.link().add(msg).execute().await;
-        // The descriptor must stay open until the kernel has moved the peer.
-        drop(ns);
-        done.map_err(|e| nl.fail(&format!("creating the veth of {netns:?}"), e))
+    let pods: Vec<PodLink> = pods.to_vec();
+    let jobs = pods.into_iter().map(|p| async move {
+        nl.add_veth(&format!("v{}", p.index), &p, Some(bridge))
+            .await
     });
     let mut results = futures::stream::iter(jobs).buffer_unordered(NETLINK_PIPELINE);
     while let Some(r) = results.next().await {
@@ -611,13 +742,7 @@ pub async fn setup_pod(pod: &PodLink, all: &[PodLink]) -> Result<(), ProviderErr
             .map_err(|e| failed(format!("adding {count} neighbours in {:?}: {e}", pod.netns)))?;
     }
     // Carrier is applied asynchronously: wait until eth0 is operational (its queue active).
-    nl.wait_links("eth0 not operational", |links| {
-        let up = links
-            .iter()
-            .any(|l| link_name(l) == Some("eth0") && oper_up(l));
-        if up { Vec::new() } else { vec!["eth0".into()] }
-    })
-    .await
+    nl.wait_oper_up(&["eth0".into()]).await
 }
 
 /// Neighbour requests sent in one `sendmsg` (about 60 bytes each, well within a socket's send
@@ -777,6 +902,28 @@ mod tests {
     fn macs() {
         assert_eq!(pod_mac(0x010203), [0x02, 0x6e, 0x70, 0x01, 0x02, 0x03]);
         assert_eq!(pod_mac(0x01_00_00_00), [0x02, 0x6e, 0x70, 0, 0, 0]);
+    }
+
+    #[test]
+    fn sysctl_keys_stay_under_proc_sys_net() {
+        for ok in [
+            "ipv4/ip_forward",
+            "ipv4/conf/x12/proxy_arp",
+            "ipv6/conf/br0.5/mtu",
+        ] {
+            assert!(check_sysctl_key(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/ipv4/ip_forward",
+            "ipv4//x",
+            "ipv4/../../kernel/x",
+            "ipv4/./x",
+            "a b",
+            "x\n",
+        ] {
+            assert!(check_sysctl_key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,412 @@
+//! The cluster session (kind and kubeconfig providers) driven by the real engine against a
+//! simulated API server and ideal CNI (`cluster_sim`), under tokio's paused clock: pod address
+//! re-binding, the ServiceAccount wait, the reachability gate, pod reuse and parallel scenarios,
+//! nodes without SCTP and catalogued gaps. What only a live cluster can show is listed in
+//! docs/kind.md.
+
+mod cluster_sim;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_sim::{Latency, SimApi};
+use netpol_conformance::cni::gaps::{Gap, GapFeature};
+use netpol_conformance::probe::Outcome;
+use netpol_conformance::provider::PlatformInfo;
+use netpol_conformance::provider::kube::{ClusterPool, PoolPlatform, SessionConfig};
+use netpol_conformance::report::model::{RunReport, Verdict};
+use netpol_conformance::run::{self, Cancel, NullReporter, RunOptions};
+use netpol_conformance::scenario::{Scenario, load_paths, load_str};
+
+/// Calico's default pool: nothing like the model's 10.244.0.x.
+const CALICO: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 10);
+
+fn upstream(files: &[&str]) -> Vec<Scenario> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/upstream");
+    let paths: Vec<_> = files.iter().map(|f| dir.join(f)).collect();
+    match load_paths(&paths) {
+        Ok(l) => l.scenarios,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn config(parallel: usize, reuse: bool) -> SessionConfig {
+    SessionConfig {
+        parallel,
+        reuse,
+        gate_timeout: Duration::from_secs(30),
+        ..SessionConfig::new("agnhost")
+    }
+}
+
+fn options() -> RunOptions {
+    RunOptions {
+        probe_timeout: Duration::from_secs(3),
+        step_timeout: Duration::from_secs(60),
+        ..RunOptions::new("sim", "2026-11-26T00:00:00Z")
+    }
+}
+
+async fn run_on(
+    api: Arc<SimApi>,
+    cfg: SessionConfig,
+    sctp: Option<String>,
+    scenarios: &[Scenario],
+) -> RunReport {
+    let pool = ClusterPool::new(api, "sim", cfg, sctp);
+    let platform = PoolPlatform {
+        pool,
+        info: PlatformInfo {
+            provider: "kind".into(),
+            cni: "sim".into(),
+            ..Default::default()
+        },
+    };
+    let report = run::execute(
+        &platform,
+        scenarios,
+        &options(),
+        &mut NullReporter,
+        &Cancel::never(),
+    )
+    .await
+    .expect("the run completes");
+    netpol_conformance::provider::Platform::close(&platform)
+        .await
+        .expect("closes");
+    report
+}
+
+fn sim(sctp: bool, base: Ipv4Addr) -> Arc<SimApi> {
+    Arc::new(SimApi::new(Latency::kind(), sctp, base))
+}
+
+/// The upstream ipBlock cases compute their CIDRs from pod addresses: on pods addressed from
+/// 192.168.0.0/16 they are judged (not unsupported) and conformant, because the step is re-bound
+/// to the real addresses and the oracle re-run on them.
+#[tokio::test(start_paused = true)]
+async fn ipblock_cases_are_judged_on_real_addresses() {
+    let scenarios = upstream(&[
+        "egress-cidr.yaml",
+        "egress-cidr-except.yaml",
+        "cidr-except-overlap.yaml",
+    ]);
+    let r = run_on(sim(true, CALICO), config(2, true), None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    assert_eq!(r.summary.failed, 0);
+    // Only loopback cells are not judged.
+    let unsupported: Vec<_> = r
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.steps)
+        .flat_map(|st| &st.cells)
+        .filter(|c| c.outcome == Outcome::Unsupported)
+        .collect();
+    assert!(
+        unsupported.iter().all(|c| c.from == c.to),
+        "{unsupported:?}"
+    );
+    // The cell the policy allows through its /32 was observed allowed, the others blocked.
+    let cells = &r
+        .scenarios
+        .iter()
+        .find(|s| s.name == "upstream-egress-cidr")
+        .expect("egress-cidr")
+        .steps[0]
+        .cells;
+    let ayb = cells
+        .iter()
+        .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "y/b")
+        .expect("x/a -> y/b");
+    assert_eq!((ayb.expected, ayb.observed), (Some(true), Some(true)));
+    let aya = cells
+        .iter()
+        .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "y/a")
+        .expect("x/a -> y/a");
+    assert_eq!((aya.expected, aya.observed), (Some(false), Some(false)));
+}
+
+/// A literal CIDR written for the model's addresses is still judged — on the real addresses:
+/// the oracle, not the scenario's tables, decides what the cluster must do.
+#[tokio::test(start_paused = true)]
+async fn literal_cidrs_are_judged_on_real_addresses_too() {
+    let yaml = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: literal
+model: {upstream: {namespaces: [x, y], pods: [a, b], ports: [80], protocols: [TCP]}}
+steps:
+  - name: only-10-244
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {namespace: x, name: p}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          policyTypes: [Egress]
+          egress: [{to: [{ipBlock: {cidr: 10.244.0.0/16}}]}]
+"#;
+    let scenarios = load_str(yaml, "literal.yaml").expect("loads").scenarios;
+    // In the model every pod is in 10.244.0.0/16: x/a may reach all.
+    let model = scenarios[0].steps[0].oracle();
+    assert!(
+        model
+            .decide(
+                &"x/a".parse().expect("p"),
+                &"y/b".parse().expect("p"),
+                "80/TCP".parse().expect("p")
+            )
+            .expect("d")
+            .allowed
+    );
+    let r = run_on(sim(true, CALICO), config(1, true), None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    let cell = r.scenarios[0].steps[0]
+        .cells
+        .iter()
+        .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "y/b")
+        .expect("cell");
+    assert_eq!(
+        (cell.expected, cell.outcome),
+        (Some(false), Outcome::Pass),
+        "{cell:?}"
+    );
+}
+
+/// Pods are only created once the namespace's default ServiceAccount exists, and no probe of a
+/// scenario ever met a server that was not listening yet (the gate came first).
+#[tokio::test(start_paused = true)]
+async fn pods_wait_for_the_service_account_and_probes_for_the_gate() {
+    let api = sim(true, CALICO);
+    let scenarios = upstream(&["default-deny-ingress.yaml", "allow-from-pod-selector.yaml"]);
+    let r = run_on(Arc::clone(&api), config(2, true), None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    let log = api.log();
+    assert_eq!(log.refused_pods, 0, "{log:?}");
+    // The gate itself may meet servers before they listen; no cell does.
+    assert!(
+        r.scenarios
+            .iter()
+            .flat_map(|s| &s.steps)
+            .flat_map(|st| &st.cells)
+            .all(|c| c.connectivity != netpol_conformance::probe::Connectivity::Refused)
+    );
+}
+
+/// Scenarios with the same model share pods: the upstream TCP cases create 9 pods once per slot,
+/// run in parallel (up to `parallel` slots alive), and every scenario still starts from its own
+/// labels (a relabelling scenario followed by others stays conformant).
+#[tokio::test(start_paused = true)]
+async fn same_model_scenarios_reuse_pods_in_parallel() {
+    let files = [
+        "updated-pod.yaml",
+        "updated-namespace.yaml",
+        "default-deny-ingress.yaml",
+        "allow-from-pod-selector.yaml",
+        "deny-to-updated-pod.yaml",
+        "pod-and-namespace-selector.yaml",
+    ];
+    let api = sim(true, CALICO);
+    let r = run_on(Arc::clone(&api), config(2, true), None, &upstream(&files)).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    let log = api.log();
+    assert!(log.pods_created <= 2 * 9, "two slots at most: {log:?}");
+    assert!(log.max_namespaces_alive <= 2 * 3, "{log:?}");
+    assert_eq!(
+        log.namespaces_created, log.namespaces_deleted,
+        "everything removed: {log:?}"
+    );
+
+    let fresh = sim(true, CALICO);
+    let r2 = run_on(
+        Arc::clone(&fresh),
+        config(1, false),
+        None,
+        &upstream(&files),
+    )
+    .await;
+    assert_eq!(r2.verdict, Verdict::Conformant);
+    assert_eq!(fresh.log().pods_created, files.len() * 9);
+    assert!(
+        r.duration_ms < r2.duration_ms,
+        "{} vs {}",
+        r.duration_ms,
+        r2.duration_ms
+    );
+}
+
+/// Nodes without SCTP: porter crash-loops, the run goes on, SCTP cells are unsupported with
+/// the reason and TCP cells are judged.
+#[tokio::test(start_paused = true)]
+async fn nodes_without_sctp_do_not_abort_the_run() {
+    let api = sim(false, CALICO);
+    let scenarios = upstream(&["sctp-not-tcp.yaml"]);
+    let r = run_on(Arc::clone(&api), config(1, true), None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    let cells: Vec<_> = r.scenarios[0].steps.iter().flat_map(|s| &s.cells).collect();
+    let sctp: Vec<_> = cells
+        .iter()
+        .filter(|c| c.protocol == netpol_conformance::model::Protocol::Sctp)
+        .collect();
+    assert!(!sctp.is_empty());
+    assert!(sctp.iter().all(|c| {
+        c.outcome == Outcome::Unsupported
+            && c.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("kernel has no SCTP"))
+    }));
+    assert!(cells.iter().any(|c| c.outcome == Outcome::Pass));
+}
+
+/// Known up front (kind: the host kernel): SCTP servers are not even started.
+#[tokio::test(start_paused = true)]
+async fn sctp_known_missing_up_front_starts_no_sctp_server() {
+    let api = sim(false, CALICO);
+    let scenarios = upstream(&["sctp-not-tcp.yaml"]);
+    let why = "this host's kernel has no SCTP".to_string();
+    let r = run_on(
+        Arc::clone(&api),
+        config(1, true),
+        Some(why.clone()),
+        &scenarios,
+    )
+    .await;
+    assert_eq!(r.verdict, Verdict::Conformant);
+    assert!(
+        r.scenarios[0].steps[0]
+            .cells
+            .iter()
+            .any(|c| c.detail.as_deref() == Some(why.as_str()))
+    );
+}
+
+/// A catalogued gap makes exactly its cells unsupported, counted in the report, and the CNI
+/// reads conformant.
+#[tokio::test(start_paused = true)]
+async fn catalogued_gaps_are_unsupported_and_counted() {
+    let gap = Gap {
+        feature: GapFeature::IpBlockPodIps,
+        reason: "no ipBlock on pod addresses".into(),
+        references: vec![],
+    };
+    let cfg = SessionConfig {
+        gaps: vec![gap.clone()],
+        ..config(1, true)
+    };
+    let api = sim(true, CALICO);
+    let pool = ClusterPool::new(api, "sim", cfg, None);
+    let platform = PoolPlatform {
+        pool,
+        info: PlatformInfo {
+            provider: "kind".into(),
+            cni: "sim".into(),
+            gaps: vec![gap],
+            ..Default::default()
+        },
+    };
+    let scenarios = upstream(&["egress-cidr.yaml"]);
+    let r = run::execute(
+        &platform,
+        &scenarios,
+        &options(),
+        &mut NullReporter,
+        &Cancel::never(),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(r.verdict, Verdict::Conformant);
+    assert_eq!(r.gaps.len(), 1);
+    assert_eq!(r.gaps[0].cells, 1, "only x/a -> y/b rests on the ipBlock");
+    assert!(r.phases.pods_ms >= 10_000, "{:?}", r.phases);
+}
+
+/// Where the kind platform started a container for `(external)/web` (its address on the kind
+/// network, nothing like the model's 192.0.2.10), pods' egress to it is probed on that address:
+/// the `<(external)/web>/24` template is re-bound to it, so the ipBlock admits it, `except`
+/// carves it out and selectors never match it. Probes from it are not run. Without a started
+/// peer the same cells are unsupported, never judged.
+#[tokio::test(start_paused = true)]
+async fn an_external_peer_is_probed_on_its_real_address() {
+    use netpol_conformance::provider::kube::RealExternal;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/egress/external-peer.yaml");
+    let scenarios = load_paths(&[path]).expect("loads").scenarios;
+    let wanted = netpol_conformance::provider::kind::external::wanted(&scenarios);
+    let served = wanted.get("web").cloned().expect("web is wanted");
+    let peer_ip: std::net::IpAddr = "172.18.0.5".parse().expect("ip");
+
+    let api = sim(true, CALICO);
+    api.add_external("web", peer_ip, served.clone());
+    let cfg = SessionConfig {
+        externals: [(
+            "web".to_string(),
+            RealExternal {
+                ip: peer_ip,
+                served,
+                what: "container sim-web".into(),
+            },
+        )]
+        .into(),
+        ..config(1, true)
+    };
+    let r = run_on(Arc::clone(&api), cfg, None, &scenarios).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    assert_eq!(r.summary.failed, 0);
+    let steps = &r.scenarios[0].steps;
+    let cell = |step: usize, from: &str, to: &str| {
+        steps[step]
+            .cells
+            .iter()
+            .find(|c| c.from.to_string() == from && c.to.to_string() == to)
+            .unwrap_or_else(|| panic!("{from} -> {to} in step {step}"))
+            .clone()
+    };
+    let allowed = cell(0, "x/a", "(external)/web");
+    assert_eq!(
+        (allowed.expected, allowed.observed, allowed.outcome),
+        (Some(true), Some(true), Outcome::Pass),
+        "{allowed:?}"
+    );
+    assert!(
+        allowed.command.contains("172.18.0.5"),
+        "{}",
+        allowed.command
+    );
+    for step in [1, 2] {
+        let denied = cell(step, "x/a", "(external)/web");
+        assert_eq!(
+            (denied.expected, denied.observed, denied.outcome),
+            (Some(false), Some(false), Outcome::Pass),
+            "step {step}: {denied:?}"
+        );
+    }
+    let other = cell(0, "x/b", "(external)/web");
+    assert_eq!((other.expected, other.observed), (Some(true), Some(true)));
+    let back = cell(0, "(external)/web", "x/b");
+    assert_eq!(back.outcome, Outcome::Unsupported);
+    assert!(
+        back.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("probes from a peer outside the cluster")),
+        "{back:?}"
+    );
+    assert!(api.log().external_connects > 0);
+
+    // No peer started: the same cells are not judged.
+    let api = sim(true, CALICO);
+    let r = run_on(api, config(1, true), None, &scenarios).await;
+    let steps = &r.scenarios[0].steps;
+    let c = steps[0]
+        .cells
+        .iter()
+        .find(|c| c.from.to_string() == "x/a" && c.to.to_string() == "(external)/web")
+        .expect("cell");
+    assert_eq!(c.outcome, Outcome::Unsupported, "{c:?}");
+    assert!(
+        c.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("no external peer is realised")),
+        "{c:?}"
+    );
+}
