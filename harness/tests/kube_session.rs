@@ -553,3 +553,24 @@ async fn only_the_enforced_kinds_are_applied_and_judged() {
     assert!(held > 50, "{held}");
     assert!(r.summary.unsupported as usize >= held);
 }
+
+/// The whole directory on a v1alpha1-only cluster: the ClusterNetworkPolicy scenarios' cells are
+/// held, and the run still waits for the v1alpha1 scenario's policies to converge (held cells
+/// are no evidence that the dataplane enforces nothing).
+#[tokio::test(start_paused = true)]
+async fn held_scenarios_do_not_cut_the_wait_of_later_ones() {
+    use netpol_conformance::policy::ClusterKind;
+    let why = "ClusterNetworkPolicy is not enforced by CNI sim-calico (v1alpha1 only)";
+    let cfg = SessionConfig {
+        cluster_gaps: [(ClusterKind::ClusterNetworkPolicy, why.to_string())].into(),
+        ..config(1, true)
+    };
+    let r = run_on(sim(false, CALICO), cfg, None, &cluster_policy_scenarios()).await;
+    assert_eq!(
+        r.verdict,
+        Verdict::Conformant,
+        "{:?} {:?}",
+        r.summary,
+        r.enforcement
+    );
+}

@@ -1170,8 +1170,6 @@ async fn run_step<S: Session>(
         held,
         sample,
     } = planned;
-    ctx.watch
-        .step_applied(expected.contains(&Some(false)), applied);
     let deadline = applied + opts.step_timeout;
     let timeout_ms = ms(opts.probe_timeout);
 
@@ -1256,6 +1254,13 @@ async fn run_step<S: Session>(
             convergence = Some(ms(t0.duration_since(applied)));
             break (probed, wall);
         }
+        // The no-enforcement window opens with the first step that expects a denial and did not
+        // match at once (from its apply): a step that matched has nothing to wait for, and may
+        // hold no evidence either way (one denied cell, SCTP cells a node cannot serve, or most
+        // cells held unprobed because the cluster does not enforce the cluster-wide policies
+        // deciding them), so it must not start the clock that shortens later steps' waits.
+        ctx.watch
+            .step_applied(expected.contains(&Some(false)), applied);
         let now = Instant::now();
         if now >= deadline {
             break (probed, wall);
