@@ -412,6 +412,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<Strin
             probe_timeout: opts.probe_timeout,
             external: super::kind::EXTERNAL_DOC.into(),
             external_realised: false,
+            cluster_gaps: SessionConfig::new(String::new()).cluster_gaps,
         },
     )?;
     Ok(out)

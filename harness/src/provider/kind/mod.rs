@@ -645,6 +645,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
             probe_timeout: opts.probe_timeout,
             external: KIND_EXTERNAL_DOC.into(),
             external_realised: true,
+            cluster_gaps: opts.session_config(String::new(), cni).cluster_gaps,
         },
     )?;
     Ok(out)
