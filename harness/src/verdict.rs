@@ -13,8 +13,9 @@
 //! BaselineAdminNetworkPolicy) decided is traced through the tier evaluation instead
 //! ([`crate::policy::TierTrace`]) to tier-and-action features: `admin-accept`, `admin-deny`,
 //! `admin-pass`, `baseline-accept`, `baseline-deny`, `baseline-pass` (the action of every cluster
-//! rule that matched on a failing side; v1alpha1's `Allow` is `accept`), `cnp-priority` (the side
-//! consulted or passed over policies of several priorities: their order decided), `rule-order`
+//! rule that matched on a failing side; v1alpha1's `Allow` is `accept`), `cnp-priority` (rules of
+//! policies at several priorities matched, or a policy after the deciding priority would have
+//! matched with another action: their order decided), `rule-order`
 //! (a later rule of the deciding policy also matches with another action: only the first may
 //! decide), `baseline-isolation` (NetworkPolicy isolates the side while a Baseline-tier policy
 //! selects it: the baseline must not apply) and `networks` (a matched rule's peer is a
@@ -386,10 +387,13 @@ fn tier_features(
     let policy = |r: &crate::policy::cluster::ClusterPolicyRef| {
         oracle.cluster_policies().iter().find(|p| &p.key == r)
     };
+    // Priorities of the policies whose rules matched, per tier.
     let mut priorities = BTreeSet::new();
+    let mut decider = None;
     for e in t.admin.iter().chain(&t.baseline) {
-        priorities.insert((e.tier, e.priority));
         let Some(m) = &e.matched else { continue };
+        priorities.insert((e.tier, e.priority));
+        decider = Some(m.action);
         out.insert(match (e.tier, m.action) {
             (Tier::Admin, Action::Accept) => Feature::AdminAccept,
             (Tier::Admin, Action::Deny) => Feature::AdminDeny,
@@ -421,8 +425,24 @@ fn tier_features(
             }
         }
     }
-    if !t.admin_not_reached.is_empty() || !t.baseline_not_reached.is_empty() {
-        out.insert(Feature::CnpPriority);
+    // A policy never consulted (a later priority) whose first matching rule takes another
+    // action: evaluating priorities in another order changes the answer.
+    if let (Some(peer), Some(dst), Some(decided)) = (peer, dst, decider) {
+        let ns = model.namespace(&peer.namespace).map(|n| &n.labels);
+        let differs = t
+            .admin_not_reached
+            .iter()
+            .chain(&t.baseline_not_reached)
+            .filter_map(|(r, _)| policy(r))
+            .any(|p| {
+                p.rules(side.direction)
+                    .iter()
+                    .find(|r| r.peer_hit(peer, ns).is_some() && r.port_hit(probe, dst).is_some())
+                    .is_some_and(|r| r.effective_action() != decided)
+            });
+        if differs {
+            out.insert(Feature::CnpPriority);
+        }
     }
     for tier in [Tier::Admin, Tier::Baseline] {
         let distinct: BTreeSet<_> = priorities.iter().filter(|(t, _)| *t == tier).collect();
@@ -641,6 +661,7 @@ mod tests {
             },
             detail: None,
             explanation: None,
+            decided: None,
             command: String::new(),
             features: Vec::new(),
             history: Vec::new(),

@@ -493,6 +493,7 @@ fn report_cell_judged(
             (None, d) => d.or_else(|| deciding.is_none().then(|| "never probed".to_string())),
         },
         explanation: None,
+        decided: None,
         command: deciding.map(|o| o.command.clone()).unwrap_or_default(),
         features: Vec::new(),
         history: if attempts.len() > 1 {
@@ -1382,11 +1383,11 @@ async fn run_step<S: Session>(
             }
             // The oracle's reasons, for the cells a reader will ask about (kept off passing
             // cells so report.json stays proportionate to what went wrong).
-            if matches!(rep.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error) {
-                rep.explanation = at
-                    .oracle
-                    .decide(&rep.from, &rep.to, r.probe)
-                    .map(|d| crate::policy::explain::render(&d, at.step));
+            if matches!(rep.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error)
+                && let Some(d) = at.oracle.decide(&rep.from, &rep.to, r.probe)
+            {
+                rep.explanation = Some(crate::policy::explain::render(&d, at.step));
+                rep.decided = crate::policy::explain::tier_summary(&d);
             }
             if rep.outcome == Outcome::Fail {
                 rep.features = verdict::cell_features(at.oracle, at.earlier, &rep)
