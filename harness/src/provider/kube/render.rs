@@ -19,16 +19,26 @@
 //!   every probe port of the scenario: `serve-hostname --tcp|--udp` or `porter` for SCTP.
 //! - **Policies** are the scenario's objects with the namespace mapped and selectors rewritten,
 //!   applied server-side.
+//! - **Services** (only when a run probes through them): the scenario's own and the per-pod ones
+//!   probing synthesises ([`crate::service::probe_services`], upstream's `s-<ns>-<pod>`), in the
+//!   mapped namespace, keeping their names and ports (named `targetPort`s resolve on the pods'
+//!   declared container ports, which keep their names). A scenario Service's selector keeps its
+//!   labels, plus `netpolc.io/run-id`; a per-pod Service selects `netpolc.io/pod: <pod>` (and the
+//!   run id), a harness label on exactly that pod, so a later step relabelling the pod never moves
+//!   its Service, as the model's `Backing::Pod` says. The ClusterIP is left to the API server (a
+//!   scenario's `clusterIP` may lie outside the cluster's service range); the session reads back
+//!   what it allocated.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort as K8sContainerPort, EnvVar, Namespace as K8sNamespace, Pod as K8sPod,
-    PodSpec, PodTemplateSpec,
+    PodSpec, PodTemplateSpec, Service as K8sService, ServicePort as K8sServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use crate::cni::catalogue::RUN_ID_LABEL;
@@ -41,6 +51,8 @@ use crate::scenario::{Scenario, Step};
 pub const NAME_LABEL: &str = "netpolc.io/name";
 /// Which Deployment a pod belongs to (harness-owned, used by the Deployment's selector).
 pub const WORKLOAD_LABEL: &str = "netpolc.io/workload";
+/// Which model pod a real pod is (harness-owned): what per-pod Services select.
+pub const POD_LABEL: &str = "netpolc.io/pod";
 /// Label keys scenarios may not use: the harness owns them.
 pub const RESERVED_PREFIX: &str = "netpolc.io/";
 
@@ -119,6 +131,17 @@ pub fn check_scenario(scenario: &Scenario) -> Result<(), ProviderError> {
                     .filter(|k| k.starts_with(RESERVED_PREFIX))
                     .cloned(),
             );
+        }
+        for svc in &step.model.services {
+            if let crate::service::Backing::Selector(sel) = &svc.backing {
+                bad.extend(
+                    sel.keys()
+                        .filter(|k| k.starts_with(RESERVED_PREFIX))
+                        .map(|k| {
+                            format!("{k} (selector of Service {}/{})", svc.namespace, svc.name)
+                        }),
+                );
+            }
         }
         for p in &step.policies {
             let text = serde_json::to_string(&p.source.spec).unwrap_or_default();
@@ -307,6 +330,7 @@ pub fn workload_objects(
             Workload::Pod => {
                 let mut labels = pod.labels.clone();
                 labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+                labels.insert(POD_LABEL.into(), pod_label_value(&pod.name));
                 out.push(WorkloadObject::Pod(Box::new(K8sPod {
                     metadata: meta(&pod.name, Some(&map.namespace(&pod.namespace)), labels),
                     spec: Some(pod_spec(pod, probes, image, sctp)),
@@ -352,6 +376,87 @@ pub fn workload_objects(
         })));
     }
     out
+}
+
+/// The value of [`POD_LABEL`] for a model pod: its name, or when longer than a label value may be
+/// (pod names are DNS subdomains, up to 253 characters) `h` and a hash of it.
+pub fn pod_label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    let h = Sha256::digest(name.as_bytes());
+    let hex: String = h.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("h{hex}")
+}
+
+/// A label patch adding [`POD_LABEL`] to a realised pod (Deployment replicas get theirs once
+/// they are matched to model pods; bare pods are created with it).
+pub fn pod_label_patch(name: &str) -> serde_json::Value {
+    serde_json::json!({ "metadata": { "labels": { POD_LABEL: pod_label_value(name) } } })
+}
+
+/// The Service as applied: namespace mapped, selector as described in the module docs, ports kept
+/// (`targetPort` a number or a name), type ClusterIP, no `clusterIP` (the server allocates it).
+pub fn service_object(map: &NameMap, svc: &crate::service::Service) -> K8sService {
+    let mut selector = Labels::new();
+    match &svc.backing {
+        crate::service::Backing::Selector(sel) => selector.extend(sel.clone()),
+        crate::service::Backing::Pod(r) => {
+            selector.insert(POD_LABEL.into(), pod_label_value(&r.name));
+        }
+    }
+    selector.insert(RUN_ID_LABEL.into(), map.run_label().into());
+    let mut labels = Labels::new();
+    labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+    if svc.synthesised {
+        labels.insert(SYNTHESISED_LABEL.into(), "true".into());
+    }
+    K8sService {
+        metadata: meta(&svc.name, Some(&map.namespace(&svc.namespace)), labels),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(
+                svc.ports
+                    .iter()
+                    .map(|p| K8sServicePort {
+                        name: p.name.clone(),
+                        port: i32::from(p.port),
+                        protocol: Some(p.protocol.as_str().into()),
+                        target_port: Some(match &p.target_port {
+                            crate::service::TargetPort::Number(n) => {
+                                IntOrString::Int(i32::from(*n))
+                            }
+                            crate::service::TargetPort::Name(n) => IntOrString::String(n.clone()),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Marks the per-pod Services the harness synthesised (upstream's `s-<ns>-<pod>`).
+pub const SYNTHESISED_LABEL: &str = "netpolc.io/synthesised";
+
+/// The Services a slot realises for `model` when probing through Services: the scenario's own
+/// and the per-pod ones for every probe the slot's pods serve (a superset of any step's, so a
+/// step's plan finds its per-pod Service under the same name and port).
+pub fn services_of(model: &Model, served: &BTreeSet<Probe>) -> Vec<crate::service::Service> {
+    let probes: Vec<Probe> = served.iter().copied().collect();
+    let pods_only = Model {
+        pods: model
+            .pods
+            .iter()
+            .filter(|(_, p)| !p.is_external())
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect(),
+        ..model.clone()
+    };
+    crate::service::probe_services(&pods_only, &model.services, &probes)
 }
 
 /// Rewrites `kubernetes.io/metadata.name` to `netpolc.io/name` in a namespace selector.
