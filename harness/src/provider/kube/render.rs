@@ -862,4 +862,248 @@ steps:
             serde_json::json!({"metadata": {"labels": {"a": "3", "b": null}}})
         );
     }
+
+    const SERVICES: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: services
+model:
+  namespaces: [{name: svc}]
+  pods:
+    - {namespace: svc, name: api, labels: {app: api}, ports: [{port: 8080, name: http}]}
+    - {namespace: svc, name: client, labels: {app: client}, ports: ["8080/TCP"]}
+  deployments:
+    - {namespace: svc, name: web, replicas: 2, labels: {app: web}, ports: ["8080/TCP"]}
+  services:
+    - {namespace: svc, name: front, selector: {app: api}, ports: [{name: web, port: 80, targetPort: http}]}
+probes: ["8080/TCP", "81/UDP"]
+steps:
+  - name: relabel
+    labelPods: [{pod: svc/client, set: {app: other}}]
+"#;
+
+    fn services_scenario() -> Scenario {
+        match load_str(SERVICES, "services.yaml") {
+            Ok(l) => l.scenarios.into_iter().next().expect("one scenario"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn selects(svc: &K8sService, labels: &Labels) -> bool {
+        svc.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
+
+    fn labels_of(w: &WorkloadObject) -> Labels {
+        match w {
+            WorkloadObject::Pod(p) => p.metadata.labels.clone().unwrap_or_default(),
+            WorkloadObject::Deployment(d) => d
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn services_keep_names_ports_and_named_target_ports_and_leave_the_cluster_ip_to_the_server() {
+        let s = services_scenario();
+        let map = NameMap::new("r", 2);
+        let model = &s.steps[0].model;
+        let served = scenario_probes(&s);
+        let all = services_of(model, &served);
+        let names: Vec<&str> = all.iter().map(|x| x.name.as_str()).collect();
+        // The scenario's own, then one per pod not backed exactly on every probe (front backs
+        // svc/api on 8080/TCP only, so svc/api gets one too, for 81/UDP).
+        assert_eq!(
+            names,
+            [
+                "front",
+                "s-svc-api",
+                "s-svc-client",
+                "s-svc-web-0",
+                "s-svc-web-1"
+            ]
+        );
+        let front = service_object(&map, &all[0]);
+        assert_eq!(
+            front.metadata.namespace.as_deref(),
+            Some("netpolc-r--2-svc")
+        );
+        assert_eq!(front.metadata.name.as_deref(), Some("front"));
+        let labels = front.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(RUN_ID_LABEL).map(String::as_str), Some("r"));
+        assert!(!labels.contains_key(SYNTHESISED_LABEL));
+        let spec = front.spec.clone().expect("spec");
+        assert_eq!(spec.cluster_ip, None, "allocated by the API server");
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        let port = &spec.ports.expect("ports")[0];
+        assert_eq!(
+            (port.name.as_deref(), port.port, port.protocol.as_deref()),
+            (Some("web"), 80, Some("TCP"))
+        );
+        assert_eq!(port.target_port, Some(IntOrString::String("http".into())));
+        assert_eq!(
+            spec.selector,
+            Some(
+                [("app", "api"), (RUN_ID_LABEL, "r")]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into()
+            )
+        );
+        let per_pod = service_object(&map, &all[2]);
+        let pp = per_pod.spec.clone().expect("spec");
+        let ports: Vec<(Option<&str>, i32, Option<&str>, Option<IntOrString>)> = pp
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.name.as_deref(),
+                    p.port,
+                    p.protocol.as_deref(),
+                    p.target_port.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("81-udp"), 81, Some("UDP"), Some(IntOrString::Int(81))),
+                (
+                    Some("8080-tcp"),
+                    8080,
+                    Some("TCP"),
+                    Some(IntOrString::Int(8080))
+                )
+            ]
+        );
+        assert_eq!(
+            per_pod
+                .metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .get(SYNTHESISED_LABEL)
+                .map(String::as_str),
+            Some("true")
+        );
+        // JSON as applied: no clusterIP field at all (server-side apply would otherwise own it).
+        let json = serde_json::to_value(&per_pod).expect("json");
+        assert!(json["spec"].get("clusterIP").is_none(), "{json}");
+        assert_eq!(json["kind"], "Service");
+    }
+
+    #[test]
+    fn per_pod_services_select_exactly_their_pod_whatever_its_labels_become() {
+        let s = services_scenario();
+        let map = NameMap::new("r", 0);
+        let model = &s.steps[0].model;
+        let served = scenario_probes(&s);
+        let objs = workload_objects(&map, model, &served, "img", true);
+        let services: Vec<K8sService> = services_of(model, &served)
+            .iter()
+            .map(|x| service_object(&map, x))
+            .collect();
+        let client_svc = services
+            .iter()
+            .find(|x| x.metadata.name.as_deref() == Some("s-svc-client"))
+            .expect("client's");
+        let mut pods: Vec<(String, Labels)> = objs
+            .iter()
+            .filter_map(|w| match w {
+                WorkloadObject::Pod(p) => {
+                    Some((p.metadata.name.clone().unwrap_or_default(), labels_of(w)))
+                }
+                WorkloadObject::Deployment(_) => None,
+            })
+            .collect();
+        let selected: Vec<&str> = pods
+            .iter()
+            .filter(|(_, l)| selects(client_svc, l))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(selected, ["client"]);
+        // A later step relabels svc/client (the session patches model labels only).
+        let client = pods
+            .iter_mut()
+            .find(|(n, _)| n == "client")
+            .expect("client");
+        let patch = label_patch(
+            &[("app".to_string(), "client".to_string())].into(),
+            &[("app".to_string(), "other".to_string())].into(),
+            &[],
+        );
+        let mut labels = client.1.clone();
+        for (k, v) in patch["metadata"]["labels"].as_object().expect("labels") {
+            match v.as_str() {
+                Some(v) => {
+                    labels.insert(k.clone(), v.to_string());
+                }
+                None => {
+                    labels.remove(k);
+                }
+            }
+        }
+        assert!(
+            selects(client_svc, &labels),
+            "still its Service: {labels:?}"
+        );
+        // The scenario's Service selects by label, like the model: svc/api only.
+        let front = services
+            .iter()
+            .find(|x| x.metadata.name.as_deref() == Some("front"))
+            .expect("front");
+        let by_front: Vec<&str> = pods
+            .iter()
+            .filter(|(_, l)| selects(front, l))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(by_front, ["api"]);
+        // Deployment replicas get their identity label by patch once matched; the template
+        // cannot carry it, so a replica Service selects nothing until then.
+        let dep = objs
+            .iter()
+            .find(|w| matches!(w, WorkloadObject::Deployment(_)))
+            .expect("deployment");
+        let web0 = services
+            .iter()
+            .find(|x| x.metadata.name.as_deref() == Some("s-svc-web-0"))
+            .expect("replica's");
+        let mut tl = labels_of(dep);
+        assert!(!selects(web0, &tl));
+        let patch = pod_label_patch("web-0");
+        tl.insert(
+            POD_LABEL.into(),
+            patch["metadata"]["labels"][POD_LABEL]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+        );
+        assert!(selects(web0, &tl));
+    }
+
+    #[test]
+    fn pod_label_values_stay_label_values() {
+        assert_eq!(pod_label_value("a"), "a");
+        let long = pod_label_value(&"p".repeat(200));
+        assert!(long.len() <= 63 && long.starts_with('h'), "{long}");
+        assert_ne!(long, pod_label_value(&"q".repeat(200)));
+    }
+
+    #[test]
+    fn reserved_keys_in_service_selectors_are_refused() {
+        let bad = SERVICES.replace("selector: {app: api}", "selector: {netpolc.io/pod: client}");
+        let s = match load_str(&bad, "bad.yaml") {
+            Ok(l) => l.scenarios.into_iter().next().expect("one"),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert!(
+            matches!(check_scenario(&s), Err(ProviderError::InvalidInput(m)) if m.contains("selector of Service svc/front")),
+        );
+    }
 }
