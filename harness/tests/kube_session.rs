@@ -626,3 +626,47 @@ async fn a_service_without_endpoints_makes_its_cells_errors() {
     assert!(r.summary.errors >= 3, "{:?}", r.summary);
     assert_ne!(r.verdict, Verdict::Conformant);
 }
+
+/// EndpointSlices ready is not a programmed service path: a Service kube-proxy never programs
+/// (its ClusterIP leads nowhere, so every probe through it times out — which an expected-deny
+/// cell would count as a pass) is caught by the reachability gate through Services, and its cells
+/// are `error`, never judged. Cells through the other Services are judged.
+#[tokio::test(start_paused = true)]
+async fn the_service_gate_keeps_an_unprogrammed_service_from_passing_deny_cells() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let scenarios = load_paths(&[root.join("services/named-target-port.yaml")])
+        .expect("loads")
+        .scenarios;
+    let api = sim(true, CALICO);
+    api.withhold_proxy("web");
+    let r = run_via(
+        Arc::clone(&api),
+        services_config(),
+        &scenarios,
+        &[ProbeMode::ServiceIp],
+    )
+    .await;
+    let cells = &r.scenarios[0].steps[0].cells;
+    let to_api: Vec<_> = cells
+        .iter()
+        .filter(|c| c.to.to_string() == "svc/api" && c.from != c.to)
+        .collect();
+    assert_eq!(to_api.len(), 2);
+    // svc/admin -> svc/api is expected denied: without the gate it would pass on a timeout.
+    assert!(to_api.iter().any(|c| c.expected == Some(false)));
+    for c in &to_api {
+        assert_eq!(c.outcome, Outcome::Error, "{c:?}");
+        assert!(
+            c.detail.as_deref().is_some_and(|d| d.contains(
+                "never reached Service svc/web port 80/TCP before any policy was applied"
+            )),
+            "{c:?}"
+        );
+    }
+    let judged = cells
+        .iter()
+        .filter(|c| c.to.to_string() != "svc/api" && c.from != c.to);
+    for c in judged {
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+    }
+}

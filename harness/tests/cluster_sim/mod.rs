@@ -61,6 +61,9 @@ pub struct Latency {
     pub convergence: Duration,
     /// From a Service's creation (or its pods' readiness) to its EndpointSlice.
     pub endpoints: Duration,
+    /// From the EndpointSlice to kube-proxy's rules on every node (before that a probe of the
+    /// ClusterIP is refused).
+    pub proxy: Duration,
 }
 
 impl Latency {
@@ -75,6 +78,7 @@ impl Latency {
             exec_rtt: Duration::from_millis(150),
             convergence: Duration::from_secs(2),
             endpoints: Duration::from_millis(800),
+            proxy: Duration::from_millis(1500),
         }
     }
 }
@@ -103,6 +107,8 @@ struct State {
     next_cluster_ip: u32,
     /// Service names whose endpoints are never published.
     withheld: BTreeSet<String>,
+    /// Service names kube-proxy never programs (their endpoints are published).
+    unprogrammed: BTreeSet<String>,
     /// Every Service ever created: (namespace, name, ClusterIP).
     created_services: Vec<(String, String, String)>,
 }
@@ -165,6 +171,12 @@ impl SimApi {
         st.externals
             .insert(name.to_string(), (ip, served, Instant::now()));
         self.snapshot(&mut st);
+    }
+
+    /// kube-proxy never programs Services called `name` (a broken service path: their
+    /// EndpointSlices are ready, their ClusterIPs lead nowhere).
+    pub fn withhold_proxy(&self, name: &str) {
+        self.st().unprogrammed.insert(name.to_string());
     }
 
     /// The EndpointSlice controller never publishes endpoints for Services called `name`.
@@ -500,19 +512,23 @@ impl SimApi {
                     // kube-proxy has no rule for the port: the packet goes nowhere.
                     return (1, "TIMEOUT".into(), timeout);
                 };
-                let ready: Vec<(IpAddr, u16)> =
-                    if st.withheld.contains(&key.1) || now < *applied + self.latency.endpoints {
-                        Vec::new()
-                    } else {
-                        self.service_endpoints(st, &key.0, svc)
-                            .into_iter()
-                            .filter_map(|(name, targets)| {
-                                let p = &st.pods[&(key.0.clone(), name)];
-                                let running = self.pod_running(p, now);
-                                Some((p.ip, targets[pi]?)).filter(|_| running)
-                            })
-                            .collect()
-                    };
+                if st.unprogrammed.contains(&key.1) {
+                    return (1, "TIMEOUT".into(), timeout);
+                }
+                let programmed = *applied + self.latency.endpoints + self.latency.proxy;
+                let ready: Vec<(IpAddr, u16)> = if st.withheld.contains(&key.1) || now < programmed
+                {
+                    Vec::new()
+                } else {
+                    self.service_endpoints(st, &key.0, svc)
+                        .into_iter()
+                        .filter_map(|(name, targets)| {
+                            let p = &st.pods[&(key.0.clone(), name)];
+                            let running = self.pod_running(p, now);
+                            Some((p.ip, targets[pi]?)).filter(|_| running)
+                        })
+                        .collect()
+                };
                 let [(ip, target)] = ready.as_slice() else {
                     if ready.is_empty() {
                         // kube-proxy rejects a Service port without endpoints.

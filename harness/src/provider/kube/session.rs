@@ -150,6 +150,8 @@ pub struct Slot {
     silent: BTreeSet<(PodRef, Server)>,
     /// Services in place now, by (model namespace, name).
     services: BTreeMap<(String, String), RealService>,
+    /// (source, Service, Service port, protocol) never answering at the last Service gate.
+    service_silent: BTreeSet<(PodRef, (String, String), u16, Protocol)>,
     ready: bool,
 }
 
@@ -249,6 +251,7 @@ impl<A: ClusterApi> ClusterPool<A> {
             policies: BTreeSet::new(),
             silent: BTreeSet::new(),
             services: BTreeMap::new(),
+            service_silent: BTreeSet::new(),
             ready: false,
         }
     }
@@ -456,8 +459,9 @@ impl<A: ClusterApi> ClusterSession<A> {
         }
         // Pods relabelled (or a reused slot's labels reset): Services selecting by label may now
         // reach other pods, so their endpoints are checked again.
-        let relabelled = self.prev.is_none() || !actions.label_pods.is_empty();
-        self.sync_services(&bound.model, relabelled).await?;
+        let first = self.prev.is_none();
+        let relabelled = first || !actions.label_pods.is_empty();
+        self.sync_services(&bound.model, relabelled, first).await?;
         let by_key: BTreeMap<_, _> = bound.policies.iter().map(|p| (&p.key, p)).collect();
         for key in &actions.apply_policies {
             let Some(p) = by_key.get(key) else { continue };
@@ -574,6 +578,7 @@ impl<A: ClusterApi> ClusterSession<A> {
         &mut self,
         model: &Model,
         relabelled: bool,
+        first: bool,
     ) -> Result<(), ProviderError> {
         if !self.pool.cfg.services {
             return Ok(());
@@ -654,6 +659,96 @@ impl<A: ClusterApi> ClusterSession<A> {
         }
         if changed {
             self.wait_endpoints(model).await?;
+        }
+        // No policy in place yet (a scenario's first step): prove every Service answers through
+        // kube-proxy's (or the CNI's) service path, as the pod gate proves pods do.
+        if (changed || first) && self.slot()?.policies.is_empty() {
+            self.run_service_gate(model).await?;
+        }
+        Ok(())
+    }
+
+    /// The reachability gate through Services: every source pod dials the ClusterIP and port of
+    /// every Service with ready endpoints (one endpoint: the only ones probed) until all connect
+    /// or the gate times out. EndpointSlices being ready does not mean the service path is
+    /// programmed on every node yet; a probe before that is refused or times out, which would
+    /// let an expected-deny cell pass. Pairs still silent make their cells `error`. Hairpin is
+    /// left out (CNIs differ on it).
+    async fn run_service_gate(&mut self, model: &Model) -> Result<(), ProviderError> {
+        let slot = self.slot()?.clone();
+        let sctp = self.pool.sctp_unsupported().is_none();
+        let sources: Vec<PodRef> = model
+            .pods
+            .values()
+            .filter(|p| !p.is_external())
+            .map(|p| p.pod_ref())
+            .filter(|r| slot.realised.contains_key(r))
+            .collect();
+        // (source, Service, port, protocol) → (request, ClusterIP)
+        let mut waiting: BTreeMap<
+            (PodRef, (String, String), u16, Protocol),
+            (ProbeRequest, String),
+        > = BTreeMap::new();
+        for (key, r) in &slot.services {
+            let (Ok(()), Some(ip)) = (&r.endpoints, r.cluster_ip) else {
+                continue;
+            };
+            let eps = r.model.endpoints(model);
+            let [ep] = eps.as_slice() else { continue };
+            let (Some(pod), Some(real)) = (model.pod(ep), slot.realised.get(ep)) else {
+                continue;
+            };
+            for sp in &r.model.ports {
+                let Some(target) = r.model.target_on(model, sp, ep) else {
+                    continue;
+                };
+                let probe = Probe::new(target, sp.protocol);
+                let serves = slot.served.contains(&probe)
+                    || pod
+                        .ports
+                        .iter()
+                        .any(|c| c.port == target && c.protocol == sp.protocol);
+                if !serves || (sp.protocol == Protocol::Sctp && !sctp) {
+                    continue;
+                }
+                for from in sources.iter().filter(|f| *f != ep) {
+                    let req = ProbeRequest::pod_ip(
+                        from.clone(),
+                        ep.clone(),
+                        real.ip,
+                        Probe::new(sp.port, sp.protocol),
+                    );
+                    waiting.insert(
+                        (from.clone(), key.clone(), sp.port, sp.protocol),
+                        (req, ip.to_string()),
+                    );
+                }
+            }
+        }
+        let deadline = Instant::now() + self.pool.cfg.gate_timeout;
+        let timeout = self.pool.cfg.probe_timeout;
+        while !waiting.is_empty() {
+            let keys: Vec<_> = waiting.keys().cloned().collect();
+            let batch: Vec<(ProbeRequest, (String, u16))> = keys
+                .iter()
+                .map(|k| {
+                    let (req, ip) = &waiting[k];
+                    (req.clone(), (ip.clone(), k.2))
+                })
+                .collect();
+            let obs = self.exec_probes(&batch, timeout).await;
+            for (k, o) in keys.into_iter().zip(obs) {
+                if o.result == Connectivity::Connected {
+                    waiting.remove(&k);
+                }
+            }
+            if waiting.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if let Some(s) = self.slot.as_mut() {
+            s.service_silent = waiting.into_keys().collect();
         }
         Ok(())
     }
@@ -957,6 +1052,7 @@ impl<A: ClusterApi> ClusterSession<A> {
                 .is_some_and(crate::model::Pod::is_external)
         };
         let silent = self.slot.as_ref().map(|s| &s.silent);
+        let service_silent = self.slot.as_ref().map(|s| &s.service_silent);
         let mut out: Vec<Option<Observation>> = vec![None; batch.len()];
         let mut live = Vec::new();
         for (i, req) in batch.iter().enumerate() {
@@ -996,6 +1092,25 @@ impl<A: ClusterApi> ClusterSession<A> {
                     format!(
                         "{} {} never answered {} before any policy was applied (reachability gate); not judged",
                         req.to, req.probe, req.from
+                    ),
+                ));
+            } else if let Some(t) = req.service.as_ref().filter(|t| {
+                req.via.is_service()
+                    && service_silent.is_some_and(|s| {
+                        s.contains(&(
+                            req.from.clone(),
+                            (t.namespace.clone(), t.name.clone()),
+                            t.port,
+                            req.probe.protocol,
+                        ))
+                    })
+            }) {
+                out[i] = Some(early(
+                    Connectivity::Error,
+                    format!(
+                        "{} never reached Service {}/{} port {}/{} before any policy was applied \
+                         (reachability gate through Services); not judged",
+                        req.from, t.namespace, t.name, t.port, req.probe.protocol
                     ),
                 ));
             } else if let Ok(d) = dial {
