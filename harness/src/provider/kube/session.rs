@@ -22,6 +22,16 @@
 //! the pod's status ([`super::decide`]), the pod is used without it, and every SCTP cell of the
 //! run is `unsupported` with the reason: the run goes on.
 //!
+//! **Services** (only when the run probes through them, [`SessionConfig::services`]): each step
+//! brings the slot's Services to the model's ([`render::services_of`]: the scenario's own and the
+//! per-pod ones), reads back the ClusterIPs the API server allocated, waits for EndpointSlices
+//! listing exactly the right pods ([`decide::endpoints_ready`]) and, with no policy in place, runs
+//! a gate through the Services. Probes via `service-ip` dial the real ClusterIP, via
+//! `service-name` the DNS name in the real namespace; the Service is found by its model name, so
+//! the engine's plan (made with model ClusterIPs) needs no re-planning for them, and the oracle's
+//! answer is the backing pod's either way. A Service that never comes right makes its cells
+//! `error`, with the reason.
+//!
 //! The API is reached through [`ClusterApi`], so everything here also runs against a simulated
 //! API server under paused time.
 
