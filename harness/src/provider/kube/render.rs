@@ -957,7 +957,8 @@ steps:
         );
         let per_pod = service_object(&map, &all[2]);
         let pp = per_pod.spec.clone().expect("spec");
-        let ports: Vec<(Option<&str>, i32, Option<&str>, Option<IntOrString>)> = pp
+        type Row<'a> = (Option<&'a str>, i32, Option<&'a str>, Option<IntOrString>);
+        let ports: Vec<Row<'_>> = pp
             .ports
             .iter()
             .flatten()

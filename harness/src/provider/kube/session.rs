@@ -161,9 +161,13 @@ pub struct Slot {
     /// Services in place now, by (model namespace, name).
     services: BTreeMap<(String, String), RealService>,
     /// (source, Service, Service port, protocol) never answering at the last Service gate.
-    service_silent: BTreeSet<(PodRef, (String, String), u16, Protocol)>,
+    service_silent: BTreeSet<ServiceDial>,
     ready: bool,
 }
+
+/// A source pod dialling a Service port: (source, Service by model namespace and name, Service
+/// port, protocol).
+type ServiceDial = (PodRef, (String, String), u16, Protocol);
 
 /// A Service realised in a slot.
 #[derive(Debug, Clone)]
@@ -695,10 +699,7 @@ impl<A: ClusterApi> ClusterSession<A> {
             .filter(|r| slot.realised.contains_key(r))
             .collect();
         // (source, Service, port, protocol) → (request, ClusterIP)
-        let mut waiting: BTreeMap<
-            (PodRef, (String, String), u16, Protocol),
-            (ProbeRequest, String),
-        > = BTreeMap::new();
+        let mut waiting: BTreeMap<ServiceDial, (ProbeRequest, String)> = BTreeMap::new();
         for (key, r) in &slot.services {
             let (Ok(()), Some(ip)) = (&r.endpoints, r.cluster_ip) else {
                 continue;
