@@ -110,6 +110,13 @@ impl FromStr for PodRef {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('/') {
             Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
+                // `(external)/<name>` names a peer outside the cluster (never a namespace the
+                // API server would accept, so it cannot collide with one); its name is a DNS
+                // label, as `model.externals` requires.
+                if ns == EXTERNAL_NAMESPACE {
+                    crate::names::namespace(pod)?;
+                    return Ok(PodRef::new(ns, pod));
+                }
                 crate::names::namespace(ns)?;
                 crate::names::pod(pod)?;
                 Ok(PodRef::new(ns, pod))

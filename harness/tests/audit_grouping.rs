@@ -94,7 +94,8 @@ impl Rng {
 /// A random policy built from what the model has: a namespace, labels of its pods, ports they
 /// declare, namespace labels.
 fn random_policy(rng: &mut Rng, model: &Model, n: usize) -> CompiledPolicy {
-    let pods: Vec<&Pod> = model.pods.values().collect();
+    // External peers live in no namespace a policy could be written in.
+    let pods: Vec<&Pod> = model.pods.values().filter(|p| !p.is_external()).collect();
     let nss: Vec<&Namespace> = model.namespaces.values().collect();
     let target = rng.pick(&pods);
     let selector = |rng: &mut Rng, p: &Pod| -> Value {

@@ -1085,6 +1085,27 @@ fn control_characters_in_free_text_are_refused() {
     assert!(e.contains("bad\\nname.yaml: document 1"), "{e}");
 }
 
+/// Arguments the command line itself refuses (unknown flags, subcommands, values) are quoted
+/// by the parser: a carriage return, a bidi override or a bell in one must come out escaped.
+#[test]
+fn refused_command_line_arguments_are_printed_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        vec!["run", "--a\rforged\u{202e}x\u{7}"],
+        vec!["ru\rforged\u{202e}"],
+        vec!["expect", "--probe", "8\r0/TCP\u{202e}"],
+    ] {
+        let out = netpolc_in(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !e.contains(['\r', '\u{202e}', '\u{7}']),
+            "{args:?} printed raw: {e:?}"
+        );
+        assert!(e.contains("\\r") || e.contains("\\u{"), "{args:?}: {e:?}");
+    }
+}
+
 #[test]
 fn the_four_injection_fields_of_issue_9_are_refused_before_any_namespace_exists() {
     require_root();

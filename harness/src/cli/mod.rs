@@ -271,7 +271,15 @@ pub fn main() -> ExitCode {
             } else {
                 exit::OK
             };
-            let _ = e.print();
+            if e.use_stderr() {
+                // clap quotes refused arguments as given: escape what could rewrite the
+                // terminal (carriage returns, bidi overrides, other controls) line by line.
+                let text = e.render().to_string();
+                let safe: Vec<_> = text.split('\n').map(crate::names::escape).collect();
+                eprint!("{}", safe.join("\n"));
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(code);
         }
     };

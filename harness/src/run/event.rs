@@ -14,6 +14,9 @@ use crate::report::model::{CellReport, RunReport, ScenarioReport, StepReport};
 
 /// Something that happened during a run. Scenarios may run concurrently, so events of different
 /// scenarios interleave; each names its scenario (`index` in input order and name).
+// Events are built one at a time and handed to reporters by reference, never stored in bulk, so
+// the size of the rare `RunFinished` costs nothing worth an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
     RunStarted {

@@ -51,8 +51,8 @@ use crate::policy::Oracle;
 use crate::probe::{Connectivity, Observation, Outcome, ProbeRequest};
 use crate::provider::{Platform, ProviderError, Session};
 use crate::report::model::{
-    AttemptReport, Calibration, CellReport, GapReport, PhaseTimes, RunReport, SampleReport, ScenarioReport, StepReport,
-    StepSample, StepWait,
+    AttemptReport, Calibration, CellReport, GapReport, PhaseTimes, RunReport, SampleReport,
+    ScenarioReport, StepReport, StepSample, StepWait,
 };
 use crate::scenario::{Scenario, Step};
 use crate::service::{self, ProbeMode};

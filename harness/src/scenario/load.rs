@@ -1317,6 +1317,7 @@ fn check_pattern(pattern: &str, model: &Model, path: String) -> Result<(), Field
         };
         let mut reasons = Vec::new();
         if ns != "*"
+            && ns != crate::model::EXTERNAL_NAMESPACE
             && let Err(e) = names::namespace(ns)
         {
             reasons.push(e.to_string());

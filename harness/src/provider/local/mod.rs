@@ -19,8 +19,8 @@
 //! provider runs). Namespaces, links, addresses, routes and neighbours are made with system calls
 //! and netlink; `ip` (iproute2) is only what the printed reproduction commands use.
 
-mod external;
 mod budget;
+mod external;
 mod netns;
 mod sockets;
 
