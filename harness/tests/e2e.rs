@@ -159,3 +159,67 @@ async fn egress_to_an_external_peer_is_probed(
         "peer containers left behind"
     );
 }
+
+/// Probing through Services on a real cluster: `scenarios/services` via `service-ip` and
+/// `service-name` (the session creates the per-pod and the scenarios' Services, waits for their
+/// EndpointSlices and for the gate through them, and dials ClusterIPs and cluster DNS names). The
+/// verdict is the CNI's declared one, and every Service-mode cell the plan maps to a Service was
+/// observed or recorded (none is `error`: endpoints, kube-proxy and DNS worked).
+#[rstest]
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_through_services_reach_the_declared_verdict(
+    #[values("kindnet", "calico", "cilium", "flannel")] cni: &str,
+) {
+    let cat = Catalogue::builtin().expect("catalogue");
+    let entry = cat.cni(cni).unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = check_prerequisites(entry.needs_helm()).await {
+        panic!("the e2e suite needs real tools; {e}");
+    }
+    let scenarios = root().join("scenarios/services");
+    assert!(scenarios.is_dir(), "{} is missing", scenarios.display());
+    let report_dir = root().join("reports/e2e").join(cni).join("services");
+    let expected = entry.expected_verdict.as_str();
+    let out = Command::new(env!("CARGO_BIN_EXE_netpolc"))
+        .arg("run")
+        .arg(&scenarios)
+        .args([
+            "--provider",
+            "kind",
+            "--cni",
+            cni,
+            "--run-id",
+            &format!("e2e-svc-{cni}"),
+            "--probe-mode",
+            "service-ip",
+            "--probe-mode",
+            "service-name",
+            "--expect-verdict",
+            expected,
+        ])
+        .arg("--report-dir")
+        .arg(&report_dir)
+        .output()
+        .expect("netpolc runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = std::fs::read_to_string(report_dir.join("report.json"))
+        .unwrap_or_else(|e| panic!("no report.json ({e})\n{stdout}\n{stderr}"));
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report.json is JSON");
+    assert_eq!(report["verdict"], expected, "{stdout}\n{stderr}");
+    let cells: Vec<&serde_json::Value> = report["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["steps"].as_array().into_iter().flatten())
+        .flat_map(|st| st["cells"].as_array().into_iter().flatten())
+        .collect();
+    assert!(
+        cells.iter().any(|c| c["via"] == "service-ip")
+            && cells.iter().any(|c| c["via"] == "service-name"),
+        "both modes probed"
+    );
+    let errors: Vec<&&serde_json::Value> =
+        cells.iter().filter(|c| c["outcome"] == "error").collect();
+    assert!(errors.is_empty(), "cells in error: {errors:?}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+}

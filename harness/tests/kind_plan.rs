@@ -414,3 +414,58 @@ fn plans_show_the_per_cni_cluster_policy_decision() {
         assert!(docs.len() > 5);
     }
 }
+
+/// With Service modes the plan lists the Services (per-pod `s-<ns>-<pod>`, in the real
+/// namespaces, no ClusterIP: the API server allocates it), when endpoints are waited for, and
+/// one exec per source pod and mode dialling the ClusterIP placeholder or the DNS name in the
+/// real namespace. Without them, no Service appears.
+#[test]
+fn service_modes_plan_lists_services_endpoint_waits_and_probes_through_them() {
+    use netpol_conformance::service::ProbeMode;
+    let opts = KindOptions {
+        probe_modes: vec![
+            ProbeMode::PodIp,
+            ProbeMode::ServiceIp,
+            ProbeMode::ServiceName,
+        ],
+        ..KindOptions::new("snap", "calico")
+    };
+    let plan = kind::dry_run(&seed(), &opts).expect("plan");
+    for want in [
+        "kind: Service\n",
+        "name: s-x-a\n",
+        "namespace: netpolc-snap--0-x\n",
+        "netpolc.io/pod: a\n",
+        "{clusterIP=netpolc-snap--0-x/s-x-a}:80",
+        "s-y-b.netpolc-snap--0-y.svc.cluster.local:80",
+        "via: service-ip",
+        "via: service-name",
+        "waitForEndpoints:",
+    ] {
+        assert!(plan.contains(want), "{want:?} missing");
+    }
+    assert!(
+        !plan.contains("clusterIP: "),
+        "ClusterIPs are not requested"
+    );
+    // Services are created in the first step only: later steps apply none.
+    let docs: Vec<&str> = plan.split("\n---\n").collect();
+    let steps: Vec<&&str> = docs
+        .iter()
+        .filter(|d| d.contains("kind: StepPlan"))
+        .collect();
+    assert_eq!(steps.len(), 3);
+    assert!(
+        steps[0].contains("serverSideApplyServices:\n  - netpolc-snap--0-x/s-x-a"),
+        "{}",
+        steps[0]
+    );
+    assert!(
+        steps[2].contains("serverSideApplyServices: []"),
+        "{}",
+        steps[2]
+    );
+    insta::assert_snapshot!("kind_calico_seed_service_modes", plan);
+    let pod_ip = kind_plan("calico");
+    assert!(!pod_ip.contains("kind: Service\n") && !pod_ip.contains("waitForEndpoints"));
+}

@@ -18,6 +18,7 @@ use netpol_conformance::provider::kube::{ClusterPool, PoolPlatform, SessionConfi
 use netpol_conformance::report::model::{RunReport, Verdict};
 use netpol_conformance::run::{self, Cancel, NullReporter, RunOptions};
 use netpol_conformance::scenario::{Scenario, load_paths, load_str};
+use netpol_conformance::service::ProbeMode;
 
 /// Calico's default pool: nothing like the model's 10.244.0.x.
 const CALICO: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 10);
@@ -573,4 +574,263 @@ async fn held_scenarios_do_not_cut_the_wait_of_later_ones() {
         r.summary,
         r.enforcement
     );
+}
+
+fn services_config() -> SessionConfig {
+    SessionConfig {
+        services: true,
+        ..config(1, true)
+    }
+}
+
+async fn run_via(
+    api: Arc<SimApi>,
+    cfg: SessionConfig,
+    scenarios: &[Scenario],
+    modes: &[ProbeMode],
+) -> RunReport {
+    let pool = ClusterPool::new(api, "sim", cfg, None);
+    let platform = PoolPlatform {
+        pool,
+        info: PlatformInfo {
+            provider: "kind".into(),
+            cni: "sim".into(),
+            ..Default::default()
+        },
+    };
+    let opts = RunOptions {
+        probe_modes: modes.to_vec(),
+        ..options()
+    };
+    let report = run::execute(
+        &platform,
+        scenarios,
+        &opts,
+        &mut NullReporter,
+        &Cancel::never(),
+    )
+    .await
+    .expect("the run completes");
+    netpol_conformance::provider::Platform::close(&platform)
+        .await
+        .expect("closes");
+    report
+}
+
+fn service_scenarios() -> Vec<Scenario> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let paths: Vec<_> = [
+        "services/named-target-port.yaml",
+        "services/hairpin.yaml",
+        "services/egress-to-service-pods.yaml",
+        "upstream/allow-from-pod-selector.yaml",
+        "upstream/deny-to-updated-pod.yaml",
+        "upstream/named-port-ingress.yaml",
+    ]
+    .iter()
+    .map(|f| root.join(f))
+    .collect();
+    load_paths(&paths).expect("loads").scenarios
+}
+
+/// Through the simulated cluster's Services (ClusterIPs from 10.96.200.0/24, never the model's
+/// 10.96.0.x; the ideal kube-proxy and DNS translate to the endpoint before the CNI decides),
+/// probing via service-ip and service-name is conformant: the session created the Services,
+/// waited for their endpoints and dialled the real ClusterIP or the DNS name in the real
+/// namespace, on the Service port the cell maps to (the named-target-port case dials port 80 and
+/// lands on 8080). Hairpin through a pod's own Service is recorded, not judged.
+#[tokio::test(start_paused = true)]
+async fn probes_through_services_use_real_cluster_ips_and_names() {
+    let scenarios = service_scenarios();
+    let api = sim(true, CALICO);
+    let modes = [
+        ProbeMode::PodIp,
+        ProbeMode::ServiceIp,
+        ProbeMode::ServiceName,
+    ];
+    let r = run_via(Arc::clone(&api), services_config(), &scenarios, &modes).await;
+    assert_eq!(r.verdict, Verdict::Conformant, "{:?}", r.summary);
+    assert_eq!(
+        (r.summary.failed, r.summary.errors),
+        (0, 0),
+        "{:?}",
+        r.summary
+    );
+    let log = api.log();
+    assert!(
+        log.services_applied > 0 && log.service_connects > 0,
+        "{log:?}"
+    );
+    assert!(log.dns_lookups > 0, "{log:?}");
+    let cells: Vec<_> = r
+        .scenarios
+        .iter()
+        .flat_map(|s| s.steps.iter().flat_map(|st| st.cells.iter()))
+        .collect();
+    for via in [ProbeMode::ServiceIp, ProbeMode::ServiceName] {
+        let judged: Vec<_> = cells
+            .iter()
+            .filter(|c| c.via == via && c.outcome == Outcome::Pass)
+            .collect();
+        assert!(
+            judged.iter().any(|c| c.expected == Some(false))
+                && judged.iter().any(|c| c.expected == Some(true)),
+            "{via}: both answers judged"
+        );
+        for c in &judged {
+            match via {
+                ProbeMode::ServiceIp => assert!(
+                    c.command.contains(" 10.96.200.") && !c.command.contains("10.96.0."),
+                    "{}",
+                    c.command
+                ),
+                _ => assert!(
+                    c.command.contains(".svc.cluster.local:")
+                        && c.command.contains("netpolc-sim--"),
+                    "{}",
+                    c.command
+                ),
+            }
+        }
+    }
+    // The scenario's own Service `web` (port 80, targetPort http = 8080 on svc/api).
+    let web = cells
+        .iter()
+        .find(|c| {
+            c.via == ProbeMode::ServiceIp
+                && c.from.to_string() == "svc/client"
+                && c.to.to_string() == "svc/api"
+        })
+        .expect("client -> api via service-ip");
+    assert_eq!(
+        (web.expected, web.outcome),
+        (Some(true), Outcome::Pass),
+        "{web:?}"
+    );
+    let web_ip = api
+        .services()
+        .into_iter()
+        .find(|(ns, n, _)| n == "web" && ns.ends_with("-svc"))
+        .map(|(_, _, ip)| ip)
+        .expect("web was created");
+    assert!(
+        web.command.contains(&format!("{web_ip}:80")),
+        "{}",
+        web.command
+    );
+    // Hairpin: x/a -> x/a through s-x-a.
+    let hairpin = cells
+        .iter()
+        .find(|c| {
+            c.via == ProbeMode::ServiceIp
+                && c.from.to_string() == "x/a"
+                && c.to == c.from
+                && c.command.contains("10.96.200.")
+        })
+        .expect("a hairpin cell");
+    assert_eq!(hairpin.outcome, Outcome::Unsupported, "{hairpin:?}");
+    assert!(
+        hairpin
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("hairpin through the pod's own Service")),
+        "{hairpin:?}"
+    );
+    // Every Service the run created lives in the run's namespaces.
+    assert!(
+        api.services()
+            .iter()
+            .all(|(ns, _, _)| ns.starts_with("netpolc-sim--")),
+        "{:?}",
+        api.services()
+    );
+}
+
+/// A Service whose endpoints never appear makes exactly the cells probed through it `error`,
+/// with the reason, after the bounded wait: the run neither hangs nor judges them, and the other
+/// cells (pod-ip, and the per-pod Services of the other pods) are judged as usual.
+#[tokio::test(start_paused = true)]
+async fn a_service_without_endpoints_makes_its_cells_errors() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let scenarios = load_paths(&[root.join("services/named-target-port.yaml")])
+        .expect("loads")
+        .scenarios;
+    let api = sim(true, CALICO);
+    api.withhold_endpoints("web");
+    let started = tokio::time::Instant::now();
+    let r = run_via(
+        Arc::clone(&api),
+        services_config(),
+        &scenarios,
+        &[ProbeMode::PodIp, ProbeMode::ServiceIp],
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(600), "bounded");
+    let cells = &r.scenarios[0].steps[0].cells;
+    let to_api: Vec<_> = cells
+        .iter()
+        .filter(|c| c.via == ProbeMode::ServiceIp && c.to.to_string() == "svc/api")
+        .collect();
+    assert_eq!(to_api.len(), 3);
+    for c in &to_api {
+        assert_eq!(c.outcome, Outcome::Error, "{c:?}");
+        let d = c.detail.as_deref().unwrap_or_default();
+        assert!(
+            d.contains("/web: endpoints not ready after 30s") && d.contains("no ready endpoint"),
+            "{d}"
+        );
+    }
+    let others = cells
+        .iter()
+        .filter(|c| !(c.via == ProbeMode::ServiceIp && c.to.to_string() == "svc/api"))
+        .filter(|c| c.from != c.to);
+    for c in others {
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+    }
+    assert!(r.summary.errors >= 3, "{:?}", r.summary);
+    assert_ne!(r.verdict, Verdict::Conformant);
+}
+
+/// EndpointSlices ready is not a programmed service path: a Service kube-proxy never programs
+/// (its ClusterIP leads nowhere, so every probe through it times out — which an expected-deny
+/// cell would count as a pass) is caught by the reachability gate through Services, and its cells
+/// are `error`, never judged. Cells through the other Services are judged.
+#[tokio::test(start_paused = true)]
+async fn the_service_gate_keeps_an_unprogrammed_service_from_passing_deny_cells() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let scenarios = load_paths(&[root.join("services/named-target-port.yaml")])
+        .expect("loads")
+        .scenarios;
+    let api = sim(true, CALICO);
+    api.withhold_proxy("web");
+    let r = run_via(
+        Arc::clone(&api),
+        services_config(),
+        &scenarios,
+        &[ProbeMode::ServiceIp],
+    )
+    .await;
+    let cells = &r.scenarios[0].steps[0].cells;
+    let to_api: Vec<_> = cells
+        .iter()
+        .filter(|c| c.to.to_string() == "svc/api" && c.from != c.to)
+        .collect();
+    assert_eq!(to_api.len(), 2);
+    // svc/admin -> svc/api is expected denied: without the gate it would pass on a timeout.
+    assert!(to_api.iter().any(|c| c.expected == Some(false)));
+    for c in &to_api {
+        assert_eq!(c.outcome, Outcome::Error, "{c:?}");
+        assert!(
+            c.detail.as_deref().is_some_and(|d| d.contains(
+                "never reached Service svc/web port 80/TCP before any policy was applied"
+            )),
+            "{c:?}"
+        );
+    }
+    let judged = cells
+        .iter()
+        .filter(|c| c.to.to_string() != "svc/api" && c.from != c.to);
+    for c in judged {
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+    }
 }

@@ -486,6 +486,7 @@ fn kind_options(
         keep_cluster: args.keep_cluster,
         probe_timeout,
         externals: kind::external::wanted(scenarios),
+        probe_modes: probe_modes(&args.probe_modes),
         ..KindOptions::new(run_id, args.cni.clone().unwrap_or_else(|| "kindnet".into()))
     }
 }
@@ -493,6 +494,7 @@ fn kind_options(
 fn kubeconfig_options(args: &RunArgs, run_id: &str, probe_timeout: Duration) -> KubeconfigOptions {
     KubeconfigOptions {
         probe_timeout,
+        probe_modes: probe_modes(&args.probe_modes),
         ..KubeconfigOptions::new(run_id, args.context.clone())
     }
 }

@@ -36,6 +36,9 @@ pub struct KubeconfigOptions {
     pub parallel: usize,
     /// Reuse pods across scenarios with the same model.
     pub reuse: bool,
+    /// What probes connect to (`--probe-mode`): with a Service mode the session creates the
+    /// Services and plans list them.
+    pub probe_modes: Vec<crate::service::ProbeMode>,
 }
 
 impl KubeconfigOptions {
@@ -48,6 +51,7 @@ impl KubeconfigOptions {
             loopback: Loopback::Record,
             parallel: super::kube::session::DEFAULT_PARALLEL,
             reuse: true,
+            probe_modes: vec![crate::service::ProbeMode::PodIp],
         }
     }
 }
@@ -354,6 +358,7 @@ impl KubeconfigPlatform {
             parallel: opts.parallel.max(1),
             reuse: opts.reuse,
             ownership: Some(Arc::clone(&ownership)),
+            services: opts.probe_modes.iter().any(|m| m.is_service()),
             ..SessionConfig::new(cat.probe_image.reference())
         };
         // The nodes' kernels cannot be checked from here: a crash-looping SCTP server is
@@ -413,6 +418,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<Strin
             external: super::kind::EXTERNAL_DOC.into(),
             external_realised: false,
             cluster_gaps: SessionConfig::new(String::new()).cluster_gaps,
+            probe_modes: opts.probe_modes.clone(),
         },
     )?;
     Ok(out)

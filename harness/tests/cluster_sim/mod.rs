@@ -16,6 +16,16 @@
 //! (`sctp: false`), `agnhost porter` containers crash-loop with porter's log line. External
 //! peers ([`SimApi::add_external`]) are servers outside the cluster at an address of their own,
 //! listening `listen` after they are added; policies see them as the oracle sees `model.externals`.
+//!
+//! Services: the API server allocates ClusterIPs from 10.96.200.0/24 (never the model's
+//! 10.96.0.x, so a probe dialling a model address reaches nothing); the EndpointSlice controller
+//! publishes one slice per Service, `endpoints` after the Service is applied, listing the pods its
+//! selector matches, ready once they run (named `targetPort`s resolved on their declared ports,
+//! ports a pod lacks left out of its slice); [`SimApi::withhold_endpoints`] makes it never
+//! publish endpoints for a Service. The ideal kube-proxy and DNS: a probe of a ClusterIP (or of
+//! `<svc>.<ns>.svc.cluster.local`) and Service port is translated to the single endpoint's
+//! address and target port before the CNI decides (NetworkPolicy acts after DNAT); a Service port
+//! with no endpoint rejects (REFUSED), an unknown name fails to resolve.
 
 #![allow(dead_code)]
 
@@ -28,10 +38,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus, Namespace as K8sNamespace, Pod as K8sPod, PodCondition, PodStatus,
-    ServiceAccount,
+    Service as K8sService, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use netpol_conformance::model::{
     ContainerPort, Labels, Model, Namespace, Pod, PodRef, Probe, Protocol, Workload,
 };
@@ -47,6 +59,11 @@ pub struct Latency {
     pub listen: Duration,
     pub exec_rtt: Duration,
     pub convergence: Duration,
+    /// From a Service's creation (or its pods' readiness) to its EndpointSlice.
+    pub endpoints: Duration,
+    /// From the EndpointSlice to kube-proxy's rules on every node (before that a probe of the
+    /// ClusterIP is refused).
+    pub proxy: Duration,
 }
 
 impl Latency {
@@ -60,6 +77,8 @@ impl Latency {
             listen: Duration::from_millis(300),
             exec_rtt: Duration::from_millis(150),
             convergence: Duration::from_secs(2),
+            endpoints: Duration::from_millis(800),
+            proxy: Duration::from_millis(1500),
         }
     }
 }
@@ -86,6 +105,15 @@ struct State {
     next_ip: u32,
     /// Servers outside the cluster: name → (address, probes served, when added).
     externals: BTreeMap<String, (IpAddr, BTreeSet<Probe>, Instant)>,
+    /// Services as stored (ClusterIP allocated), with when they were applied.
+    services: BTreeMap<(String, String), (K8sService, Instant)>,
+    next_cluster_ip: u32,
+    /// Service names whose endpoints are never published.
+    withheld: BTreeSet<String>,
+    /// Service names kube-proxy never programs (their endpoints are published).
+    unprogrammed: BTreeSet<String>,
+    /// Every Service ever created: (namespace, name, ClusterIP).
+    created_services: Vec<(String, String, String)>,
 }
 
 /// Counters the tests and the benchmark read.
@@ -102,6 +130,11 @@ pub struct SimLog {
     pub refused_not_listening: usize,
     /// Probes that reached an external peer (allowed and listening).
     pub external_connects: usize,
+    pub services_applied: usize,
+    /// Probes translated from a ClusterIP (or a Service's DNS name) to an endpoint.
+    pub service_connects: usize,
+    /// Of those, the ones that named the Service by DNS.
+    pub dns_lookups: usize,
 }
 
 pub struct SimApi {
@@ -145,6 +178,89 @@ impl SimApi {
         st.externals
             .insert(name.to_string(), (ip, served, Instant::now()));
         self.snapshot(&mut st);
+    }
+
+    /// kube-proxy never programs Services called `name` (a broken service path: their
+    /// EndpointSlices are ready, their ClusterIPs lead nowhere).
+    pub fn withhold_proxy(&self, name: &str) {
+        self.st().unprogrammed.insert(name.to_string());
+    }
+
+    /// The EndpointSlice controller never publishes endpoints for Services called `name`.
+    pub fn withhold_endpoints(&self, name: &str) {
+        self.st().withheld.insert(name.to_string());
+    }
+
+    /// Every Service the API server ever created: (namespace, name, ClusterIP). Namespaces (and
+    /// their Services) are gone once a run closes; this record stays.
+    pub fn services(&self) -> Vec<(String, String, String)> {
+        self.st().created_services.clone()
+    }
+
+    /// The pods a Service's selector matches now, with the target port of each Service port on
+    /// each (`None` where a named port is not declared).
+    fn service_endpoints(
+        &self,
+        st: &State,
+        ns: &str,
+        svc: &K8sService,
+    ) -> Vec<(String, Vec<Option<u16>>)> {
+        let spec = svc.spec.clone().unwrap_or_default();
+        let sel = spec.selector.clone().unwrap_or_default();
+        let ports = spec.ports.clone().unwrap_or_default();
+        st.pods
+            .iter()
+            .filter(|((pns, _), p)| {
+                pns == ns && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+            })
+            .map(|((_, name), p)| {
+                let targets = ports
+                    .iter()
+                    .map(|sp| {
+                        let proto: Protocol = sp
+                            .protocol
+                            .as_deref()
+                            .unwrap_or("TCP")
+                            .parse()
+                            .expect("protocol");
+                        match &sp.target_port {
+                            None => u16::try_from(sp.port).ok(),
+                            Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+                            Some(IntOrString::String(name)) => p
+                                .containers
+                                .iter()
+                                .flat_map(|c| c.2.iter())
+                                .find(|cp| {
+                                    cp.name.as_deref() == Some(name.as_str())
+                                        && cp.protocol == proto
+                                })
+                                .map(|cp| cp.port),
+                        }
+                    })
+                    .collect();
+                (name.clone(), targets)
+            })
+            .collect()
+    }
+
+    /// Whether a pod runs (its containers started).
+    fn pod_running(&self, p: &SimPod, now: Instant) -> bool {
+        now >= p.created + self.latency.pod_start
+    }
+
+    /// The Service answering `host` (a ClusterIP or a cluster DNS name), by key.
+    fn service_at(&self, st: &State, host: &str) -> Option<(String, String)> {
+        if let Some(rest) = host.strip_suffix(".svc.cluster.local") {
+            let (name, ns) = rest.split_once('.')?;
+            let key = (ns.to_string(), name.to_string());
+            return st.services.contains_key(&key).then_some(key);
+        }
+        st.services
+            .iter()
+            .find(|(_, (svc, _))| {
+                svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some(host)
+            })
+            .map(|(k, _)| k.clone())
     }
 
     /// Records the dataplane state after a change (in force `convergence` later).
@@ -376,7 +492,7 @@ impl SimApi {
         &self,
         st: &State,
         from: &PodRef,
-        host: IpAddr,
+        host: &str,
         probe: Probe,
         timeout: Duration,
         now: Instant,
@@ -388,6 +504,69 @@ impl SimApi {
                 Duration::from_millis(1),
             );
         }
+        let is_name = host.parse::<IpAddr>().is_err();
+        let (host, probe) = match self.service_at(st, host) {
+            Some(key) => {
+                let (svc, applied) = &st.services[&key];
+                let ports = svc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ports.clone())
+                    .unwrap_or_default();
+                let Some(pi) = ports.iter().position(|sp| {
+                    u16::try_from(sp.port).ok() == Some(probe.port)
+                        && sp.protocol.as_deref().unwrap_or("TCP") == probe.protocol.as_str()
+                }) else {
+                    // kube-proxy has no rule for the port: the packet goes nowhere.
+                    return (1, "TIMEOUT".into(), timeout);
+                };
+                if st.unprogrammed.contains(&key.1) {
+                    return (1, "TIMEOUT".into(), timeout);
+                }
+                let programmed = *applied + self.latency.endpoints + self.latency.proxy;
+                let ready: Vec<(IpAddr, u16)> = if st.withheld.contains(&key.1) || now < programmed
+                {
+                    Vec::new()
+                } else {
+                    self.service_endpoints(st, &key.0, svc)
+                        .into_iter()
+                        .filter_map(|(name, targets)| {
+                            let p = &st.pods[&(key.0.clone(), name)];
+                            let running = self.pod_running(p, now);
+                            Some((p.ip, targets[pi]?)).filter(|_| running)
+                        })
+                        .collect()
+                };
+                let [(ip, target)] = ready.as_slice() else {
+                    if ready.is_empty() {
+                        // kube-proxy rejects a Service port without endpoints.
+                        let m = match probe.protocol {
+                            Protocol::Udp => "REFUSED: read udp: connection refused",
+                            _ => "REFUSED",
+                        };
+                        return (1, m.into(), Duration::from_millis(1));
+                    }
+                    panic!("the session only probes Services with one endpoint: {key:?}");
+                };
+                let mut log = self.log.lock().expect("log");
+                log.service_connects += 1;
+                if is_name {
+                    log.dns_lookups += 1;
+                }
+                (*ip, Probe::new(*target, probe.protocol))
+            }
+            None if is_name => {
+                return (
+                    1,
+                    format!("DNS: lookup {host}: no such host"),
+                    Duration::from_millis(1),
+                );
+            }
+            None => match host.parse::<IpAddr>() {
+                Ok(ip) => (ip, probe),
+                Err(_) => return (1, "TIMEOUT".into(), timeout),
+            },
+        };
         let external = st
             .externals
             .iter()
@@ -471,7 +650,7 @@ fn merge_labels(labels: &mut Labels, merge: &serde_json::Value) {
 
 /// Parses the session's probe script: `p <index> /agnhost connect <host:port> --protocol=<p>
 /// --timeout=<d> &` lines, waves separated by `wait`.
-fn parse_script(script: &str) -> Vec<Vec<(usize, IpAddr, Probe, Duration)>> {
+fn parse_script(script: &str) -> Vec<Vec<(usize, String, Probe, Duration)>> {
     let mut waves = vec![Vec::new()];
     for line in script.lines() {
         if line == "wait" {
@@ -484,7 +663,7 @@ fn parse_script(script: &str) -> Vec<Vec<(usize, IpAddr, Probe, Duration)>> {
         }
         let idx: usize = parts[1].parse().expect("index");
         let (host, port) = parts[4].rsplit_once(':').expect("host:port");
-        let host: IpAddr = host.trim_matches(['[', ']']).parse().expect("ip");
+        let host = host.trim_matches(['\'', '[', ']']).to_string();
         let proto = match parts[5].trim_start_matches("--protocol=") {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,
@@ -555,6 +734,7 @@ impl ClusterApi for SimApi {
         }
         st.pods.retain(|(ns, _), _| ns != name);
         st.policies.retain(|(ns, _), _| ns != name);
+        st.services.retain(|(ns, _), _| ns != name);
         self.snapshot(&mut st);
         Ok(())
     }
@@ -724,6 +904,145 @@ impl ClusterApi for SimApi {
         self.snapshot(&mut st);
         Ok(())
     }
+    async fn apply_service(&self, svc: &K8sService) -> ApiResult<K8sService> {
+        self.call().await;
+        let mut st = self.st();
+        let key = meta_key(&svc.metadata);
+        if !st.namespaces.contains_key(&key.0) {
+            return Err(ApiError::new(Some(404), "namespace not found"));
+        }
+        let spec = svc.spec.clone().unwrap_or_default();
+        let ports = spec.ports.clone().unwrap_or_default();
+        if ports.len() > 1
+            && ports
+                .iter()
+                .any(|p| p.name.as_deref().unwrap_or("").is_empty())
+        {
+            return Err(ApiError::new(
+                Some(422),
+                "Service is invalid: spec.ports[0].name: Required value",
+            ));
+        }
+        if spec.cluster_ip.is_some() {
+            panic!("the session leaves the ClusterIP to the API server");
+        }
+        let ip = match st.services.get(&key) {
+            Some((old, _)) => old.spec.as_ref().and_then(|s| s.cluster_ip.clone()),
+            None => {
+                st.next_cluster_ip += 1;
+                let ip = Ipv4Addr::new(
+                    10,
+                    96,
+                    200,
+                    u8::try_from(st.next_cluster_ip).expect("< 256"),
+                );
+                st.created_services
+                    .push((key.0.clone(), key.1.clone(), ip.to_string()));
+                Some(
+                    Ipv4Addr::new(
+                        10,
+                        96,
+                        200,
+                        u8::try_from(st.next_cluster_ip).expect("< 256 Services"),
+                    )
+                    .to_string(),
+                )
+            }
+        };
+        let mut stored = svc.clone();
+        if let Some(spec) = stored.spec.as_mut() {
+            spec.cluster_ip = ip.clone();
+            spec.cluster_ips = ip.map(|i| vec![i]);
+        }
+        st.services.insert(key, (stored.clone(), Instant::now()));
+        self.log.lock().expect("log").services_applied += 1;
+        Ok(stored)
+    }
+    async fn delete_service(&self, namespace: &str, name: &str) -> ApiResult<()> {
+        self.call().await;
+        self.st()
+            .services
+            .remove(&(namespace.to_string(), name.to_string()));
+        Ok(())
+    }
+    async fn list_endpoint_slices(
+        &self,
+        namespace: &str,
+        label_selector: &str,
+    ) -> ApiResult<Vec<EndpointSlice>> {
+        self.call().await;
+        let name = label_selector
+            .strip_prefix("kubernetes.io/service-name=")
+            .expect("the session lists slices by Service name");
+        let st = self.st();
+        let key = (namespace.to_string(), name.to_string());
+        let now = Instant::now();
+        let Some((svc, applied)) = st.services.get(&key) else {
+            return Ok(Vec::new());
+        };
+        if now < *applied + self.latency.endpoints {
+            return Ok(Vec::new());
+        }
+        let ports = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.clone())
+            .unwrap_or_default();
+        let eps = if st.withheld.contains(name) {
+            Vec::new()
+        } else {
+            self.service_endpoints(&st, namespace, svc)
+        };
+        // One slice per distinct set of resolved ports, as the controller groups endpoints.
+        let mut groups: BTreeMap<Vec<Option<u16>>, Vec<Endpoint>> = BTreeMap::new();
+        for (pod, targets) in eps {
+            let p = &st.pods[&(namespace.to_string(), pod.clone())];
+            let ready = now >= p.created + self.latency.pod_start + self.latency.endpoints;
+            groups.entry(targets).or_default().push(Endpoint {
+                addresses: vec![p.ip.to_string()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(ready),
+                    serving: Some(ready),
+                    terminating: Some(false),
+                }),
+                ..Default::default()
+            });
+        }
+        if groups.is_empty() {
+            groups.insert(Vec::new(), Vec::new());
+        }
+        Ok(groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, (targets, endpoints))| EndpointSlice {
+                metadata: ObjectMeta {
+                    name: Some(format!("{name}-{i:05}")),
+                    namespace: Some(namespace.to_string()),
+                    labels: Some(
+                        [("kubernetes.io/service-name".to_string(), name.to_string())].into(),
+                    ),
+                    ..Default::default()
+                },
+                address_type: "IPv4".into(),
+                endpoints: (!endpoints.is_empty()).then_some(endpoints),
+                ports: Some(
+                    ports
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, sp)| {
+                            let port = targets.get(k).copied().flatten()?;
+                            Some(EndpointPort {
+                                name: sp.name.clone(),
+                                port: Some(i32::from(port)),
+                                protocol: sp.protocol.clone(),
+                                ..Default::default()
+                            })
+                        })
+                        .collect(),
+                ),
+            })
+            .collect())
+    }
     async fn exec(
         &self,
         namespace: &str,
@@ -752,7 +1071,7 @@ impl ClusterApi for SimApi {
             {
                 let st = self.st();
                 for (idx, host, probe, timeout) in wave {
-                    let (code, msg, took) = self.connect(&st, &from, host, probe, timeout, now);
+                    let (code, msg, took) = self.connect(&st, &from, &host, probe, timeout, now);
                     longest = longest.max(took);
                     out.push_str(&format!("NETPOLC {idx} {code} {msg}\n"));
                 }

@@ -58,6 +58,9 @@ pub struct KindOptions {
     /// External peers to start beside the nodes, by `model.externals` name, with the probes each
     /// serves ([`external::wanted`] of the run's scenarios).
     pub externals: BTreeMap<String, BTreeSet<Probe>>,
+    /// What probes connect to (`--probe-mode`): with a Service mode the session creates the
+    /// Services and plans list them.
+    pub probe_modes: Vec<crate::service::ProbeMode>,
 }
 
 impl KindOptions {
@@ -75,6 +78,7 @@ impl KindOptions {
             parallel: super::kube::session::DEFAULT_PARALLEL,
             reuse: true,
             externals: BTreeMap::new(),
+            probe_modes: vec![crate::service::ProbeMode::PodIp],
         }
     }
 
@@ -99,6 +103,7 @@ impl KindOptions {
             probe_timeout: self.probe_timeout,
             parallel: self.parallel.max(1),
             reuse: self.reuse,
+            services: self.probe_modes.iter().any(|m| m.is_service()),
             ..SessionConfig::new(image)
         }
     }
@@ -646,6 +651,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
             external: KIND_EXTERNAL_DOC.into(),
             external_realised: true,
             cluster_gaps: opts.session_config(String::new(), cni).cluster_gaps,
+            probe_modes: opts.probe_modes.clone(),
         },
     )?;
     Ok(out)

@@ -8,7 +8,10 @@
 use std::future::Future;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Namespace as K8sNamespace, Pod as K8sPod, Service as K8sService, ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{
     ApiResource, AttachParams, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
@@ -108,6 +111,21 @@ pub trait ClusterApi: Send + Sync + 'static {
         kind: ClusterKind,
         name: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Creates or updates a Service (server-side apply) and returns it as the server stored it:
+    /// the ClusterIP probes dial is the one the API server allocated, read from the answer.
+    fn apply_service(&self, svc: &K8sService)
+    -> impl Future<Output = ApiResult<K8sService>> + Send;
+    fn delete_service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// EndpointSlices carrying `label_selector` (`kubernetes.io/service-name=<svc>`).
+    fn list_endpoint_slices(
+        &self,
+        namespace: &str,
+        label_selector: &str,
+    ) -> impl Future<Output = ApiResult<Vec<EndpointSlice>>> + Send;
     /// Runs `command` in a container and returns its stdout (stderr is not collected).
     fn exec(
         &self,
@@ -260,6 +278,27 @@ impl ClusterApi for KubeApi {
     async fn delete_cluster_policy(&self, kind: ClusterKind, name: &str) -> ApiResult<()> {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &cluster_resource(kind));
         ok_if_missing(api.delete(name, &DeleteParams::default()).await)
+    }
+    async fn apply_service(&self, svc: &K8sService) -> ApiResult<K8sService> {
+        let api: Api<K8sService> = Api::namespaced(self.client.clone(), &ns_of(&svc.metadata));
+        Ok(api
+            .patch(&name_of(&svc.metadata), &ssa(), &Patch::Apply(svc))
+            .await?)
+    }
+    async fn delete_service(&self, namespace: &str, name: &str) -> ApiResult<()> {
+        let api: Api<K8sService> = Api::namespaced(self.client.clone(), namespace);
+        ok_if_missing(api.delete(name, &DeleteParams::default()).await)
+    }
+    async fn list_endpoint_slices(
+        &self,
+        namespace: &str,
+        label_selector: &str,
+    ) -> ApiResult<Vec<EndpointSlice>> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api
+            .list(&ListParams::default().labels(label_selector))
+            .await?
+            .items)
     }
     async fn exec(
         &self,

@@ -1,6 +1,7 @@
 //! The cluster session's decisions, as pure functions of recorded API objects: which real pod
 //! realises which model pod, whether it is usable, whether its SCTP servers crashed because the
-//! node has no SCTP, and which servers the reachability gate has seen answering. Tested on
+//! node has no SCTP, which servers the reachability gate has seen answering, and whether a
+//! Service's EndpointSlices list every pod it must reach ([`endpoints_ready`]). Tested on
 //! objects shaped like what an API server returns (see the tests and `harness/tests/fixtures/kube/`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -301,6 +302,129 @@ impl Gate {
     }
 }
 
+/// The label the EndpointSlice controller puts on a Service's slices.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// What a Service's EndpointSlices must show before probes through it mean anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointWant {
+    /// The real addresses of the pods the Service must select, and only those.
+    pub addresses: BTreeSet<IpAddr>,
+    /// Service ports (name, protocol) every endpoint must carry: those whose `targetPort`
+    /// resolves on the endpoint pods (a named `targetPort` a pod lacks gives no port there).
+    pub ports: BTreeSet<(Option<String>, crate::model::Protocol)>,
+}
+
+/// Whether an endpoint is ready: `ready` unset means ready (the API says to read an unknown
+/// state so), a terminating endpoint never is.
+fn endpoint_ready(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
+    let c = e.conditions.as_ref();
+    c.and_then(|c| c.ready).unwrap_or(true) && !c.and_then(|c| c.terminating).unwrap_or(false)
+}
+
+/// What `svc`'s slices must show, given the real pods: the addresses of its model endpoints
+/// (`None` when one of them is not realised) and its ports that resolve on all of them.
+pub fn endpoint_want(
+    model: &Model,
+    svc: &crate::service::Service,
+    realised: &BTreeMap<PodRef, RealPod>,
+) -> Option<EndpointWant> {
+    let eps = svc.endpoints(model);
+    let addresses = eps
+        .iter()
+        .map(|r| realised.get(r).map(|p| p.ip))
+        .collect::<Option<BTreeSet<IpAddr>>>()?;
+    let ports = svc
+        .ports
+        .iter()
+        .filter(|sp| eps.iter().all(|r| svc.target_on(model, sp, r).is_some()))
+        .map(|sp| (sp.name.clone(), sp.protocol))
+        .collect();
+    Some(EndpointWant { addresses, ports })
+}
+
+/// Decides, from the Service's EndpointSlices as listed, whether it routes to exactly the wanted
+/// pods on every wanted port: `Ok` when it does, else why not (missing, not ready, stale or
+/// unexpected addresses, missing ports). Addresses may be spread over several slices; a slice's
+/// ports apply to every endpoint in it.
+pub fn endpoints_ready(
+    want: &EndpointWant,
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+) -> Result<(), String> {
+    let mut ready: BTreeMap<IpAddr, BTreeSet<(Option<String>, crate::model::Protocol)>> =
+        BTreeMap::new();
+    let mut not_ready = BTreeSet::new();
+    for slice in slices {
+        let ports: BTreeSet<(Option<String>, crate::model::Protocol)> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                let proto = p.protocol.as_deref().unwrap_or("TCP").parse().ok()?;
+                Some((p.name.clone().filter(|n| !n.is_empty()), proto))
+            })
+            .collect();
+        for e in slice.endpoints.iter().flatten() {
+            for a in &e.addresses {
+                let Ok(ip) = a.parse::<IpAddr>() else {
+                    continue;
+                };
+                if endpoint_ready(e) {
+                    ready.entry(ip).or_default().extend(ports.iter().cloned());
+                } else {
+                    not_ready.insert(ip);
+                }
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let missing: Vec<String> = want
+        .addresses
+        .iter()
+        .filter(|ip| !ready.contains_key(ip))
+        .map(|ip| {
+            if not_ready.contains(ip) {
+                format!("{ip} (listed, not ready)")
+            } else {
+                ip.to_string()
+            }
+        })
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("no ready endpoint for {}", missing.join(", ")));
+    }
+    let extra: Vec<String> = ready
+        .keys()
+        .filter(|ip| !want.addresses.contains(ip))
+        .map(IpAddr::to_string)
+        .collect();
+    if !extra.is_empty() {
+        problems.push(format!(
+            "endpoints of pods it must not select: {}",
+            extra.join(", ")
+        ));
+    }
+    for (ip, have) in &ready {
+        if !want.addresses.contains(ip) {
+            continue;
+        }
+        let lacking: Vec<String> = want
+            .ports
+            .iter()
+            .filter(|p| !have.contains(p))
+            .map(|(n, proto)| format!("{}/{proto}", n.as_deref().unwrap_or("(unnamed)")))
+            .collect();
+        if !lacking.is_empty() {
+            problems.push(format!("{ip} lacks port {}", lacking.join(", ")));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,5 +573,113 @@ steps: [{name: s}]
                 .iter()
                 .all(|(from, (to, _))| from.namespace == "x" && to.name != "db")
         );
+    }
+
+    fn slices(name: &str) -> Vec<k8s_openapi::api::discovery::v1::EndpointSlice> {
+        let path = format!(
+            "{}/tests/fixtures/kube/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v @ serde_json::Value::Array(_)) => {
+                serde_json::from_value(v).unwrap_or_else(|e| panic!("{path}: {e}"))
+            }
+            Ok(v) => vec![serde_json::from_value(v).unwrap_or_else(|e| panic!("{path}: {e}"))],
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    fn want(ips: &[&str], ports: &[&str]) -> EndpointWant {
+        EndpointWant {
+            addresses: ips.iter().map(|i| i.parse().expect("ip")).collect(),
+            ports: ports
+                .iter()
+                .map(|p| (Some(p.to_string()), crate::model::Protocol::Tcp))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_ready_slice_listing_the_pod_on_every_port_opens_the_service() {
+        let s = slices("endpointslice-ready");
+        assert_eq!(
+            endpoints_ready(&want(&["192.168.0.10"], &["80-tcp", "81-tcp"]), &s),
+            Ok(())
+        );
+        // A port the Service must route that the slice lacks.
+        let e = endpoints_ready(&want(&["192.168.0.10"], &["80-tcp", "82-tcp"]), &s)
+            .expect_err("82 missing");
+        assert!(e.contains("lacks port 82-tcp/TCP"), "{e}");
+        // Another pod's address (a stale or wrongly selected endpoint) is not the wanted one.
+        let e = endpoints_ready(&want(&["192.168.0.11"], &["80-tcp"]), &s).expect_err("other");
+        assert!(e.contains("no ready endpoint for 192.168.0.11"), "{e}");
+        assert!(e.contains("must not select: 192.168.0.10"), "{e}");
+    }
+
+    #[test]
+    fn not_ready_empty_and_terminating_endpoints_keep_the_service_closed() {
+        let e = endpoints_ready(
+            &want(&["192.168.0.10"], &["80-tcp"]),
+            &slices("endpointslice-not-ready"),
+        )
+        .expect_err("not ready");
+        assert!(e.contains("192.168.0.10 (listed, not ready)"), "{e}");
+        // The controller's slice for a selector matching nothing: `endpoints: null`.
+        let empty = slices("endpointslice-empty");
+        assert!(empty[0].endpoints.as_ref().is_none_or(Vec::is_empty));
+        let e = endpoints_ready(&want(&["10.244.1.7"], &["web"]), &empty).expect_err("empty");
+        assert!(e.contains("no ready endpoint for 10.244.1.7"), "{e}");
+        assert!(endpoints_ready(&want(&["10.244.1.7"], &["web"]), &[]).is_err());
+        // Split over two slices; the second pod is terminating and not wanted: ignored.
+        let split = slices("endpointslice-named-target-split");
+        assert_eq!(
+            endpoints_ready(&want(&["10.244.1.7"], &["web"]), &split),
+            Ok(())
+        );
+        // Wanted, but terminating: not ready.
+        let e = endpoints_ready(&want(&["10.244.1.7", "10.244.2.9"], &["web"]), &split)
+            .expect_err("terminating");
+        assert!(e.contains("10.244.2.9 (listed, not ready)"), "{e}");
+    }
+
+    #[test]
+    fn wanted_endpoints_follow_the_model_and_named_target_ports() {
+        let yaml = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+model:
+  namespaces: [{name: svc}]
+  pods:
+    - {namespace: svc, name: api, labels: {app: api}, ports: [{port: 8080, name: http}]}
+    - {namespace: svc, name: other, labels: {app: api}, ports: ["8080/TCP"]}
+  services:
+    - {namespace: svc, name: web, selector: {app: api}, ports: [{name: web, port: 80, targetPort: http}, {name: raw, port: 81, targetPort: 8080}]}
+"#;
+        let model = match load_str(yaml, "m.yaml") {
+            Ok(mut l) => l.scenarios.remove(0).steps.remove(0).model,
+            Err(e) => panic!("{e:?}"),
+        };
+        let real = |n: &str, ip: &str| {
+            (
+                PodRef::new("svc", n),
+                RealPod {
+                    name: n.into(),
+                    ip: ip.parse().expect("ip"),
+                    container: "c".into(),
+                },
+            )
+        };
+        let realised: BTreeMap<_, _> =
+            [real("api", "10.244.1.7"), real("other", "10.244.1.8")].into();
+        let w = endpoint_want(&model, &model.services[0], &realised).expect("realised");
+        assert_eq!(w.addresses.len(), 2);
+        // `http` is not declared on svc/other: only the numeric port is required everywhere.
+        assert_eq!(
+            w.ports,
+            [(Some("raw".to_string()), crate::model::Protocol::Tcp)].into()
+        );
+        let partial: BTreeMap<_, _> = [real("api", "10.244.1.7")].into();
+        assert_eq!(endpoint_want(&model, &model.services[0], &partial), None);
     }
 }

@@ -427,4 +427,45 @@ spec:
         assert!(ipblock_sensitive(&ps, ip("10.244.0.3"), ip("192.168.1.7")));
         assert!(!ipblock_sensitive(&[], ip("10.244.0.3"), ip("192.168.1.7")));
     }
+
+    /// Probes through Services dial a ClusterIP or a DNS name with the Service port; under a
+    /// real `sh` the stand-in receives exactly `host:port` as one argument.
+    #[test]
+    fn service_hosts_reach_agnhost_as_one_host_port_argument() {
+        let probes = [
+            ScriptProbe {
+                index: 0,
+                host: "10.96.200.7".into(),
+                port: 80,
+                protocol: Protocol::Tcp,
+            },
+            ScriptProbe {
+                index: 1,
+                host: "s-x-a.netpolc-r--0-x.svc.cluster.local".into(),
+                port: 81,
+                protocol: Protocol::Udp,
+            },
+            ScriptProbe {
+                index: 2,
+                host: "fd00:10:96::a".into(),
+                port: 80,
+                protocol: Protocol::Tcp,
+            },
+        ];
+        let body = script(&probes, Duration::from_secs(1)).replace("/agnhost connect", "fake");
+        let fake = "fake() { printf '%s|' \"$@\" >&2; return 1; }\n";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{fake}{body}"))
+            .output()
+            .expect("sh runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "NETPOLC 0 1 10.96.200.7:80|--protocol=tcp|--timeout=1s|",
+            "NETPOLC 1 1 s-x-a.netpolc-r--0-x.svc.cluster.local:81|--protocol=udp|--timeout=1s|",
+            "NETPOLC 2 1 [fd00:10:96::a]:80|--protocol=tcp|--timeout=1s|",
+        ] {
+            assert!(stdout.lines().any(|l| l == want), "{want} in {stdout}");
+        }
+    }
 }

@@ -27,16 +27,26 @@
 //!   so the policy selects exactly the session's namespaces — never `kube-system` nor another
 //!   session's — and the oracle's answer on the model stays the cluster's. `networks` CIDRs are
 //!   left as written (they are judged on the real addresses, like literal ipBlocks).
+//! - **Services** (only when a run probes through them): the scenario's own and the per-pod ones
+//!   probing synthesises ([`crate::service::probe_services`], upstream's `s-<ns>-<pod>`), in the
+//!   mapped namespace, keeping their names and ports (named `targetPort`s resolve on the pods'
+//!   declared container ports, which keep their names). A scenario Service's selector keeps its
+//!   labels, plus `netpolc.io/run-id`; a per-pod Service selects `netpolc.io/pod: <pod>` (and the
+//!   run id), a harness label on exactly that pod, so a later step relabelling the pod never moves
+//!   its Service, as the model's `Backing::Pod` says. The ClusterIP is left to the API server (a
+//!   scenario's `clusterIP` may lie outside the cluster's service range); the session reads back
+//!   what it allocated.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort as K8sContainerPort, EnvVar, Namespace as K8sNamespace, Pod as K8sPod,
-    PodSpec, PodTemplateSpec,
+    PodSpec, PodTemplateSpec, Service as K8sService, ServicePort as K8sServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use crate::cni::catalogue::RUN_ID_LABEL;
@@ -52,6 +62,8 @@ pub const WORKLOAD_LABEL: &str = "netpolc.io/workload";
 /// The session slot a real namespace belongs to (`<n>` of `netpolc-<run>--<n>-x`): what confines
 /// cluster-wide policies to one session.
 pub const SLOT_LABEL: &str = "netpolc.io/slot";
+/// Which model pod a real pod is (harness-owned): what per-pod Services select.
+pub const POD_LABEL: &str = "netpolc.io/pod";
 /// Label keys scenarios may not use: the harness owns them.
 pub const RESERVED_PREFIX: &str = "netpolc.io/";
 
@@ -147,6 +159,17 @@ pub fn check_scenario(scenario: &Scenario) -> Result<(), ProviderError> {
                     .filter(|k| k.starts_with(RESERVED_PREFIX))
                     .cloned(),
             );
+        }
+        for svc in &step.model.services {
+            if let crate::service::Backing::Selector(sel) = &svc.backing {
+                bad.extend(
+                    sel.keys()
+                        .filter(|k| k.starts_with(RESERVED_PREFIX))
+                        .map(|k| {
+                            format!("{k} (selector of Service {}/{})", svc.namespace, svc.name)
+                        }),
+                );
+            }
         }
         for p in &step.policies {
             let text = serde_json::to_string(&p.source.spec).unwrap_or_default();
@@ -345,6 +368,7 @@ pub fn workload_objects(
             Workload::Pod => {
                 let mut labels = pod.labels.clone();
                 labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+                labels.insert(POD_LABEL.into(), pod_label_value(&pod.name));
                 out.push(WorkloadObject::Pod(Box::new(K8sPod {
                     metadata: meta(&pod.name, Some(&map.namespace(&pod.namespace)), labels),
                     spec: Some(pod_spec(pod, probes, image, sctp)),
@@ -390,6 +414,87 @@ pub fn workload_objects(
         })));
     }
     out
+}
+
+/// The value of [`POD_LABEL`] for a model pod: its name, or when longer than a label value may be
+/// (pod names are DNS subdomains, up to 253 characters) `h` and a hash of it.
+pub fn pod_label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    let h = Sha256::digest(name.as_bytes());
+    let hex: String = h.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("h{hex}")
+}
+
+/// A label patch adding [`POD_LABEL`] to a realised pod (Deployment replicas get theirs once
+/// they are matched to model pods; bare pods are created with it).
+pub fn pod_label_patch(name: &str) -> serde_json::Value {
+    serde_json::json!({ "metadata": { "labels": { POD_LABEL: pod_label_value(name) } } })
+}
+
+/// The Service as applied: namespace mapped, selector as described in the module docs, ports kept
+/// (`targetPort` a number or a name), type ClusterIP, no `clusterIP` (the server allocates it).
+pub fn service_object(map: &NameMap, svc: &crate::service::Service) -> K8sService {
+    let mut selector = Labels::new();
+    match &svc.backing {
+        crate::service::Backing::Selector(sel) => selector.extend(sel.clone()),
+        crate::service::Backing::Pod(r) => {
+            selector.insert(POD_LABEL.into(), pod_label_value(&r.name));
+        }
+    }
+    selector.insert(RUN_ID_LABEL.into(), map.run_label().into());
+    let mut labels = Labels::new();
+    labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+    if svc.synthesised {
+        labels.insert(SYNTHESISED_LABEL.into(), "true".into());
+    }
+    K8sService {
+        metadata: meta(&svc.name, Some(&map.namespace(&svc.namespace)), labels),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(
+                svc.ports
+                    .iter()
+                    .map(|p| K8sServicePort {
+                        name: p.name.clone(),
+                        port: i32::from(p.port),
+                        protocol: Some(p.protocol.as_str().into()),
+                        target_port: Some(match &p.target_port {
+                            crate::service::TargetPort::Number(n) => {
+                                IntOrString::Int(i32::from(*n))
+                            }
+                            crate::service::TargetPort::Name(n) => IntOrString::String(n.clone()),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Marks the per-pod Services the harness synthesised (upstream's `s-<ns>-<pod>`).
+pub const SYNTHESISED_LABEL: &str = "netpolc.io/synthesised";
+
+/// The Services a slot realises for `model` when probing through Services: the scenario's own
+/// and the per-pod ones for every probe the slot's pods serve (a superset of any step's, so a
+/// step's plan finds its per-pod Service under the same name and port).
+pub fn services_of(model: &Model, served: &BTreeSet<Probe>) -> Vec<crate::service::Service> {
+    let probes: Vec<Probe> = served.iter().copied().collect();
+    let pods_only = Model {
+        pods: model
+            .pods
+            .iter()
+            .filter(|(_, p)| !p.is_external())
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect(),
+        ..model.clone()
+    };
+    crate::service::probe_services(&pods_only, &model.services, &probes)
 }
 
 /// Rewrites `kubernetes.io/metadata.name` to `netpolc.io/name` in a namespace selector.
@@ -901,6 +1006,251 @@ steps:
         assert_eq!(
             p,
             serde_json::json!({"metadata": {"labels": {"a": "3", "b": null}}})
+        );
+    }
+
+    const SERVICES: &str = r#"
+apiVersion: netpolc/v1
+kind: Scenario
+name: services
+model:
+  namespaces: [{name: svc}]
+  pods:
+    - {namespace: svc, name: api, labels: {app: api}, ports: [{port: 8080, name: http}]}
+    - {namespace: svc, name: client, labels: {app: client}, ports: ["8080/TCP"]}
+  deployments:
+    - {namespace: svc, name: web, replicas: 2, labels: {app: web}, ports: ["8080/TCP"]}
+  services:
+    - {namespace: svc, name: front, selector: {app: api}, ports: [{name: web, port: 80, targetPort: http}]}
+probes: ["8080/TCP", "81/UDP"]
+steps:
+  - name: relabel
+    labelPods: [{pod: svc/client, set: {app: other}}]
+"#;
+
+    fn services_scenario() -> Scenario {
+        match load_str(SERVICES, "services.yaml") {
+            Ok(l) => l.scenarios.into_iter().next().expect("one scenario"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn selects(svc: &K8sService, labels: &Labels) -> bool {
+        svc.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
+
+    fn labels_of(w: &WorkloadObject) -> Labels {
+        match w {
+            WorkloadObject::Pod(p) => p.metadata.labels.clone().unwrap_or_default(),
+            WorkloadObject::Deployment(d) => d
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn services_keep_names_ports_and_named_target_ports_and_leave_the_cluster_ip_to_the_server() {
+        let s = services_scenario();
+        let map = NameMap::new("r", 2);
+        let model = &s.steps[0].model;
+        let served = scenario_probes(&s);
+        let all = services_of(model, &served);
+        let names: Vec<&str> = all.iter().map(|x| x.name.as_str()).collect();
+        // The scenario's own, then one per pod not backed exactly on every probe (front backs
+        // svc/api on 8080/TCP only, so svc/api gets one too, for 81/UDP).
+        assert_eq!(
+            names,
+            [
+                "front",
+                "s-svc-api",
+                "s-svc-client",
+                "s-svc-web-0",
+                "s-svc-web-1"
+            ]
+        );
+        let front = service_object(&map, &all[0]);
+        assert_eq!(
+            front.metadata.namespace.as_deref(),
+            Some("netpolc-r--2-svc")
+        );
+        assert_eq!(front.metadata.name.as_deref(), Some("front"));
+        let labels = front.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(RUN_ID_LABEL).map(String::as_str), Some("r"));
+        assert!(!labels.contains_key(SYNTHESISED_LABEL));
+        let spec = front.spec.clone().expect("spec");
+        assert_eq!(spec.cluster_ip, None, "allocated by the API server");
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        let port = &spec.ports.expect("ports")[0];
+        assert_eq!(
+            (port.name.as_deref(), port.port, port.protocol.as_deref()),
+            (Some("web"), 80, Some("TCP"))
+        );
+        assert_eq!(port.target_port, Some(IntOrString::String("http".into())));
+        assert_eq!(
+            spec.selector,
+            Some(
+                [("app", "api"), (RUN_ID_LABEL, "r")]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into()
+            )
+        );
+        let per_pod = service_object(&map, &all[2]);
+        let pp = per_pod.spec.clone().expect("spec");
+        type Row<'a> = (Option<&'a str>, i32, Option<&'a str>, Option<IntOrString>);
+        let ports: Vec<Row<'_>> = pp
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.name.as_deref(),
+                    p.port,
+                    p.protocol.as_deref(),
+                    p.target_port.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("81-udp"), 81, Some("UDP"), Some(IntOrString::Int(81))),
+                (
+                    Some("8080-tcp"),
+                    8080,
+                    Some("TCP"),
+                    Some(IntOrString::Int(8080))
+                )
+            ]
+        );
+        assert_eq!(
+            per_pod
+                .metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .get(SYNTHESISED_LABEL)
+                .map(String::as_str),
+            Some("true")
+        );
+        // JSON as applied: no clusterIP field at all (server-side apply would otherwise own it).
+        let json = serde_json::to_value(&per_pod).expect("json");
+        assert!(json["spec"].get("clusterIP").is_none(), "{json}");
+        assert_eq!(json["kind"], "Service");
+    }
+
+    #[test]
+    fn per_pod_services_select_exactly_their_pod_whatever_its_labels_become() {
+        let s = services_scenario();
+        let map = NameMap::new("r", 0);
+        let model = &s.steps[0].model;
+        let served = scenario_probes(&s);
+        let objs = workload_objects(&map, model, &served, "img", true);
+        let services: Vec<K8sService> = services_of(model, &served)
+            .iter()
+            .map(|x| service_object(&map, x))
+            .collect();
+        let client_svc = services
+            .iter()
+            .find(|x| x.metadata.name.as_deref() == Some("s-svc-client"))
+            .expect("client's");
+        let mut pods: Vec<(String, Labels)> = objs
+            .iter()
+            .filter_map(|w| match w {
+                WorkloadObject::Pod(p) => {
+                    Some((p.metadata.name.clone().unwrap_or_default(), labels_of(w)))
+                }
+                WorkloadObject::Deployment(_) => None,
+            })
+            .collect();
+        let selected: Vec<&str> = pods
+            .iter()
+            .filter(|(_, l)| selects(client_svc, l))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(selected, ["client"]);
+        // A later step relabels svc/client (the session patches model labels only).
+        let client = pods
+            .iter_mut()
+            .find(|(n, _)| n == "client")
+            .expect("client");
+        let patch = label_patch(
+            &[("app".to_string(), "client".to_string())].into(),
+            &[("app".to_string(), "other".to_string())].into(),
+            &[],
+        );
+        let mut labels = client.1.clone();
+        for (k, v) in patch["metadata"]["labels"].as_object().expect("labels") {
+            match v.as_str() {
+                Some(v) => {
+                    labels.insert(k.clone(), v.to_string());
+                }
+                None => {
+                    labels.remove(k);
+                }
+            }
+        }
+        assert!(
+            selects(client_svc, &labels),
+            "still its Service: {labels:?}"
+        );
+        // The scenario's Service selects by label, like the model: svc/api only.
+        let front = services
+            .iter()
+            .find(|x| x.metadata.name.as_deref() == Some("front"))
+            .expect("front");
+        let by_front: Vec<&str> = pods
+            .iter()
+            .filter(|(_, l)| selects(front, l))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(by_front, ["api"]);
+        // Deployment replicas get their identity label by patch once matched; the template
+        // cannot carry it, so a replica Service selects nothing until then.
+        let dep = objs
+            .iter()
+            .find(|w| matches!(w, WorkloadObject::Deployment(_)))
+            .expect("deployment");
+        let web0 = services
+            .iter()
+            .find(|x| x.metadata.name.as_deref() == Some("s-svc-web-0"))
+            .expect("replica's");
+        let mut tl = labels_of(dep);
+        assert!(!selects(web0, &tl));
+        let patch = pod_label_patch("web-0");
+        tl.insert(
+            POD_LABEL.into(),
+            patch["metadata"]["labels"][POD_LABEL]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+        );
+        assert!(selects(web0, &tl));
+    }
+
+    #[test]
+    fn pod_label_values_stay_label_values() {
+        assert_eq!(pod_label_value("a"), "a");
+        let long = pod_label_value(&"p".repeat(200));
+        assert!(long.len() <= 63 && long.starts_with('h'), "{long}");
+        assert_ne!(long, pod_label_value(&"q".repeat(200)));
+    }
+
+    #[test]
+    fn reserved_keys_in_service_selectors_are_refused() {
+        let bad = SERVICES.replace("selector: {app: api}", "selector: {netpolc.io/pod: client}");
+        let s = match load_str(&bad, "bad.yaml") {
+            Ok(l) => l.scenarios.into_iter().next().expect("one"),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert!(
+            matches!(check_scenario(&s), Err(ProviderError::InvalidInput(m)) if m.contains("selector of Service svc/front")),
         );
     }
 }

@@ -22,6 +22,16 @@
 //! the pod's status ([`super::decide`]), the pod is used without it, and every SCTP cell of the
 //! run is `unsupported` with the reason: the run goes on.
 //!
+//! **Services** (only when the run probes through them, [`SessionConfig::services`]): each step
+//! brings the slot's Services to the model's ([`render::services_of`]: the scenario's own and the
+//! per-pod ones), reads back the ClusterIPs the API server allocated, waits for EndpointSlices
+//! listing exactly the right pods ([`decide::endpoints_ready`]) and, with no policy in place, runs
+//! a gate through the Services. Probes via `service-ip` dial the real ClusterIP, via
+//! `service-name` the DNS name in the real namespace; the Service is found by its model name, so
+//! the engine's plan (made with model ClusterIPs) needs no re-planning for them, and the oracle's
+//! answer is the backing pod's either way. A Service that never comes right makes its cells
+//! `error`, with the reason.
+//!
 //! The API is reached through [`ClusterApi`], so everything here also runs against a simulated
 //! API server under paused time.
 
@@ -44,12 +54,6 @@ use crate::policy::cluster::ClusterKind;
 use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::provider::ProviderError;
 use crate::scenario::{Scenario, Step};
-
-/// Why `--probe-mode service-ip|service-name` cells are unsupported on real clusters for now:
-/// the per-pod Services, their endpoints and agnhost probes of ClusterIPs and DNS names are not
-/// realised yet (only the local dataplane has service NAT).
-pub const SERVICES_NOT_REALISED: &str = "probing through Services is not implemented on the kind \
-     and kubeconfig providers yet (no per-pod Services are created); only --probe-mode pod-ip is";
 
 /// Settings a live session needs besides the API.
 #[derive(Debug, Clone)]
@@ -83,6 +87,10 @@ pub struct SessionConfig {
     /// may not exist); the others are applied like NetworkPolicies. Default: every kind (an
     /// existing cluster's support is unknown); kind sets it from the CNI catalogue.
     pub cluster_gaps: BTreeMap<ClusterKind, String>,
+    /// The run probes through Services (`--probe-mode service-ip|service-name`): every slot
+    /// realises the model's Services and the per-pod ones, and waits for their endpoints. Off,
+    /// no Service is created and Service-mode cells (none are planned) would be unsupported.
+    pub services: bool,
 }
 
 /// A server outside the cluster standing for one `model.externals` entry (kind: a container on
@@ -126,6 +134,7 @@ impl SessionConfig {
                     )
                 })
                 .collect(),
+            services: false,
         }
     }
 }
@@ -170,8 +179,33 @@ pub struct Slot {
     cluster: BTreeSet<(ClusterKind, String)>,
     /// (source, server) pairs that never connected at the last gate.
     silent: BTreeSet<(PodRef, Server)>,
+    /// Services in place now, by (model namespace, name).
+    services: BTreeMap<(String, String), RealService>,
+    /// (source, Service, Service port, protocol) never answering at the last Service gate.
+    service_silent: BTreeSet<ServiceDial>,
     ready: bool,
 }
+
+/// A source pod dialling a Service port: (source, Service by model namespace and name, Service
+/// port, protocol).
+type ServiceDial = (PodRef, (String, String), u16, Protocol);
+
+/// A Service realised in a slot.
+#[derive(Debug, Clone)]
+struct RealService {
+    /// The model's Service (scenario's own or per-pod).
+    model: crate::service::Service,
+    /// As last applied (what a later step's rendering is compared with).
+    object: k8s_openapi::api::core::v1::Service,
+    /// The ClusterIP the API server allocated.
+    cluster_ip: Option<IpAddr>,
+    /// `Ok` once its EndpointSlices list exactly its pods on its ports; else why not (probes
+    /// through it are `error` with this reason, never judged).
+    endpoints: Result<(), String>,
+}
+
+/// Not checked yet (the state of a Service just applied or whose pods were relabelled).
+const ENDPOINTS_PENDING: &str = "its endpoints were not checked yet";
 
 #[derive(Debug, Default)]
 struct PoolState {
@@ -255,6 +289,8 @@ impl<A: ClusterApi> ClusterPool<A> {
             policies: BTreeSet::new(),
             cluster: BTreeSet::new(),
             silent: BTreeSet::new(),
+            services: BTreeMap::new(),
+            service_silent: BTreeSet::new(),
             ready: false,
         }
     }
@@ -460,6 +496,11 @@ impl<A: ClusterApi> ClusterSession<A> {
             self.set_labels(&actions.label_namespaces, &actions.label_pods)
                 .await?;
         }
+        // Pods relabelled (or a reused slot's labels reset): Services selecting by label may now
+        // reach other pods, so their endpoints are checked again.
+        let first = self.prev.is_none();
+        let relabelled = first || !actions.label_pods.is_empty();
+        self.sync_services(&bound.model, relabelled, first).await?;
         let by_key: BTreeMap<_, _> = bound.policies.iter().map(|p| (&p.key, p)).collect();
         for key in &actions.apply_policies {
             let Some(p) = by_key.get(key) else { continue };
@@ -595,6 +636,9 @@ impl<A: ClusterApi> ClusterSession<A> {
             r.map_err(|e| failed("creating workloads", e))?;
         }
         self.wait_ready(model).await?;
+        if pool.cfg.services {
+            self.label_replicas(model).await?;
+        }
         if let Some(s) = self.slot.as_mut() {
             s.ns_labels = namespaces
                 .iter()
@@ -609,6 +653,328 @@ impl<A: ClusterApi> ClusterSession<A> {
             s.ready = true;
         }
         self.run_gate(model).await
+    }
+
+    /// Gives every Deployment replica the `netpolc.io/pod` label of the model pod it was matched
+    /// to, so its per-pod Service selects exactly it (bare pods are created with theirs).
+    async fn label_replicas(&self, model: &Model) -> Result<(), ProviderError> {
+        let slot = self.slot()?;
+        for pod in model.pods.values() {
+            if !matches!(pod.workload, crate::model::Workload::Deployment { .. }) {
+                continue;
+            }
+            let r = pod.pod_ref();
+            let Some(real) = slot.realised.get(&r) else {
+                continue;
+            };
+            self.pool
+                .api
+                .patch_pod(
+                    &slot.map.namespace(&r.namespace),
+                    &real.name,
+                    &render::pod_label_patch(&pod.name),
+                )
+                .await
+                .map_err(|e| failed(&format!("labelling replica {r}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Brings the slot's Services to the model's (when the run probes through Services): applies
+    /// new and changed ones, reading back each ClusterIP, deletes those no longer wanted (a reused
+    /// slot's previous scenario's), then waits for endpoints where anything changed. A Service the
+    /// API refuses, or whose endpoints never appear, does not stop the run: the cells probed
+    /// through it are `error` with the reason.
+    async fn sync_services(
+        &mut self,
+        model: &Model,
+        relabelled: bool,
+        first: bool,
+    ) -> Result<(), ProviderError> {
+        if !self.pool.cfg.services {
+            return Ok(());
+        }
+        let slot = self.slot()?.clone();
+        let wanted: BTreeMap<(String, String), crate::service::Service> =
+            render::services_of(model, &slot.served)
+                .into_iter()
+                .map(|s| ((s.namespace.clone(), s.name.clone()), s))
+                .collect();
+        let mut changed = false;
+        for (key, _) in slot
+            .services
+            .iter()
+            .filter(|(k, _)| !wanted.contains_key(*k))
+        {
+            let ns = slot.map.namespace(&key.0);
+            self.pool
+                .api
+                .delete_service(&ns, &key.1)
+                .await
+                .map_err(|e| failed(&format!("deleting Service {ns}/{}", key.1), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.services.remove(key);
+            }
+            changed = true;
+        }
+        for (key, svc) in &wanted {
+            let object = render::service_object(&slot.map, svc);
+            let same = slot.services.get(key).filter(|r| r.object == object);
+            let real = match same {
+                Some(r) => {
+                    let selector_backed =
+                        matches!(svc.backing, crate::service::Backing::Selector(_));
+                    let mut r = r.clone();
+                    r.model = svc.clone();
+                    if relabelled && selector_backed && r.endpoints.is_ok() {
+                        r.endpoints = Err(ENDPOINTS_PENDING.into());
+                        changed = true;
+                    }
+                    r
+                }
+                None => {
+                    changed = true;
+                    let ns = slot.map.namespace(&key.0);
+                    match self.pool.api.apply_service(&object).await {
+                        Ok(stored) => {
+                            let ip = stored
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.cluster_ip.as_deref())
+                                .and_then(|ip| ip.parse::<IpAddr>().ok());
+                            RealService {
+                                model: svc.clone(),
+                                object,
+                                cluster_ip: ip,
+                                endpoints: match ip {
+                                    Some(_) => Err(ENDPOINTS_PENDING.into()),
+                                    None => Err(format!(
+                                        "the API server allocated no ClusterIP to Service {ns}/{}",
+                                        key.1
+                                    )),
+                                },
+                            }
+                        }
+                        Err(e) => RealService {
+                            model: svc.clone(),
+                            object,
+                            cluster_ip: None,
+                            endpoints: Err(format!("creating Service {ns}/{}: {e}", key.1)),
+                        },
+                    }
+                }
+            };
+            if let Some(s) = self.slot.as_mut() {
+                s.services.insert(key.clone(), real);
+            }
+        }
+        if changed {
+            self.wait_endpoints(model).await?;
+        }
+        // No policy in place yet (a scenario's first step): prove every Service answers through
+        // kube-proxy's (or the CNI's) service path, as the pod gate proves pods do.
+        if (changed || first) && self.slot()?.policies.is_empty() {
+            self.run_service_gate(model).await?;
+        }
+        Ok(())
+    }
+
+    /// The reachability gate through Services: every source pod dials the ClusterIP and port of
+    /// every Service with ready endpoints (one endpoint: the only ones probed) until all connect
+    /// or the gate times out. EndpointSlices being ready does not mean the service path is
+    /// programmed on every node yet; a probe before that is refused or times out, which would
+    /// let an expected-deny cell pass. Pairs still silent make their cells `error`. Hairpin is
+    /// left out (CNIs differ on it).
+    async fn run_service_gate(&mut self, model: &Model) -> Result<(), ProviderError> {
+        let slot = self.slot()?.clone();
+        let sctp = self.pool.sctp_unsupported().is_none();
+        let sources: Vec<PodRef> = model
+            .pods
+            .values()
+            .filter(|p| !p.is_external())
+            .map(|p| p.pod_ref())
+            .filter(|r| slot.realised.contains_key(r))
+            .collect();
+        // (source, Service, port, protocol) → (request, ClusterIP)
+        let mut waiting: BTreeMap<ServiceDial, (ProbeRequest, String)> = BTreeMap::new();
+        for (key, r) in &slot.services {
+            let (Ok(()), Some(ip)) = (&r.endpoints, r.cluster_ip) else {
+                continue;
+            };
+            let eps = r.model.endpoints(model);
+            let [ep] = eps.as_slice() else { continue };
+            let (Some(pod), Some(real)) = (model.pod(ep), slot.realised.get(ep)) else {
+                continue;
+            };
+            for sp in &r.model.ports {
+                let Some(target) = r.model.target_on(model, sp, ep) else {
+                    continue;
+                };
+                let probe = Probe::new(target, sp.protocol);
+                let serves = slot.served.contains(&probe)
+                    || pod
+                        .ports
+                        .iter()
+                        .any(|c| c.port == target && c.protocol == sp.protocol);
+                if !serves || (sp.protocol == Protocol::Sctp && !sctp) {
+                    continue;
+                }
+                for from in sources.iter().filter(|f| *f != ep) {
+                    let req = ProbeRequest::pod_ip(
+                        from.clone(),
+                        ep.clone(),
+                        real.ip,
+                        Probe::new(sp.port, sp.protocol),
+                    );
+                    waiting.insert(
+                        (from.clone(), key.clone(), sp.port, sp.protocol),
+                        (req, ip.to_string()),
+                    );
+                }
+            }
+        }
+        let deadline = Instant::now() + self.pool.cfg.gate_timeout;
+        let timeout = self.pool.cfg.probe_timeout;
+        while !waiting.is_empty() {
+            let keys: Vec<_> = waiting.keys().cloned().collect();
+            let batch: Vec<(ProbeRequest, (String, u16))> = keys
+                .iter()
+                .map(|k| {
+                    let (req, ip) = &waiting[k];
+                    (req.clone(), (ip.clone(), k.2))
+                })
+                .collect();
+            let obs = self.exec_probes(&batch, timeout).await;
+            for (k, o) in keys.into_iter().zip(obs) {
+                if o.result == Connectivity::Connected {
+                    waiting.remove(&k);
+                }
+            }
+            if waiting.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if let Some(s) = self.slot.as_mut() {
+            s.service_silent = waiting.into_keys().collect();
+        }
+        Ok(())
+    }
+
+    /// Polls the EndpointSlices of every Service not yet known to route to exactly its pods
+    /// until all do or the gate timeout passes ([`decide::endpoints_ready`]); those still not
+    /// ready keep the reason.
+    async fn wait_endpoints(&mut self, model: &Model) -> Result<(), ProviderError> {
+        let timeout = self.pool.cfg.gate_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slot = self.slot()?.clone();
+            let pending: Vec<(&(String, String), &RealService)> = slot
+                .services
+                .iter()
+                .filter(|(_, r)| r.cluster_ip.is_some() && r.endpoints.is_err())
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let mut results = Vec::new();
+            for (key, r) in pending {
+                let ns = slot.map.namespace(&key.0);
+                let result = match decide::endpoint_want(model, &r.model, &slot.realised) {
+                    None => Err("a pod it selects is not realised".to_string()),
+                    Some(want) => match self
+                        .pool
+                        .api
+                        .list_endpoint_slices(
+                            &ns,
+                            &format!("{}={}", decide::SERVICE_NAME_LABEL, key.1),
+                        )
+                        .await
+                    {
+                        Ok(slices) => decide::endpoints_ready(&want, &slices),
+                        Err(e) => Err(format!("listing its EndpointSlices: {e}")),
+                    },
+                };
+                results.push((key.clone(), result));
+            }
+            let expired = Instant::now() >= deadline;
+            if let Some(s) = self.slot.as_mut() {
+                for (key, result) in results {
+                    if let Some(r) = s.services.get_mut(&key) {
+                        r.endpoints = match result {
+                            Err(why) if expired => Err(format!(
+                                "Service {}/{}: endpoints not ready after {}s: {why}",
+                                s.map.namespace(&key.0),
+                                key.1,
+                                timeout.as_secs()
+                            )),
+                            other => other,
+                        };
+                    }
+                }
+            }
+            if expired {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Where a probe through a Service dials (`host`, `port`): the ClusterIP the API server gave
+    /// the Service, or its DNS name in the real namespace; or why the cell is not probed.
+    fn service_dial(&self, req: &ProbeRequest) -> Result<(String, u16), (Connectivity, String)> {
+        let Some(target) = &req.service else {
+            return Err((
+                Connectivity::Unsupported,
+                req.missing_service().unwrap_or_default(),
+            ));
+        };
+        if !self.pool.cfg.services {
+            return Err((
+                Connectivity::Unsupported,
+                "this session creates no Services (the run does not probe through them)".into(),
+            ));
+        }
+        let slot = self
+            .slot
+            .as_ref()
+            .ok_or((Connectivity::Error, "the session was torn down".to_string()))?;
+        let ns = slot.map.namespace(&target.namespace);
+        let key = (target.namespace.clone(), target.name.clone());
+        let Some(real) = slot.services.get(&key) else {
+            return Err((
+                Connectivity::Error,
+                format!("Service {ns}/{} was not created", target.name),
+            ));
+        };
+        if let Err(why) = &real.endpoints {
+            return Err((Connectivity::Error, format!("{why}; not judged")));
+        }
+        if !real
+            .model
+            .ports
+            .iter()
+            .any(|p| p.port == target.port && p.protocol == req.probe.protocol)
+        {
+            return Err((
+                Connectivity::Error,
+                format!(
+                    "Service {ns}/{} has no port {}/{}",
+                    target.name, target.port, req.probe.protocol
+                ),
+            ));
+        }
+        match (req.via, real.cluster_ip) {
+            (crate::service::ProbeMode::ServiceName, _) => Ok((
+                format!("{}.{ns}.svc.cluster.local", target.name),
+                target.port,
+            )),
+            (_, Some(ip)) => Ok((ip.to_string(), target.port)),
+            (_, None) => Err((
+                Connectivity::Error,
+                format!("Service {ns}/{} has no ClusterIP", target.name),
+            )),
+        }
     }
 
     /// Waits (bounded) for the namespace's `default` ServiceAccount.
@@ -694,7 +1060,11 @@ impl<A: ClusterApi> ClusterSession<A> {
                     Some(ProbeRequest::pod_ip(from.clone(), to.clone(), ip, *probe))
                 })
                 .collect();
-            let obs = self.exec_probes(&batch, timeout).await;
+            let dials: Vec<(ProbeRequest, (String, u16))> = batch
+                .iter()
+                .map(|r| (r.clone(), (r.to_ip.to_string(), r.probe.port)))
+                .collect();
+            let obs = self.exec_probes(&dials, timeout).await;
             gate.record(
                 batch
                     .iter()
@@ -790,29 +1160,38 @@ impl<A: ClusterApi> ClusterSession<A> {
                 .is_some_and(crate::model::Pod::is_external)
         };
         let silent = self.slot.as_ref().map(|s| &s.silent);
+        let service_silent = self.slot.as_ref().map(|s| &s.service_silent);
         let mut out: Vec<Option<Observation>> = vec![None; batch.len()];
         let mut live = Vec::new();
         for (i, req) in batch.iter().enumerate() {
             let gap = oracle.as_ref().and_then(|o| {
                 gaps::covering(&self.pool.cfg.gaps, o, &req.from, &req.to, req.probe)
             });
-            if req.via.is_service() {
-                out[i] = Some(early(
-                    Connectivity::Unsupported,
-                    SERVICES_NOT_REALISED.into(),
-                ));
-            } else if let Some(g) = gap {
+            let dial = if req.via.is_service() && !is_external(&req.to) {
+                self.service_dial(req)
+            } else {
+                Ok((req.to_ip.to_string(), req.probe.port))
+            };
+            if let Some(g) = gap {
                 out[i] = Some(early(Connectivity::Unsupported, g.cell_detail()));
             } else if req.probe.protocol == Protocol::Sctp
                 && let Some(why) = &sctp_off
             {
                 out[i] = Some(early(Connectivity::Unsupported, why.clone()));
+            } else if req.via.is_service() && is_external(&req.to) {
+                out[i] = Some(early(
+                    Connectivity::Unsupported,
+                    "an external peer has no Service on a cluster; only pod-ip probes reach it"
+                        .into(),
+                ));
             } else if let Some(why) = external_cell(
                 is_external(&req.from),
                 is_external(&req.to).then(|| self.real_external(&req.to)),
                 req.probe,
             ) {
                 out[i] = Some(early(Connectivity::Unsupported, why));
+            } else if let Err((result, why)) = &dial {
+                out[i] = Some(early(*result, why.clone()));
             } else if silent
                 .is_some_and(|s| s.contains(&(req.from.clone(), (req.to.clone(), req.probe))))
             {
@@ -823,13 +1202,35 @@ impl<A: ClusterApi> ClusterSession<A> {
                         req.to, req.probe, req.from
                     ),
                 ));
-            } else {
-                live.push(i);
+            } else if let Some(t) = req.service.as_ref().filter(|t| {
+                req.via.is_service()
+                    && service_silent.is_some_and(|s| {
+                        s.contains(&(
+                            req.from.clone(),
+                            (t.namespace.clone(), t.name.clone()),
+                            t.port,
+                            req.probe.protocol,
+                        ))
+                    })
+            }) {
+                out[i] = Some(early(
+                    Connectivity::Error,
+                    format!(
+                        "{} never reached Service {}/{} port {}/{} before any policy was applied \
+                         (reachability gate through Services); not judged",
+                        req.from, t.namespace, t.name, t.port, req.probe.protocol
+                    ),
+                ));
+            } else if let Ok(d) = dial {
+                live.push((i, d));
             }
         }
-        let reqs: Vec<ProbeRequest> = live.iter().map(|&i| batch[i].clone()).collect();
+        let reqs: Vec<(ProbeRequest, (String, u16))> = live
+            .iter()
+            .map(|(i, d)| (batch[*i].clone(), d.clone()))
+            .collect();
         let obs = self.exec_probes(&reqs, timeout).await;
-        for (i, o) in live.into_iter().zip(obs) {
+        for ((i, _), o) in live.into_iter().zip(obs) {
             out[i] = Some(o);
         }
         batch
@@ -841,8 +1242,15 @@ impl<A: ClusterApi> ClusterSession<A> {
                     && self.pool.cfg.loopback == Loopback::Record
                     && o.result.allowed().is_some()
                 {
+                    // Hairpin through the pod's own Service is the same packet after DNAT, and
+                    // CNIs (and kube-proxy's hairpin mode) differ on it just the same.
+                    let what = if req.via.is_service() {
+                        "hairpin through the pod's own Service"
+                    } else {
+                        "loopback"
+                    };
                     o.detail = Some(format!(
-                        "loopback is recorded, not judged (CNIs differ, kubernetes#95879); observed {:?}",
+                        "{what} is recorded, not judged (CNIs differ, kubernetes#95879); observed {:?}",
                         o.result
                     ));
                     o.result = Connectivity::Unsupported;
@@ -853,7 +1261,12 @@ impl<A: ClusterApi> ClusterSession<A> {
     }
 
     /// One exec per source pod, running that pod's probes concurrently.
-    async fn exec_probes(&self, batch: &[ProbeRequest], timeout: Duration) -> Vec<Observation> {
+    /// `batch` pairs each request with the host and port it dials.
+    async fn exec_probes(
+        &self,
+        batch: &[(ProbeRequest, (String, u16))],
+        timeout: Duration,
+    ) -> Vec<Observation> {
         let Some(slot) = self.slot.as_ref() else {
             return batch
                 .iter()
@@ -867,7 +1280,7 @@ impl<A: ClusterApi> ClusterSession<A> {
         };
         let mut out: Vec<Option<Observation>> = vec![None; batch.len()];
         let mut groups: BTreeMap<PodRef, Vec<(usize, ScriptProbe)>> = BTreeMap::new();
-        for (i, req) in batch.iter().enumerate() {
+        for (i, (req, (host, port))) in batch.iter().enumerate() {
             if !slot.realised.contains_key(&req.from) {
                 out[i] = Some(Observation {
                     result: Connectivity::Error,
@@ -881,8 +1294,8 @@ impl<A: ClusterApi> ClusterSession<A> {
                 i,
                 ScriptProbe {
                     index: 0,
-                    host: req.to_ip.to_string(),
-                    port: req.probe.port,
+                    host: host.clone(),
+                    port: *port,
                     protocol: req.probe.protocol,
                 },
             ));
