@@ -8,6 +8,19 @@
 //! `named-ports`, `endPort`, `ipBlock`, `except`, `namespaceSelector`,
 //! `podSelector+namespaceSelector`, `multiple-policies`, `udp`, `sctp`, `updates`,
 //! `stateful-replies`, `default-allow`.
+//!
+//! A cell a cluster-wide policy (ClusterNetworkPolicy, AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy) decided is traced through the tier evaluation instead
+//! ([`crate::policy::TierTrace`]) to tier-and-action features: `admin-accept`, `admin-deny`,
+//! `admin-pass`, `baseline-accept`, `baseline-deny`, `baseline-pass` (the action of every cluster
+//! rule that matched on a failing side; v1alpha1's `Allow` is `accept`), `cnp-priority` (rules of
+//! policies at several priorities matched, or a policy after the deciding priority would have
+//! matched with another action: their order decided), `rule-order`
+//! (a later rule of the deciding policy also matches with another action: only the first may
+//! decide), `baseline-isolation` (NetworkPolicy isolates the side while a Baseline-tier policy
+//! selects it: the baseline must not apply) and `networks` (a matched rule's peer is a
+//! `networks` CIDR list containing the pod). NetworkPolicy features are not added for a side a
+//! cluster-wide policy decided (its NetworkPolicies never got a say).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -65,6 +78,33 @@ pub enum Feature {
     /// The reply path is denied by policy: only connection tracking lets replies through.
     #[serde(rename = "stateful-replies")]
     StatefulReplies,
+    /// An Admin-tier rule with action Accept (v1alpha1 Allow) matched.
+    #[serde(rename = "admin-accept")]
+    AdminAccept,
+    #[serde(rename = "admin-deny")]
+    AdminDeny,
+    /// An Admin-tier Pass: evaluation must go on to NetworkPolicy.
+    #[serde(rename = "admin-pass")]
+    AdminPass,
+    #[serde(rename = "baseline-accept")]
+    BaselineAccept,
+    #[serde(rename = "baseline-deny")]
+    BaselineDeny,
+    /// A Baseline-tier Pass (v1alpha2): evaluation must go on to the default (allow).
+    #[serde(rename = "baseline-pass")]
+    BaselinePass,
+    /// Cluster-wide policies of several priorities applied to the side: lower goes first.
+    #[serde(rename = "cnp-priority")]
+    CnpPriority,
+    /// Several rules of the deciding policy match: the first written decides.
+    #[serde(rename = "rule-order")]
+    RuleOrder,
+    /// NetworkPolicy isolates the side, so the Baseline tier selecting it must not apply.
+    #[serde(rename = "baseline-isolation")]
+    BaselineIsolation,
+    /// A `networks` peer (CIDRs) matched a pod address.
+    #[serde(rename = "networks")]
+    Networks,
 }
 
 impl Feature {
@@ -85,6 +125,16 @@ impl Feature {
             Feature::Sctp => "sctp",
             Feature::Updates => "updates",
             Feature::StatefulReplies => "stateful-replies",
+            Feature::AdminAccept => "admin-accept",
+            Feature::AdminDeny => "admin-deny",
+            Feature::AdminPass => "admin-pass",
+            Feature::BaselineAccept => "baseline-accept",
+            Feature::BaselineDeny => "baseline-deny",
+            Feature::BaselinePass => "baseline-pass",
+            Feature::CnpPriority => "cnp-priority",
+            Feature::RuleOrder => "rule-order",
+            Feature::BaselineIsolation => "baseline-isolation",
+            Feature::Networks => "networks",
         }
     }
 
@@ -94,7 +144,7 @@ impl Feature {
     }
 }
 
-const ALL_FEATURES: [Feature; 15] = [
+const ALL_FEATURES: [Feature; 25] = [
     Feature::Ingress,
     Feature::Egress,
     Feature::DefaultAllow,
@@ -110,6 +160,16 @@ const ALL_FEATURES: [Feature; 15] = [
     Feature::Sctp,
     Feature::Updates,
     Feature::StatefulReplies,
+    Feature::AdminAccept,
+    Feature::AdminDeny,
+    Feature::AdminPass,
+    Feature::BaselineAccept,
+    Feature::BaselineDeny,
+    Feature::BaselinePass,
+    Feature::CnpPriority,
+    Feature::RuleOrder,
+    Feature::BaselineIsolation,
+    Feature::Networks,
 ];
 
 impl fmt::Display for Feature {
@@ -233,12 +293,28 @@ pub fn cell_features(oracle: &Oracle, earlier: &[&Oracle], cell: &CellReport) ->
     let Some(d) = oracle.decide(&cell.from, &cell.to, probe) else {
         return out;
     };
+    // Sides a cluster-wide tier decided: traced through the tiers, not NetworkPolicy.
+    let by_tier = |s: &DirectionDecision| {
+        s.tiers.as_ref().is_some_and(|t| {
+            matches!(
+                t.decided_by,
+                crate::policy::DecidedBy::Admin | crate::policy::DecidedBy::Baseline
+            )
+        })
+    };
+    let failing_sides: Vec<&DirectionDecision> = [&d.egress, &d.ingress]
+        .into_iter()
+        .filter(|s| cell.expected == Some(true) || !s.allowed)
+        .collect();
+    for side in &failing_sides {
+        tier_features(oracle, side, &d, probe, &mut out);
+    }
     if cell.expected == Some(true) {
         let isolated: Vec<&DirectionDecision> = [&d.egress, &d.ingress]
             .into_iter()
-            .filter(|s| !s.selecting.is_empty())
+            .filter(|s| !s.selecting.is_empty() && !by_tier(s))
             .collect();
-        if isolated.is_empty() {
+        if isolated.is_empty() && ![&d.egress, &d.ingress].into_iter().any(by_tier) {
             out.insert(Feature::DefaultAllow);
         }
         for side in isolated {
@@ -270,7 +346,9 @@ pub fn cell_features(oracle: &Oracle, earlier: &[&Oracle], cell: &CellReport) ->
     } else {
         for side in [&d.egress, &d.ingress].into_iter().filter(|s| !s.allowed) {
             out.insert(direction_feature(side.direction));
-            near_misses(oracle, side, &d.from, &d.to, probe, &mut out);
+            if !by_tier(side) {
+                near_misses(oracle, side, &d.from, &d.to, probe, &mut out);
+            }
         }
     }
     if let Some(observed) = cell.observed
@@ -286,6 +364,104 @@ pub fn cell_features(oracle: &Oracle, earlier: &[&Oracle], cell: &CellReport) ->
         out.insert(Feature::Updates);
     }
     out
+}
+
+/// The tier-and-action features of one side of a cell (see the module doc).
+fn tier_features(
+    oracle: &Oracle,
+    side: &DirectionDecision,
+    d: &crate::policy::Decision,
+    probe: Probe,
+    out: &mut BTreeSet<Feature>,
+) {
+    use crate::policy::cluster::{Action, ClusterPeer, Tier};
+    let Some(t) = &side.tiers else {
+        return;
+    };
+    let model = oracle.model();
+    // The other end of the connection, whose address and labels the rules match.
+    let (peer, dst) = match side.direction {
+        Direction::Egress => (model.pod(&d.to), model.pod(&d.to)),
+        Direction::Ingress => (model.pod(&d.from), model.pod(&d.to)),
+    };
+    let policy = |r: &crate::policy::cluster::ClusterPolicyRef| {
+        oracle.cluster_policies().iter().find(|p| &p.key == r)
+    };
+    // Priorities of the policies whose rules matched, per tier.
+    let mut priorities = BTreeSet::new();
+    let mut decider = None;
+    for e in t.admin.iter().chain(&t.baseline) {
+        let Some(m) = &e.matched else { continue };
+        priorities.insert((e.tier, e.priority));
+        decider = Some(m.action);
+        out.insert(match (e.tier, m.action) {
+            (Tier::Admin, Action::Accept) => Feature::AdminAccept,
+            (Tier::Admin, Action::Deny) => Feature::AdminDeny,
+            (Tier::Admin, Action::Pass) => Feature::AdminPass,
+            (Tier::Baseline, Action::Accept) => Feature::BaselineAccept,
+            (Tier::Baseline, Action::Deny) => Feature::BaselineDeny,
+            (Tier::Baseline, Action::Pass) => Feature::BaselinePass,
+        });
+        let Some(pol) = policy(&e.policy) else {
+            continue;
+        };
+        let rules = pol.rules(side.direction);
+        if let Some(rule) = rules.get(m.rule)
+            && m.peer
+                .and_then(|k| rule.peers.get(k))
+                .is_some_and(|p| matches!(p, ClusterPeer::Networks(_)))
+        {
+            out.insert(Feature::Networks);
+        }
+        if let (Some(peer), Some(dst)) = (peer, dst) {
+            let ns = model.namespace(&peer.namespace).map(|n| &n.labels);
+            let later_differs = rules.iter().skip(m.rule + 1).any(|r| {
+                r.effective_action() != m.action
+                    && r.peer_hit(peer, ns).is_some()
+                    && r.port_hit(probe, dst).is_some()
+            });
+            if later_differs {
+                out.insert(Feature::RuleOrder);
+            }
+        }
+    }
+    // A policy never consulted (a later priority) whose first matching rule takes another
+    // action: evaluating priorities in another order changes the answer.
+    if let (Some(peer), Some(dst), Some(decided)) = (peer, dst, decider) {
+        let ns = model.namespace(&peer.namespace).map(|n| &n.labels);
+        let differs = t
+            .admin_not_reached
+            .iter()
+            .chain(&t.baseline_not_reached)
+            .filter_map(|(r, _)| policy(r))
+            .any(|p| {
+                p.rules(side.direction)
+                    .iter()
+                    .find(|r| r.peer_hit(peer, ns).is_some() && r.port_hit(probe, dst).is_some())
+                    .is_some_and(|r| r.effective_action() != decided)
+            });
+        if differs {
+            out.insert(Feature::CnpPriority);
+        }
+    }
+    for tier in [Tier::Admin, Tier::Baseline] {
+        let distinct: BTreeSet<_> = priorities.iter().filter(|(t, _)| *t == tier).collect();
+        if distinct.len() >= 2 {
+            out.insert(Feature::CnpPriority);
+        }
+    }
+    if !side.selecting.is_empty()
+        && t.decided_by == crate::policy::DecidedBy::NetworkPolicy
+        && let Some(pod) = model.pod(&side.pod)
+    {
+        let ns = model.namespace(&pod.namespace).map(|n| &n.labels);
+        let baseline_selects = oracle.cluster_policies().iter().any(|p| {
+            p.tier == Tier::Baseline && !p.rules(side.direction).is_empty() && p.selects(pod, ns)
+        });
+        if baseline_selects {
+            out.insert(Feature::BaselineIsolation);
+        }
+    }
 }
 
 fn direction_feature(d: Direction) -> Feature {
@@ -485,6 +661,7 @@ mod tests {
             },
             detail: None,
             explanation: None,
+            decided: None,
             command: String::new(),
             features: Vec::new(),
             history: Vec::new(),

@@ -523,3 +523,72 @@ fn model_manifests_bring_cluster_policies_into_the_first_step() {
     assert_eq!(steps[0]["probes"][0]["allowed"]["y/a"]["x/a"], false);
     assert_eq!(steps[1]["probes"][0]["allowed"]["y/a"]["x/a"], true);
 }
+
+/// `kubectl get clusternetworkpolicies -o json` against the API prints a typed
+/// `ClusterNetworkPolicyList` whose items may omit kind and apiVersion; the ANP and BANP lists
+/// likewise. Each is a List: its items are the policies, and the matrix shows them enforced. A
+/// typed list at the wrong apiVersion is bad input naming the one it needs.
+#[rstest]
+#[case::cnp(
+    "ClusterNetworkPolicyList",
+    "policy.networking.k8s.io/v1alpha2",
+    r#"{"metadata": {"name": "deny-y"}, "spec": {"tier": "Admin", "priority": 5,
+        "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "x"}}},
+        "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "y"}}}]}]}}"#
+)]
+#[case::anp(
+    "AdminNetworkPolicyList",
+    "policy.networking.k8s.io/v1alpha1",
+    r#"{"metadata": {"name": "deny-y"}, "spec": {"priority": 5,
+        "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "x"}}},
+        "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "y"}}}]}]}}"#
+)]
+#[case::banp(
+    "BaselineAdminNetworkPolicyList",
+    "policy.networking.k8s.io/v1alpha1",
+    r#"{"metadata": {"name": "default"}, "spec": {
+        "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "x"}}},
+        "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "y"}}}]}]}}"#
+)]
+fn typed_cluster_policy_lists_are_read_as_lists(
+    #[case] list: &str,
+    #[case] api: &str,
+    #[case] item: &str,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = format!(
+        r#"{{"apiVersion": "{api}", "kind": "{list}", "metadata": {{"resourceVersion": "9"}}, "items": [{item}]}}"#
+    );
+    std::fs::write(dir.path().join("policies.json"), &policies).expect("write policies");
+    let text = "apiVersion: netpolc/v1\nkind: Scenario\n\
+                model:\n  upstream: {namespaces: [x, y], pods: [a], ports: [80], protocols: [TCP]}\n  \
+                manifests: [policies.json]\n\
+                steps:\n- name: first\n";
+    std::fs::write(dir.path().join("s.yaml"), text).expect("write scenario");
+    let out = Command::new(env!("CARGO_BIN_EXE_netpolc"))
+        .current_dir(dir.path())
+        .args(["expect", "s.yaml", "--format", "json"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let allowed = &doc["scenarios"][0]["steps"][0]["probes"][0]["allowed"];
+    assert_eq!(
+        allowed["y/a"]["x/a"], false,
+        "{list}: the listed policy denies y -> x"
+    );
+    assert_eq!(allowed["x/a"]["y/a"], true, "{list}");
+    let wrong = policies.replace(api, "v1");
+    let bad = netpolc_expect(dir.path(), "wrong.json", &wrong);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains(&format!("{list} must have apiVersion \"{api}\"")),
+        "{stderr}"
+    );
+}

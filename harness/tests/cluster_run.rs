@@ -201,4 +201,16 @@ async fn a_cluster_policy_cell_observed_wrong_fails_where_it_is_realised() {
             .is_some_and(|e| e.contains("ClusterNetworkPolicy/deny-b") && e.contains("deny-from-b")),
         "{c:?}"
     );
+    // The details name the tier, policy, priority, rule and action; the features the tier and
+    // action (not the NetworkPolicy shape, which did not decide).
+    assert_eq!(
+        c.decided.as_deref(),
+        Some(
+            "egress of x/b: default allow; ingress of x/a: Admin tier, ClusterNetworkPolicy/deny-b \
+             (priority 20) rule spec.ingress[0] \"deny-from-b\": Deny"
+        ),
+        "{c:?}"
+    );
+    assert_eq!(c.features, ["ingress", "admin-deny"], "{c:?}");
+    assert_eq!(r.failing_features, ["ingress", "admin-deny"]);
 }

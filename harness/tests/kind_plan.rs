@@ -351,6 +351,70 @@ fn the_external_peer_is_a_container_on_the_kind_network() {
     assert!(scripts.iter().all(|s| !s.contains("external peer")));
 }
 
+fn cluster_policy_scenarios() -> Vec<Scenario> {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-policies");
+    match netpol_conformance::scenario::load_paths(&[
+        dir.join("v1alpha1-admin-and-baseline.yaml"),
+        dir.join("priorities.yaml"),
+    ]) {
+        Ok(l) => l.scenarios,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// The plan says per CNI what happens to cluster-wide policies: on Calico (v1alpha1 kinds) the
+/// AdminNetworkPolicy is rendered confined to the session's namespaces and applied, the
+/// ClusterNetworkPolicies are listed as not applied with a reason naming Calico, and their
+/// cells are not judged; on kindnet nothing is applied and the reason names kindnet.
+#[test]
+fn plans_show_the_per_cni_cluster_policy_decision() {
+    let calico = kind::dry_run(
+        &cluster_policy_scenarios(),
+        &KindOptions::new("snap", "calico"),
+    )
+    .expect("plan");
+    let anp =
+        "---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata:";
+    let cnp =
+        "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata:";
+    assert!(calico.contains(anp), "{calico}");
+    assert!(
+        calico.contains("serverSideApplyClusterPolicies:\n  - AdminNetworkPolicy/netpolc-snap--0-"),
+        "{calico}"
+    );
+    assert!(calico.contains("netpolc.io/slot: \"0\""));
+    assert!(calico.contains("netpolc.io/run-id: snap"));
+    assert!(
+        calico.contains(
+            "ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2) is not enforced by CNI calico"
+        ),
+        "{calico}"
+    );
+    assert!(!calico.contains(cnp), "no CNP object is applied on Calico");
+    assert!(calico.contains("crd/adminnetworkpolicies.policy.networking.k8s.io"));
+    let kindnet = kind::dry_run(
+        &cluster_policy_scenarios(),
+        &KindOptions::new("snap", "kindnet"),
+    )
+    .expect("plan");
+    assert!(
+        !kindnet.contains(anp) && !kindnet.contains(cnp),
+        "{kindnet}"
+    );
+    assert!(
+        kindnet.contains(
+            "AdminNetworkPolicy (policy.networking.k8s.io/v1alpha1) is not enforced by CNI kindnet"
+        ),
+        "{kindnet}"
+    );
+    assert!(kindnet.contains("installCrds: []"));
+    for plan in [&calico, &kindnet] {
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(plan).expect("yaml");
+        assert!(docs.len() > 5);
+    }
+}
+
 /// With Service modes the plan lists the Services (per-pod `s-<ns>-<pod>`, in the real
 /// namespaces, no ClusterIP: the API server allocates it), when endpoints are waited for, and
 /// one exec per source pod and mode dialling the ClusterIP placeholder or the DNS name in the

@@ -263,6 +263,17 @@ fn every_fault_is_caught_by_the_shipped_scenarios() {
             assert_eq!(pod_ip, 0, "{f} must be invisible to pod-ip probes");
             assert!(service_ip > 0, "{f} must be caught via service-ip");
         }
+        if let Some(want) = cluster_fault_feature(f) {
+            let features: Vec<&str> = r["failing_features"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            println!("  {f}: failing features {}", features.join(", "));
+            assert!(
+                features.contains(&want),
+                "{f} must be reported as the failing feature {want}: {features:?}"
+            );
+        }
         assert!(left.is_empty(), "{f}: namespaces left: {left:?}");
     }
     let caught = faults.len() - missed.len();
@@ -276,6 +287,18 @@ fn every_fault_is_caught_by_the_shipped_scenarios() {
         "faults not caught:\n{}",
         missed.join("\n")
     );
+}
+
+/// The tier feature (verdict.rs) each cluster-wide-policy fault must show up as.
+fn cluster_fault_feature(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "cluster-priority-inverted" => "cnp-priority",
+        "pass-as-accept" => "admin-pass",
+        "cluster-rule-order-ignored" => "rule-order",
+        "baseline-ignores-isolation" => "baseline-isolation",
+        "networks-skip-pods" => "networks",
+        _ => return None,
+    })
 }
 
 /// The faults `netpolc faults` describes as living on the service path.

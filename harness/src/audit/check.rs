@@ -329,6 +329,7 @@ mod tests {
             connectivity: conn,
             detail: None,
             explanation: None,
+            decided: None,
             command: String::new(),
             features: vec![],
             history: vec![],

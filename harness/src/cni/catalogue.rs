@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use super::gaps::{Gap, GapFeature};
+use crate::policy::cluster::ClusterKind;
 use crate::provider::ProviderError;
 use crate::report::model::Verdict;
 
@@ -31,7 +32,59 @@ pub struct Catalogue {
     pub kubectl: ToolPin,
     pub helm: ToolPin,
     pub probe_image: ImagePin,
+    /// The network-policy-api CRDs per API version, pinned to a release with checksums.
+    pub network_policy_api: Vec<PolicyApiRelease>,
     pub cnis: Vec<Cni>,
+}
+
+/// One API version of the network-policy-api and the CRDs that serve it, from a tagged release.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyApiRelease {
+    /// `policy.networking.k8s.io/v1alpha2`
+    pub api_version: String,
+    /// The release tag the CRD files are taken from (`v0.2.0`).
+    pub release: String,
+    pub kinds: Vec<ClusterKind>,
+    pub crds: Vec<CrdSource>,
+}
+
+/// One CRD manifest: its object name (what `kubectl wait --for=condition=Established` waits
+/// for) and the pinned file. Its sha256 is mandatory: an unverified CRD is never installed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CrdSource {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub sha256_from: Option<String>,
+}
+
+/// Which cluster-wide policy kinds a CNI enforces, and who installs their CRDs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterPolicySupport {
+    /// The kinds the CNI enforces (empty: none). A scenario's cells decided by any other kind
+    /// are `unsupported` on it, with [`ClusterPolicySupport::summary`] as the reason.
+    pub implements: Vec<ClusterKind>,
+    /// Who installs the CRDs of the implemented kinds.
+    #[serde(default)]
+    pub crds: CrdInstaller,
+    /// One sentence naming the CNI and what it implements (reasons and plans quote it).
+    pub summary: String,
+    pub references: Vec<String>,
+}
+
+/// `harness`: the pinned CRDs of [`Catalogue::network_policy_api`] are installed before the
+/// scenarios; `cni`: the CNI's own manifest ships them (the harness only waits for them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrdInstaller {
+    #[default]
+    Harness,
+    Cni,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,12 +303,27 @@ pub struct Cni {
     /// The verdict a run on this CNI must reach (`policies-ignored` for non-enforcing ones).
     pub expected_verdict: Verdict,
     pub gaps: Vec<Gap>,
+    pub cluster_policies: ClusterPolicySupport,
 }
 
 impl Cni {
     /// The catalogued gap for `feature`, if any.
     pub fn gap_for(&self, feature: GapFeature) -> Option<&Gap> {
         self.gaps.iter().find(|g| g.feature == feature)
+    }
+
+    /// Why cells decided by a `kind` policy cannot be judged on this CNI (`None`: it enforces
+    /// that kind, and the session applies such policies).
+    pub fn cluster_policy_gap(&self, kind: ClusterKind) -> Option<String> {
+        let s = &self.cluster_policies;
+        (!s.implements.contains(&kind)).then(|| {
+            format!(
+                "{kind} ({}) is not enforced by CNI {}: {}",
+                kind.api_version(),
+                self.name,
+                s.summary.trim()
+            )
+        })
     }
 
     /// Whether installing needs the `helm` binary.
@@ -400,6 +468,7 @@ impl Catalogue {
                 }
             }
         }
+        self.validate_policy_api()?;
         if self.node_image(&self.kind.default_kubernetes).is_none() {
             return bad(format!(
                 "no node image for the default Kubernetes {}",
@@ -414,6 +483,108 @@ impl Catalogue {
             }
         }
         Ok(())
+    }
+
+    /// The CRD pins: every kind served exactly once, at its own API version, from an https file
+    /// of the release's tag with a sha256 (never installed unverified); every CNI's kinds are
+    /// pinned (or shipped by the CNI itself) and its summary names it.
+    fn validate_policy_api(&self) -> Result<(), CatalogueError> {
+        let bad = |m: String| Err(CatalogueError::Invalid(m));
+        let mut served = std::collections::BTreeSet::new();
+        for r in &self.network_policy_api {
+            for k in &r.kinds {
+                if k.api_version() != r.api_version {
+                    return bad(format!(
+                        "networkPolicyApi: {k} is served at {}, not {}",
+                        k.api_version(),
+                        r.api_version
+                    ));
+                }
+                if !served.insert(*k) {
+                    return bad(format!("networkPolicyApi: {k} is pinned twice"));
+                }
+            }
+            if r.crds.len() != r.kinds.len() {
+                return bad(format!(
+                    "networkPolicyApi {}: one CRD per kind is needed",
+                    r.api_version
+                ));
+            }
+            for c in &r.crds {
+                if !c.url.starts_with("https://") || !c.url.contains(&format!("/{}/", r.release)) {
+                    return bad(format!(
+                        "{}: a CRD is fetched over https from its release's tag {}",
+                        c.url, r.release
+                    ));
+                }
+                match &c.sha256 {
+                    Some(sum) if sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+                    Some(sum) => {
+                        return bad(format!("{}: sha256 {sum:?} is not 64 hex digits", c.url));
+                    }
+                    None => {
+                        return bad(format!(
+                            "{}: no sha256 pinned; CRDs are never installed unverified",
+                            c.url
+                        ));
+                    }
+                }
+                if c.sha256_from.is_none() {
+                    return bad(format!("{}: sha256 without sha256From", c.url));
+                }
+                if !crate::names::is_dns1123_subdomain(&c.name) {
+                    return bad(format!("{:?} is not a CRD name", c.name));
+                }
+            }
+        }
+        for cni in &self.cnis {
+            let s = &cni.cluster_policies;
+            if !s.summary.contains(&capitalised(&cni.name)) && !s.summary.contains(&cni.name) {
+                return bad(format!(
+                    "CNI {:?}: clusterPolicies.summary must name the CNI",
+                    cni.name
+                ));
+            }
+            if s.crds == CrdInstaller::Harness
+                && let Some(k) = s.implements.iter().find(|k| !served.contains(k))
+            {
+                return bad(format!(
+                    "CNI {:?} implements {k}, whose CRD networkPolicyApi does not pin",
+                    cni.name
+                ));
+            }
+            if let Some(r) = s.references.iter().find(|r| !r.starts_with("https://")) {
+                return bad(format!(
+                    "CNI {:?}: clusterPolicies reference {r:?} is not an https URL",
+                    cni.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pinned CRDs to install for `cni` before its scenarios (none when it implements no
+    /// kind, or ships the CRDs itself), in catalogue order.
+    pub fn crds_to_install(&self, cni: &Cni) -> Vec<&CrdSource> {
+        let s = &cni.cluster_policies;
+        if s.crds == CrdInstaller::Cni {
+            return Vec::new();
+        }
+        self.network_policy_api
+            .iter()
+            .flat_map(|r| r.kinds.iter().zip(&r.crds))
+            .filter(|(k, _)| s.implements.contains(k))
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// The CRD names `cni`'s implemented kinds need established before the scenarios run.
+    pub fn crds_to_await(&self, cni: &Cni) -> Vec<String> {
+        let s = &cni.cluster_policies;
+        s.implements
+            .iter()
+            .map(|k| format!("{}.policy.networking.k8s.io", plural(*k)))
+            .collect()
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -475,6 +646,23 @@ impl Catalogue {
             let _ = writeln!(s, "    image: {}", image.reference());
         }
         s
+    }
+}
+
+/// `calico` → `Calico` (summaries use the product's spelling).
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// The resource (plural) name of a kind, as its CRD serves it.
+pub fn plural(kind: ClusterKind) -> &'static str {
+    match kind {
+        ClusterKind::ClusterNetworkPolicy => "clusternetworkpolicies",
+        ClusterKind::AdminNetworkPolicy => "adminnetworkpolicies",
+        ClusterKind::BaselineAdminNetworkPolicy => "baselineadminnetworkpolicies",
     }
 }
 

@@ -443,6 +443,60 @@ fn render_tiered(
 }
 
 /// The explanation `netpolc explain` prints.
+/// One line per side saying which tier decided it, and with what: `egress of x/a: Admin tier,
+/// ClusterNetworkPolicy/deny-x (priority 10) rule spec.egress[0] "to-y": Deny`. `None` when the
+/// step has no cluster-wide policy (NetworkPolicy alone decided, as the features already say).
+/// Reports put it in the details of the cells that went wrong (`CellReport::decided`).
+pub fn tier_summary(decision: &Decision) -> Option<String> {
+    use super::DecidedBy;
+    let mut parts = Vec::new();
+    for d in [&decision.egress, &decision.ingress] {
+        let Some(t) = &d.tiers else { continue };
+        let dir = d.direction.key();
+        let matched = |list: &[super::ClusterEval]| {
+            list.iter().rev().find_map(|e| {
+                e.matched.as_ref().map(|m| {
+                    format!(
+                        "{} {}rule spec.{dir}[{}]{}: {}",
+                        e.policy,
+                        e.priority
+                            .map_or_else(String::new, |p| format!("(priority {p}) ")),
+                        m.rule,
+                        m.name
+                            .as_ref()
+                            .map_or_else(String::new, |n| format!(" {n:?}")),
+                        action_word(m.action, e.policy.kind)
+                    )
+                })
+            })
+        };
+        let what = if t.hairpin {
+            "hairpin (own pod IP): NetworkPolicy alone".to_string()
+        } else {
+            match t.decided_by {
+                DecidedBy::Admin => format!(
+                    "Admin tier, {}",
+                    matched(&t.admin).unwrap_or_else(|| "implementation-defined".into())
+                ),
+                DecidedBy::Baseline => format!(
+                    "Baseline tier, {}",
+                    matched(&t.baseline).unwrap_or_else(|| "implementation-defined".into())
+                ),
+                DecidedBy::NetworkPolicy => match matched(&t.admin) {
+                    Some(pass) => format!("NetworkPolicy, after the Admin tier's {pass}"),
+                    None => "NetworkPolicy".into(),
+                },
+                DecidedBy::Default => match matched(&t.baseline).or_else(|| matched(&t.admin)) {
+                    Some(pass) => format!("default allow, after {pass}"),
+                    None => "default allow".into(),
+                },
+            }
+        };
+        parts.push(format!("{dir} of {}: {what}", d.pod));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 pub fn render(decision: &Decision, step: &Step) -> String {
     let mut out = String::new();
     let _ = writeln!(

@@ -401,6 +401,35 @@ impl<'a> Oracle<'a> {
         has(Direction::Egress, src) || has(Direction::Ingress, dst)
     }
 
+    /// The kinds of the cluster-wide policies that select the source for egress or the
+    /// destination for ingress of this cell ([`Oracle::cluster_policies_apply`], by kind),
+    /// sorted and without repeats: a platform that enforces some kinds only can be judged on the
+    /// cell exactly when it enforces all of these.
+    pub fn cluster_kinds_applying(
+        &self,
+        from: &PodRef,
+        to: &PodRef,
+        via: Addressing,
+    ) -> Vec<super::cluster::ClusterKind> {
+        let (Some(&src), Some(&dst)) = (self.index.get(from), self.index.get(to)) else {
+            return Vec::new();
+        };
+        if src == dst && via == Addressing::PodIp {
+            return Vec::new();
+        }
+        let mut kinds: Vec<super::cluster::ClusterKind> = [
+            &self.tier_lists[dir_index(Direction::Egress)][src],
+            &self.tier_lists[dir_index(Direction::Ingress)][dst],
+        ]
+        .into_iter()
+        .flat_map(|l| l.admin.iter().chain(&l.baseline))
+        .map(|&i| self.cluster[i].key.kind)
+        .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
     /// One cell with its reasons, probed by pod IP. `None` when either pod is not in the model.
     pub fn decide(&self, from: &PodRef, to: &PodRef, probe: Probe) -> Option<Decision> {
         self.decide_via(from, to, probe, Addressing::PodIp)

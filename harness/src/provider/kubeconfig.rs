@@ -417,6 +417,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KubeconfigOptions) -> Result<Strin
             probe_timeout: opts.probe_timeout,
             external: super::kind::EXTERNAL_DOC.into(),
             external_realised: false,
+            cluster_gaps: SessionConfig::new(String::new()).cluster_gaps,
             probe_modes: opts.probe_modes.clone(),
         },
     )?;

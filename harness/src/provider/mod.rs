@@ -109,17 +109,20 @@ pub trait Platform: Send + Sync {
     /// Final cleanup of anything the run created (cluster, leftover namespaces). Idempotent.
     fn close(&self) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
-    /// Why this platform cannot realise cluster-wide policies (ClusterNetworkPolicy,
-    /// AdminNetworkPolicy, BaselineAdminNetworkPolicy), or `None` when it can. Cells such a policy
-    /// decides are then reported `unsupported` with this reason instead of being probed against a
-    /// dataplane that never saw the policy. The local provider realises them and overrides
-    /// this; the others do not yet.
-    fn cluster_policy_gap(&self) -> Option<String> {
+    /// Why this platform cannot realise cluster-wide policies of `kind` (ClusterNetworkPolicy,
+    /// AdminNetworkPolicy, BaselineAdminNetworkPolicy), or `None` when it can. Cells such a
+    /// policy decides are then reported `unsupported` with this reason instead of being probed
+    /// against a dataplane that never saw the policy. The local provider realises every kind;
+    /// kind realises the kinds its CNI implements (the catalogue's `clusterPolicies`); the
+    /// default (kubeconfig) realises none, as nothing tells what an existing cluster's CNI does.
+    fn cluster_policy_gap(&self, kind: crate::policy::cluster::ClusterKind) -> Option<String> {
         let info = self.info();
         Some(format!(
-            "the {} provider (CNI {}) does not realise cluster-wide policies \
-             (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy) yet",
-            info.provider, info.cni
+            "the {} provider (CNI {}) does not realise {kind} ({}): what an existing cluster's \
+             CNI implements of the network-policy-api is not known to the harness",
+            info.provider,
+            info.cni,
+            kind.api_version()
         ))
     }
 }

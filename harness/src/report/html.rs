@@ -500,6 +500,7 @@ struct Detail {
     detail: Option<String>,
     command: String,
     explanation: Option<String>,
+    decided: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -882,6 +883,7 @@ fn detail(id: String, c: &CellReport, timeout_ms: u64) -> Detail {
         detail: c.detail.clone(),
         command: c.command.clone(),
         explanation: c.explanation.clone(),
+        decided: c.decided.clone(),
     }
 }
 

@@ -17,6 +17,12 @@
 //! difference still fails, and the `verdict` case fails whenever the verdict is not the expected
 //! one (a non-enforcing CNI that suddenly enforces, an enforcing one that stops).
 //!
+//! **Upstream mapping.** A suite of a shipped `scenarios/cluster-policies/` scenario carries the
+//! property `upstream-conformance`: the ShortNames of the kubernetes-sigs/network-policy-api
+//! conformance tests (`conformance/tests/`, v0.2.0 for ClusterNetworkPolicy, release-0.1 for the
+//! v1alpha1 kinds) whose intent it covers, comma-separated, so a vendor can line netpolc's cases
+//! up with the upstream report ([`UPSTREAM_CONFORMANCE`]; `none` where upstream has no such test).
+//!
 //! Written by hand and streamed, element by element, into the writer: quick-junit builds the
 //! whole document in memory, which a 250,000-cell run cannot afford; and it always writes a
 //! `skipped` attribute on `<testsuites>`, which strict Ant/Jenkins schemas reject. Text and
@@ -33,6 +39,55 @@ use crate::report::terminal::{ProbeTable, describe_cell, probe_tables};
 pub const MAX_TABLE_PODS: usize = 40;
 /// Differing cells listed in one failing case before "… and N more".
 pub const MAX_LISTED_CELLS: usize = 100;
+
+/// Shipped cluster-policies scenario (file stem) → the upstream conformance tests it mirrors.
+pub const UPSTREAM_CONFORMANCE: &[(&str, &str)] = &[
+    (
+        "admin-egress-actions",
+        "CNPAdminTierEgressTCP,CNPAdminTierEgressUDP",
+    ),
+    (
+        "admin-ingress-actions",
+        "CNPAdminTierIngressTCP,CNPAdminTierGress",
+    ),
+    (
+        "baseline-actions",
+        "CNPBaselineTierIngressTCP,CNPBaselineTierEgressUDP,CNPBaselineTierGress",
+    ),
+    (
+        "baseline-networks-and-named-ports",
+        "CNPBaselineTierEgressNamedPort,CNPBaselineTierIngressNamedPort,CNPBaselineTierEgressInlineCIDRPeers",
+    ),
+    ("networks-over-pod-ips", "CNPAdminTierEgressInlineCIDRPeers"),
+    ("pass-in-both-tiers", "CNPAdminTierIntegration"),
+    (
+        "ports-ranges-named",
+        "CNPAdminTierIngressNamedPort,CNPAdminTierEgressNamedPort,CNPAdminTierIngressSCTP",
+    ),
+    ("priorities", "CNPAdminTierPriorityField"),
+    ("same-priority-conflicts", "none"),
+    ("subjects", "CNPAdminTierGress"),
+    ("tier-interplay", "CNPAdminTierIntegration"),
+    ("updates-across-tiers", "none"),
+    (
+        "v1alpha1-admin-and-baseline",
+        "AdminNetworkPolicyIngressTCP,AdminNetworkPolicyEgressUDP,AdminNetworkPolicyIntegration,BaselineAdminNetworkPolicyIngressTCP",
+    ),
+];
+
+/// The upstream tests a scenario file mirrors, when it is a shipped cluster-policies scenario.
+pub fn upstream_conformance(source: &str) -> Option<&'static str> {
+    let path = std::path::Path::new(source);
+    let dir = path.parent()?.file_name()?.to_str()?;
+    if dir != "cluster-policies" {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    UPSTREAM_CONFORMANCE
+        .iter()
+        .find(|(s, _)| *s == stem)
+        .map(|(_, t)| *t)
+}
 
 /// Escapes text content; characters XML 1.0 forbids are written as `\u{…}` so the text stays
 /// readable and the document stays well-formed.
@@ -503,6 +558,9 @@ pub fn write(report: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         )?;
         w.write_all(b">\n")?;
         let mut suite_props = vec![("source".to_string(), s.source.clone())];
+        if let Some(tests) = upstream_conformance(&s.source) {
+            suite_props.push(("upstream-conformance".to_string(), tests.to_string()));
+        }
         suite_props.extend(props.iter().cloned());
         write_properties(w, &suite_props)?;
         for step in &s.steps {
@@ -543,6 +601,42 @@ mod tests {
         assert_eq!(esc("line\nnext", false), "line\nnext");
         assert_eq!(esc("bell\u{7}esc\u{1b}", false), "bell\\u{7}esc\\u{1b}");
         assert_eq!(esc("\u{fffe}ok é ☃", false), "\\u{fffe}ok é ☃");
+    }
+
+    /// Every shipped cluster-policies scenario is mapped (a new one must say what it mirrors),
+    /// and the mapping is found from the source path the reports carry.
+    #[test]
+    fn every_cluster_policies_scenario_names_its_upstream_tests() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/cluster-policies");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("scenarios/cluster-policies") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                n += 1;
+                let src = format!(
+                    "scenarios/cluster-policies/{}",
+                    p.file_name().and_then(|f| f.to_str()).unwrap_or_default()
+                );
+                let tests =
+                    upstream_conformance(&src).unwrap_or_else(|| panic!("{src} is not mapped"));
+                assert!(
+                    tests == "none"
+                        || tests
+                            .split(',')
+                            .all(|t| t.starts_with("CNP") || t.contains("AdminNetworkPolicy")),
+                    "{tests}"
+                );
+            }
+        }
+        assert_eq!(n, UPSTREAM_CONFORMANCE.len());
+        assert_eq!(
+            upstream_conformance("scenarios/cluster-policies/priorities.yaml"),
+            Some("CNPAdminTierPriorityField")
+        );
+        assert_eq!(
+            upstream_conformance("scenarios/upstream/priorities.yaml"),
+            None
+        );
     }
 
     #[test]

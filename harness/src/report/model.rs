@@ -96,6 +96,11 @@ pub struct CellReport {
     /// the HTML report sees why a cell should be allowed or denied without re-running `explain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<String>,
+    /// Cells a cluster-wide policy could decide: which tier decided each side, with policy,
+    /// priority, rule and action ([`crate::policy::explain::tier_summary`]); set where the
+    /// explanation is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<String>,
     /// The command that reproduces the observation.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,

@@ -224,6 +224,9 @@ pub fn describe_cell(c: &CellReport) -> String {
     if let Some(d) = &c.detail {
         let _ = write!(s, " — {d}");
     }
+    if let Some(d) = &c.decided {
+        let _ = write!(s, " — decided by {d}");
+    }
     if !c.features.is_empty() {
         let _ = write!(s, " [{}]", c.features.join(", "));
     }

@@ -34,7 +34,7 @@ pub mod sample;
 mod waits;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -242,9 +242,9 @@ struct Ctx<'r> {
     timed: bool,
     /// Run warnings found by sessions (calibration), in the order found.
     warnings: &'r Mutex<Vec<String>>,
-    /// [`Platform::cluster_policy_gap`]: why cells a cluster-wide policy decides are not probed
-    /// on this platform (`None`: they are).
-    gap: Option<String>,
+    /// [`Platform::cluster_policy_gap`] per kind: why cells a cluster-wide policy of that kind
+    /// decides are not probed on this platform (`None`: they are).
+    gap: ClusterGaps,
 }
 
 impl Ctx<'_> {
@@ -265,6 +265,27 @@ pub fn step_probes(overrides: &[Probe], step: &Step) -> Vec<Probe> {
     }
 }
 
+/// [`Platform::cluster_policy_gap`] for every kind, asked once per run.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterGaps(BTreeMap<crate::policy::cluster::ClusterKind, String>);
+
+impl ClusterGaps {
+    pub fn of<P: Platform>(platform: &P) -> Self {
+        ClusterGaps(
+            crate::policy::cluster::ClusterKind::ALL
+                .into_iter()
+                .filter_map(|k| platform.cluster_policy_gap(k).map(|why| (k, why)))
+                .collect(),
+        )
+    }
+
+    /// Why a cell decided by policies of `kinds` is held (the first unrealised kind's reason),
+    /// or `None` when the platform realises them all.
+    pub fn holding(&self, kinds: &[crate::policy::cluster::ClusterKind]) -> Option<String> {
+        kinds.iter().find_map(|k| self.0.get(k).cloned())
+    }
+}
+
 /// One cell of the plan: what to probe and what the oracle requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedCell {
@@ -274,9 +295,9 @@ pub struct PlannedCell {
     pub expected: Option<bool>,
     /// Why `expected` is `None` (which policies of one tier and priority disagree).
     pub note: Option<String>,
-    /// A cluster-wide policy selects an end of this cell: only a platform realising them can be
-    /// judged on it ([`Platform::cluster_policy_gap`]).
-    pub cluster: bool,
+    /// The kinds of the cluster-wide policies selecting an end of this cell: only a platform
+    /// realising all of them can be judged on it ([`Platform::cluster_policy_gap`]).
+    pub cluster: Vec<crate::policy::cluster::ClusterKind>,
 }
 
 /// Every cell of a step, probe by probe, then row by row (from), then column by column (to) in
@@ -333,8 +354,11 @@ pub fn plan_step_via(step: &Step, probes: &[Probe], modes: &[ProbeMode]) -> Vec<
                     },
                     expected,
                     note,
-                    cluster: !step.cluster_policies.is_empty()
-                        && oracle.cluster_policies_apply(from, to, addressing),
+                    cluster: if step.cluster_policies.is_empty() {
+                        Vec::new()
+                    } else {
+                        oracle.cluster_kinds_applying(from, to, addressing)
+                    },
                 });
             }
         }
@@ -469,6 +493,7 @@ fn report_cell_judged(
             (None, d) => d.or_else(|| deciding.is_none().then(|| "never probed".to_string())),
         },
         explanation: None,
+        decided: None,
         command: deciding.map(|o| o.command.clone()).unwrap_or_default(),
         features: Vec::new(),
         history: if attempts.len() > 1 {
@@ -742,7 +767,7 @@ pub async fn execute<P: Platform>(
         watch: &watch,
         timed: platform.times_each_probe(),
         warnings: &found,
-        gap: platform.cluster_policy_gap(),
+        gap: ClusterGaps::of(platform),
     };
     let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut first_err: Option<ProviderError> = None;
@@ -1033,13 +1058,14 @@ struct StepPlan {
     /// The oracle's note on each cell (why it is implementation-defined).
     notes: Vec<Option<String>>,
     /// Cells not probed because the platform cannot realise the cluster-wide policy deciding
-    /// them, with their position among all the step's cells.
-    held: Vec<(usize, PlannedCell)>,
+    /// them, with their position among all the step's cells and the platform's reason.
+    held: Vec<(usize, PlannedCell, String)>,
     sample: Option<StepSample>,
 }
 
-/// `gap`: the platform cannot realise cluster-wide policies, so the cells they decide are held.
-fn step_plan(at: &StepRef<'_>, probes: &[Probe], opts: &RunOptions, gap: bool) -> StepPlan {
+/// `gap`: the kinds of cluster-wide policies the platform cannot realise; the cells they decide
+/// are held.
+fn step_plan(at: &StepRef<'_>, probes: &[Probe], opts: &RunOptions, gap: &ClusterGaps) -> StepPlan {
     let modes: &[ProbeMode] = if opts.probe_modes.is_empty() {
         &[ProbeMode::PodIp]
     } else {
@@ -1083,8 +1109,8 @@ fn step_plan(at: &StepRef<'_>, probes: &[Probe], opts: &RunOptions, gap: bool) -
         sample,
     };
     for (pos, c) in cells.into_iter().enumerate() {
-        if gap && c.cluster {
-            plan.held.push((pos, c));
+        if let Some(why) = gap.holding(&c.cluster) {
+            plan.held.push((pos, c, why));
         } else {
             plan.requests.push(c.request);
             plan.expected.push(c.expected);
@@ -1102,7 +1128,7 @@ async fn run_step<S: Session>(
 ) -> Result<StepReport, ProviderError> {
     let (opts, stop) = (ctx.opts, ctx.stop);
     let probes = step_probes(&opts.probes, at.step);
-    let planned = step_plan(&at, &probes, opts, ctx.gap.is_some());
+    let planned = step_plan(&at, &probes, opts, &ctx.gap);
     let cells_planned = planned.requests.len() + planned.held.len();
     emit(
         ctx.sink,
@@ -1133,7 +1159,7 @@ async fn run_step<S: Session>(
     let (at, planned) = match (&rebound, &rebound_oracle) {
         (Some(step), Some(oracle)) => {
             let at = StepRef { step, oracle, ..at };
-            let planned = step_plan(&at, &probes, opts, ctx.gap.is_some());
+            let planned = step_plan(&at, &probes, opts, &ctx.gap);
             (at, planned)
         }
         _ => (at, planned),
@@ -1145,8 +1171,6 @@ async fn run_step<S: Session>(
         held,
         sample,
     } = planned;
-    ctx.watch
-        .step_applied(expected.contains(&Some(false)), applied);
     let deadline = applied + opts.step_timeout;
     let timeout_ms = ms(opts.probe_timeout);
 
@@ -1231,6 +1255,13 @@ async fn run_step<S: Session>(
             convergence = Some(ms(t0.duration_since(applied)));
             break (probed, wall);
         }
+        // The no-enforcement window opens with the first step that expects a denial and did not
+        // match at once (from its apply): a step that matched has nothing to wait for, and may
+        // hold no evidence either way (one denied cell, SCTP cells a node cannot serve, or most
+        // cells held unprobed because the cluster does not enforce the cluster-wide policies
+        // deciding them), so it must not start the clock that shortens later steps' waits.
+        ctx.watch
+            .step_applied(expected.contains(&Some(false)), applied);
         let now = Instant::now();
         if now >= deadline {
             break (probed, wall);
@@ -1352,11 +1383,11 @@ async fn run_step<S: Session>(
             }
             // The oracle's reasons, for the cells a reader will ask about (kept off passing
             // cells so report.json stays proportionate to what went wrong).
-            if matches!(rep.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error) {
-                rep.explanation = at
-                    .oracle
-                    .decide(&rep.from, &rep.to, r.probe)
-                    .map(|d| crate::policy::explain::render(&d, at.step));
+            if matches!(rep.outcome, Outcome::Fail | Outcome::Flaky | Outcome::Error)
+                && let Some(d) = at.oracle.decide(&rep.from, &rep.to, r.probe)
+            {
+                rep.explanation = Some(crate::policy::explain::render(&d, at.step));
+                rep.decided = crate::policy::explain::tier_summary(&d);
             }
             if rep.outcome == Outcome::Fail {
                 rep.features = verdict::cell_features(at.oracle, at.earlier, &rep)
@@ -1384,18 +1415,20 @@ async fn run_step<S: Session>(
     if !held.is_empty() {
         // Back in plan order, the held cells with the platform's reason as their only
         // observation.
-        let not_realised = [Observation {
-            result: Connectivity::Unsupported,
-            detail: ctx.gap.clone(),
-            elapsed_ms: 0,
-            command: String::new(),
-        }];
+        let not_realised = |why: String| {
+            [Observation {
+                result: Connectivity::Unsupported,
+                detail: Some(why),
+                elapsed_ms: 0,
+                command: String::new(),
+            }]
+        };
         let total = cells.len() + held.len();
         let mut probed = cells.into_iter();
         let mut held = held.into_iter().peekable();
         cells = (0..total)
-            .filter_map(|pos| match held.next_if(|(p, _)| *p == pos) {
-                Some((_, c)) => Some(cell_report(&c, &not_realised)),
+            .filter_map(|pos| match held.next_if(|(p, _, _)| *p == pos) {
+                Some((_, c, why)) => Some(cell_report(&c, &not_realised(why))),
                 None => probed.next(),
             })
             .collect();

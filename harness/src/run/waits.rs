@@ -7,8 +7,9 @@
 //! apart is run-wide: a slow enforcer blocks *some* cell the oracle denies sooner or later, a
 //! non-enforcer never does. So:
 //!
-//! - the window opens when the first step expecting a denial is applied (in any scenario; with
-//!   scenarios running in parallel the window is wall-clock time, counted once);
+//! - the window opens when the first step expecting a denial whose first pass did not match is
+//!   applied (in any scenario; with scenarios running in parallel the window is wall-clock time,
+//!   counted once): a step that matched at once has nothing to wait for;
 //! - while there is no evidence of enforcement, and the window (by default the step timeout) has
 //!   passed, steps stop waiting: they are judged after their first pass plus the usual retries,
 //!   and say so (`wait: shortened` in the report, a run warning);

@@ -16,8 +16,10 @@ use super::format::DeleteSpec;
 use super::objects::strict;
 
 /// Parses one cluster-wide policy object strictly (unknown fields and wrong types are errors with
-/// their paths, except a peer of an unknown type, which fails closed) and compiles it.
-pub(super) fn read(v: &Value, kind: ClusterKind) -> Result<ClusterPolicy, Vec<FieldError>> {
+/// their paths, except a peer of an unknown type, which fails closed) and compiles it. Public as
+/// [`crate::scenario::read_cluster_policy`]: the simulated API server validates what the cluster
+/// session applies with it, as the real one does with the CRD.
+pub fn read(v: &Value, kind: ClusterKind) -> Result<ClusterPolicy, Vec<FieldError>> {
     let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     if api != kind.api_version() {
         let hint = match (kind, api) {

@@ -165,6 +165,13 @@ fn api_version_of(kind: &str) -> Option<&'static str> {
         .map(|(_, api)| *api)
 }
 
+/// The `apiVersion` of a typed list's items: the kinds read above and the cluster-wide policy
+/// kinds (`ClusterNetworkPolicyList` is `policy.networking.k8s.io/v1alpha2`, the ANP and BANP
+/// lists `v1alpha1`, as the API server returns them).
+fn list_item_api_version(kind: &str) -> Option<&'static str> {
+    api_version_of(kind).or_else(|| ClusterKind::from_kind(kind).map(ClusterKind::api_version))
+}
+
 /// Names of the kinds read, for the "ignored" warning.
 fn kind_list() -> String {
     let kinds: Vec<&str> = KINDS
@@ -210,7 +217,7 @@ fn read_object(
         return;
     }
     if kind == "List"
-        || (kind.ends_with("List") && api_version_of(&kind[..kind.len() - 4]).is_some())
+        || (kind.ends_with("List") && list_item_api_version(&kind[..kind.len() - 4]).is_some())
     {
         if base.is_empty() {
             read_list(kind, v, ctx, objs, errors);
@@ -269,7 +276,7 @@ fn read_list(
     errors: &mut Vec<InputError>,
 ) {
     let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
-    let want_api = item_kind.and_then(api_version_of).unwrap_or("v1");
+    let want_api = item_kind.and_then(list_item_api_version).unwrap_or("v1");
     let api = str_field(v, "apiVersion").unwrap_or("");
     if api != want_api {
         errors.push(ctx.field(

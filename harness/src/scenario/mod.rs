@@ -29,6 +29,7 @@ use crate::model::{Model, PodRef, Probe};
 use crate::policy::{ClusterPolicy, ClusterPolicyRef, CompiledPolicy, Decision, Oracle, PolicyRef};
 use crate::truthtable::TruthTable;
 
+pub use cluster::read as read_cluster_policy;
 pub use error::{InputError, InputErrors};
 pub use format::{ExpectationSpec, SCENARIO_API_VERSION};
 pub use load::{Loaded, Pods, load_paths, load_paths_with, load_str, load_str_with};

@@ -47,7 +47,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use netpol_conformance::model::{
     ContainerPort, Labels, Model, Namespace, Pod, PodRef, Probe, Protocol, Workload,
 };
-use netpol_conformance::policy::CompiledPolicy;
+use netpol_conformance::policy::{ClusterKind, ClusterPolicy, CompiledPolicy};
 use netpol_conformance::provider::kube::api::{ApiError, ApiResult, ClusterApi};
 use tokio::time::Instant;
 
@@ -97,8 +97,11 @@ struct State {
     namespaces: BTreeMap<String, (Labels, Instant)>,
     pods: BTreeMap<(String, String), SimPod>,
     policies: BTreeMap<(String, String), NetworkPolicy>,
-    /// Dataplane states, oldest first: (when the change was made, model, policies).
-    history: Vec<(Instant, Model, Vec<CompiledPolicy>)>,
+    /// Cluster-wide policies applied, by (kind, name), as compiled from the applied object.
+    cluster: BTreeMap<(ClusterKind, String), ClusterPolicy>,
+    /// Dataplane states, oldest first: (when the change was made, model, policies, cluster-wide
+    /// policies).
+    history: Vec<(Instant, Model, Vec<CompiledPolicy>, Vec<ClusterPolicy>)>,
     next_ip: u32,
     /// Servers outside the cluster: name → (address, probes served, when added).
     externals: BTreeMap<String, (IpAddr, BTreeSet<Probe>, Instant)>,
@@ -137,6 +140,9 @@ pub struct SimLog {
 pub struct SimApi {
     pub latency: Latency,
     pub sctp: bool,
+    /// The cluster-wide policy kinds whose CRDs are installed (the ideal CNI enforces them all);
+    /// applying another kind is a 404. Default: every kind.
+    pub cluster_kinds: BTreeSet<ClusterKind>,
     pod_base: Ipv4Addr,
     state: Mutex<State>,
     log: Mutex<SimLog>,
@@ -147,6 +153,7 @@ impl SimApi {
         SimApi {
             latency,
             sctp,
+            cluster_kinds: ClusterKind::ALL.into_iter().collect(),
             pod_base,
             state: Mutex::default(),
             log: Mutex::default(),
@@ -307,7 +314,8 @@ impl SimApi {
                 CompiledPolicy::compile(np, ns).expect("the session applies valid policies")
             })
             .collect();
-        st.history.push((Instant::now(), model, policies));
+        let cluster = st.cluster.values().cloned().collect();
+        st.history.push((Instant::now(), model, policies, cluster));
     }
 
     fn add_pod(
@@ -583,14 +591,14 @@ impl SimApi {
             .history
             .iter()
             .rev()
-            .find(|(t, _, _)| *t <= cutoff)
+            .find(|(t, _, _, _)| *t <= cutoff)
             .or(st.history.first());
         let allowed = match in_force {
-            Some((_, model, policies)) => {
+            Some((_, model, policies, cluster)) => {
                 if model.pod(from).is_none() || model.pod(&to).is_none() {
                     true
                 } else {
-                    netpol_conformance::policy::Oracle::new(model, policies)
+                    netpol_conformance::policy::Oracle::with_cluster(model, policies, cluster)
                         .decide(from, &to, probe)
                         .is_none_or(|d| d.allowed)
                 }
@@ -864,6 +872,35 @@ impl ClusterApi for SimApi {
         let mut st = self.st();
         st.policies
             .remove(&(namespace.to_string(), name.to_string()));
+        self.snapshot(&mut st);
+        Ok(())
+    }
+    /// Validated as the CRD would (the harness's own reader of the kinds); unknown kinds are
+    /// 404, as when the CRD is not installed.
+    async fn apply_cluster_policy(
+        &self,
+        kind: ClusterKind,
+        obj: &serde_json::Value,
+    ) -> ApiResult<()> {
+        self.call().await;
+        if !self.cluster_kinds.contains(&kind) {
+            return Err(ApiError::new(
+                Some(404),
+                format!("the server could not find the requested resource ({kind})"),
+            ));
+        }
+        let compiled = netpol_conformance::scenario::read_cluster_policy(obj, kind)
+            .map_err(|e| ApiError::new(Some(422), format!("{kind} is invalid: {e:?}")))?;
+        let mut st = self.st();
+        st.cluster
+            .insert((kind, compiled.key.name.clone()), compiled);
+        self.snapshot(&mut st);
+        Ok(())
+    }
+    async fn delete_cluster_policy(&self, kind: ClusterKind, name: &str) -> ApiResult<()> {
+        self.call().await;
+        let mut st = self.st();
+        st.cluster.remove(&(kind, name.to_string()));
         self.snapshot(&mut st);
         Ok(())
     }

@@ -307,7 +307,10 @@ impl Platform for FakePlatform {
         async { Ok(()) }
     }
 
-    fn cluster_policy_gap(&self) -> Option<String> {
+    fn cluster_policy_gap(
+        &self,
+        _: netpol_conformance::policy::cluster::ClusterKind,
+    ) -> Option<String> {
         (!self.script.realises_cluster_policies)
             .then(|| "the fake dataplane does not realise cluster-wide policies".to_string())
     }

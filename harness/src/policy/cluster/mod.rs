@@ -26,8 +26,11 @@ use super::selector::Selector;
 
 pub use compile::compile;
 
-/// The three kinds, with the API version each is served at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// The three kinds, with the API version each is served at. (Deserialized by exact kind name:
+/// the CNI catalogue lists the kinds each CNI implements.)
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 pub enum ClusterKind {
     ClusterNetworkPolicy,
     AdminNetworkPolicy,

@@ -90,10 +90,14 @@ impl KindOptions {
         external::ExternalPeer::all(&run, image, &self.externals)
     }
 
-    /// The session settings for clusters of this run.
-    pub fn session_config(&self, image: String, gaps: Vec<crate::cni::gaps::Gap>) -> SessionConfig {
+    /// The session settings for clusters of this run on `cni`.
+    pub fn session_config(&self, image: String, cni: &Cni) -> SessionConfig {
         SessionConfig {
-            gaps,
+            gaps: cni.gaps.clone(),
+            cluster_gaps: crate::policy::cluster::ClusterKind::ALL
+                .into_iter()
+                .filter_map(|k| cni.cluster_policy_gap(k).map(|why| (k, why)))
+                .collect(),
             loopback: self.loopback,
             ready_timeout: self.ready_timeout,
             probe_timeout: self.probe_timeout,
@@ -200,6 +204,46 @@ pub async fn fetch_sources(cni: &Cni, arch: Arch) -> Result<Vec<Fetched>, Provid
     Ok(out)
 }
 
+/// Downloads the pinned network-policy-api CRDs `cni` needs installed by the harness and checks
+/// each against its sha256: a CRD without one is refused, never applied unverified.
+pub async fn fetch_crds(
+    cat: &Catalogue,
+    cni: &Cni,
+) -> Result<Vec<(String, Vec<u8>)>, ProviderError> {
+    let crds = cat.crds_to_install(cni);
+    if crds.is_empty() {
+        return Ok(Vec::new());
+    }
+    install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| ProviderError::Failed(format!("building the HTTP client: {e}")))?;
+    let mut out = Vec::new();
+    for crd in crds {
+        let Some(sum) = &crd.sha256 else {
+            return Err(ProviderError::Prerequisite(format!(
+                "{}: no sha256 is catalogued for this CRD, and CRDs are never installed \
+                 unverified (pin one in harness/cni-catalogue.yaml)",
+                crd.url
+            )));
+        };
+        let bytes = client
+            .get(&crd.url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| ProviderError::Failed(format!("downloading {}: {e}", crd.url)))?
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Failed(format!("downloading {}: {e}", crd.url)))?
+            .to_vec();
+        verify_sha256(&crd.url, &bytes, sum)?;
+        out.push((crd.url.clone(), bytes));
+    }
+    Ok(out)
+}
+
 /// rustls needs exactly one process-wide crypto provider; kube and reqwest share ring's.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -251,6 +295,8 @@ impl KindPlatform {
         let node = cat.node_image_for(opts.kubernetes.as_deref())?.clone();
         let tools = check_prerequisites(cni.needs_helm()).await?;
         let fetched = fetch_sources(&cni, tools.arch).await?;
+        let crds = fetch_crds(&cat, &cni).await?;
+        let await_crds = cat.crds_to_await(&cni);
         let dir = tempfile::tempdir()
             .map_err(|e| ProviderError::Failed(format!("creating a temporary directory: {e}")))?;
         let kubeconfig = dir.path().join("kubeconfig");
@@ -330,7 +376,7 @@ impl KindPlatform {
             &opts.run_id,
             SessionConfig {
                 externals: realised,
-                ..opts.session_config(cat.probe_image.reference(), cni.gaps.clone())
+                ..opts.session_config(cat.probe_image.reference(), &cni)
             },
             sctp,
         );
@@ -343,7 +389,10 @@ impl KindPlatform {
             peers,
         };
         let t1 = Instant::now();
-        if let Err(e) = platform.install_cni(&cni, &fetched).await {
+        if let Err(e) = platform
+            .install_cni(&cni, &fetched, &crds, &await_crds)
+            .await
+        {
             let _ = platform.close().await;
             return Err(e);
         }
@@ -355,9 +404,27 @@ impl KindPlatform {
         Ok(platform)
     }
 
-    async fn install_cni(&mut self, cni: &Cni, fetched: &[Fetched]) -> Result<(), ProviderError> {
+    /// The network-policy-api CRDs first (verified files; the CNI's controllers may watch them
+    /// from their start), then the CNI's steps and readiness, then every CRD of a kind the CNI
+    /// implements must be `Established` (whoever installed it).
+    async fn install_cni(
+        &mut self,
+        cni: &Cni,
+        fetched: &[Fetched],
+        crds: &[(String, Vec<u8>)],
+        await_crds: &[String],
+    ) -> Result<(), ProviderError> {
         let name = self.opts.cluster_name();
         let kc = self.kubeconfig.to_string_lossy().to_string();
+        for (i, (url, bytes)) in crds.iter().enumerate() {
+            let file = self.dir.path().join(format!("crd-{i}.yaml"));
+            std::fs::write(&file, bytes)
+                .map_err(|e| ProviderError::Failed(format!("writing {url}: {e}")))?;
+            let file = file.to_string_lossy().to_string();
+            self.tools
+                .run_kubectl(&["--kubeconfig", &kc, "apply", "--server-side", "-f", &file])
+                .await?;
+        }
         for (i, f) in fetched.iter().enumerate() {
             let file = self.dir.path().join(format!("source-{i}"));
             std::fs::write(&file, &f.bytes)
@@ -414,6 +481,20 @@ impl KindPlatform {
                     "rollout",
                     "status",
                     &ds,
+                    &timeout,
+                ])
+                .await?;
+        }
+        for crd in await_crds {
+            let timeout = format!("--timeout={}s", self.opts.cni_timeout.as_secs());
+            let target = format!("crd/{crd}");
+            self.tools
+                .run_kubectl(&[
+                    "--kubeconfig",
+                    &kc,
+                    "wait",
+                    "--for=condition=Established",
+                    &target,
                     &timeout,
                 ])
                 .await?;
@@ -541,6 +622,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
                 r.namespace, r.daemon_set, opts.cni_timeout.as_secs()
             )).collect::<Vec<_>>(),
             "gaps": gaps_doc(&cni.gaps),
+            "clusterPolicies": cluster_policies_doc(&cat, cni, opts.cni_timeout),
         },
         "probeImage": cat.probe_image.reference(),
         "loopback": loopback_doc(opts.loopback),
@@ -568,6 +650,7 @@ pub fn dry_run(scenarios: &[Scenario], opts: &KindOptions) -> Result<String, Pro
             probe_timeout: opts.probe_timeout,
             external: KIND_EXTERNAL_DOC.into(),
             external_realised: true,
+            cluster_gaps: opts.session_config(String::new(), cni).cluster_gaps,
             probe_modes: opts.probe_modes.clone(),
         },
     )?;
@@ -601,6 +684,40 @@ pub const IPBLOCK_DOC: &str = "CIDRs written relative to pods (<ns/pod>/N) are r
 /// What happens to external peers on clusters (plans say it).
 pub const EXTERNAL_DOC: &str =
     "cells from or to an external peer are reported unsupported on this provider";
+
+/// What the plan does about cluster-wide policies on `cni`: which CRDs it installs (pinned,
+/// verified) or waits for, and per kind whether policies are applied or their cells held.
+pub fn cluster_policies_doc(cat: &Catalogue, cni: &Cni, timeout: Duration) -> serde_json::Value {
+    let support = &cni.cluster_policies;
+    serde_json::json!({
+        "implements": support.implements.iter().map(|k| format!("{k} ({})", k.api_version())).collect::<Vec<_>>(),
+        "summary": support.summary.trim(),
+        "references": support.references,
+        "installCrds": cat.crds_to_install(cni).iter().map(|c| serde_json::json!({
+            "crd": c.name,
+            "url": c.url,
+            "sha256": c.sha256,
+            "verification": format!(
+                "sha256 checked before use ({}); never applied without it",
+                c.sha256_from.clone().unwrap_or_default()
+            ),
+            "action": "kubectl apply --server-side -f <verified file> (before the CNI)",
+        })).collect::<Vec<_>>(),
+        "crdsFromCni": (support.crds == crate::cni::catalogue::CrdInstaller::Cni && !support.implements.is_empty())
+            .then(|| format!("{}'s own manifest ships the CRDs; the harness installs none", cni.name)),
+        "waitForCrds": cat.crds_to_await(cni).iter().map(|c| format!(
+            "kubectl wait --for=condition=Established crd/{c} --timeout={}s", timeout.as_secs()
+        )).collect::<Vec<_>>(),
+        "kinds": crate::policy::cluster::ClusterKind::ALL.iter().map(|k| serde_json::json!({
+            "kind": k.as_str(),
+            "apiVersion": k.api_version(),
+            "decision": match cni.cluster_policy_gap(*k) {
+                None => "applied (server-side, cluster-scoped names and selectors confined to the scenario's namespaces) and judged".to_string(),
+                Some(why) => format!("not applied; cells it decides are unsupported: {why}"),
+            },
+        })).collect::<Vec<_>>(),
+    })
+}
 
 /// The catalogued gaps, for plans.
 pub fn gaps_doc(gaps: &[crate::cni::gaps::Gap]) -> Vec<serde_json::Value> {
@@ -662,6 +779,10 @@ impl Platform for KindPlatform {
     }
     fn max_parallel(&self) -> usize {
         self.inner.max_parallel()
+    }
+    /// From the catalogue: the kinds the CNI implements are applied and judged.
+    fn cluster_policy_gap(&self, kind: crate::policy::cluster::ClusterKind) -> Option<String> {
+        self.inner.cluster_policy_gap(kind)
     }
     fn open(
         &self,

@@ -13,7 +13,12 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{AttachParams, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{
+    ApiResource, AttachParams, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams,
+};
+
+use crate::policy::ClusterKind;
 use kube::{Api, Client};
 use tokio::io::AsyncReadExt;
 
@@ -94,6 +99,18 @@ pub trait ClusterApi: Send + Sync + 'static {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Creates or updates a cluster-wide policy (server-side apply of the JSON object, whose
+    /// `kind` and `apiVersion` name the CRD).
+    fn apply_cluster_policy(
+        &self,
+        kind: ClusterKind,
+        obj: &serde_json::Value,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_cluster_policy(
+        &self,
+        kind: ClusterKind,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Creates or updates a Service (server-side apply) and returns it as the server stored it:
     /// the ClusterIP probes dial is the one the API server allocated, read from the answer.
     fn apply_service(&self, svc: &K8sService)
@@ -132,6 +149,16 @@ impl KubeApi {
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
+
+/// The CRD resource serving `kind` (cluster-scoped, group `policy.networking.k8s.io`).
+fn cluster_resource(kind: ClusterKind) -> ApiResource {
+    let gvk = GroupVersionKind::gvk(
+        "policy.networking.k8s.io",
+        kind.api_version().rsplit('/').next().unwrap_or_default(),
+        kind.as_str(),
+    );
+    ApiResource::from_gvk_with_plural(&gvk, crate::cni::catalogue::plural(kind))
 }
 
 fn ssa() -> PatchParams {
@@ -232,6 +259,24 @@ impl ClusterApi for KubeApi {
     }
     async fn delete_policy(&self, namespace: &str, name: &str) -> ApiResult<()> {
         let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), namespace);
+        ok_if_missing(api.delete(name, &DeleteParams::default()).await)
+    }
+    async fn apply_cluster_policy(
+        &self,
+        kind: ClusterKind,
+        obj: &serde_json::Value,
+    ) -> ApiResult<()> {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &cluster_resource(kind));
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        api.patch(&name, &ssa(), &Patch::Apply(obj)).await?;
+        Ok(())
+    }
+    async fn delete_cluster_policy(&self, kind: ClusterKind, name: &str) -> ApiResult<()> {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &cluster_resource(kind));
         ok_if_missing(api.delete(name, &DeleteParams::default()).await)
     }
     async fn apply_service(&self, svc: &K8sService) -> ApiResult<K8sService> {

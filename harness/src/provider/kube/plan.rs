@@ -27,6 +27,9 @@ pub struct PlanSettings {
     pub external: String,
     /// Whether the provider starts external peers (then cells to them are probed).
     pub external_realised: bool,
+    /// Cluster-wide policy kinds the cluster does not enforce, with the reason
+    /// ([`super::SessionConfig::cluster_gaps`]): not applied, their cells not judged.
+    pub cluster_gaps: std::collections::BTreeMap<crate::policy::ClusterKind, String>,
     /// What probes connect to (`--probe-mode`): Service modes add the Services, the endpoint
     /// waits and the probes through them.
     pub probe_modes: Vec<ProbeMode>,
@@ -153,6 +156,17 @@ pub fn scenario_docs(
                     "deletePolicies": a.delete_policies.iter()
                         .map(|k| format!("{}/{}", map.namespace(&k.namespace), k.name))
                         .collect::<Vec<_>>(),
+                    "serverSideApplyClusterPolicies": a.apply_cluster.iter()
+                        .filter(|k| !s.cluster_gaps.contains_key(&k.kind))
+                        .map(|k| format!("{}/{}", k.kind, map.cluster_policy_name(k)))
+                        .collect::<Vec<_>>(),
+                    "deleteClusterPolicies": a.delete_cluster.iter()
+                        .filter(|k| !s.cluster_gaps.contains_key(&k.kind))
+                        .map(|k| format!("{}/{}", k.kind, map.cluster_policy_name(k)))
+                        .collect::<Vec<_>>(),
+                    "clusterPoliciesNotApplied": a.apply_cluster.iter()
+                        .filter_map(|k| s.cluster_gaps.get(&k.kind).map(|why| json!({"policy": k.to_string(), "reason": why})))
+                        .collect::<Vec<_>>(),
                 },
                 "probes": probe_plan(&map, step, &probes, s),
             });
@@ -201,6 +215,15 @@ pub fn scenario_docs(
                     None => out.push_str(&doc(&render::policy_object(&map, p))?),
                 }
             }
+            for key in a
+                .apply_cluster
+                .iter()
+                .filter(|k| !s.cluster_gaps.contains_key(&k.kind))
+            {
+                if let Some(p) = step.cluster_policies.iter().find(|p| &p.key == key) {
+                    out.push_str(&doc(&render::cluster_policy_object(&map, p))?);
+                }
+            }
             prev = Some(step);
         }
     }
@@ -241,6 +264,19 @@ fn probe_plan(
                     // Computed on the model's addresses; the run decides again on the real ones.
                     if let Some(g) = gaps::covering(&s.gaps, &oracle, from, to, *p) {
                         not_judged.push(json!({"cell": cell, "unsupported": g.cell_detail()}));
+                        continue;
+                    }
+                    let addressing = if via.is_service() {
+                        crate::policy::Addressing::ServiceIp
+                    } else {
+                        crate::policy::Addressing::PodIp
+                    };
+                    if let Some(why) = oracle
+                        .cluster_kinds_applying(from, to, addressing)
+                        .iter()
+                        .find_map(|k| s.cluster_gaps.get(k))
+                    {
+                        not_judged.push(json!({"cell": cell, "unsupported": why}));
                         continue;
                     }
                     let external = |r: &PodRef| step.model.pod(r).is_some_and(|p| p.is_external());

@@ -19,6 +19,14 @@
 //!   every probe port of the scenario: `serve-hostname --tcp|--udp` or `porter` for SCTP.
 //! - **Policies** are the scenario's objects with the namespace mapped and selectors rewritten,
 //!   applied server-side.
+//! - **Cluster-wide policies** (ClusterNetworkPolicy, AdminNetworkPolicy,
+//!   BaselineAdminNetworkPolicy) are cluster-scoped, so they are confined: the name becomes
+//!   `netpolc-<run-id>--<n>-<name>` (the BaselineAdminNetworkPolicy keeps the singleton name
+//!   `default` the API insists on), and every namespace selector of the subject and of the peers
+//!   is rewritten like a NetworkPolicy's and AND-ed with `netpolc.io/run-id` and `netpolc.io/slot`,
+//!   so the policy selects exactly the session's namespaces — never `kube-system` nor another
+//!   session's — and the oracle's answer on the model stays the cluster's. `networks` CIDRs are
+//!   left as written (they are judged on the real addresses, like literal ipBlocks).
 //! - **Services** (only when a run probes through them): the scenario's own and the per-pod ones
 //!   probing synthesises ([`crate::service::probe_services`], upstream's `s-<ns>-<pod>`), in the
 //!   mapped namespace, keeping their names and ports (named `targetPort`s resolve on the pods'
@@ -51,6 +59,9 @@ use crate::scenario::{Scenario, Step};
 pub const NAME_LABEL: &str = "netpolc.io/name";
 /// Which Deployment a pod belongs to (harness-owned, used by the Deployment's selector).
 pub const WORKLOAD_LABEL: &str = "netpolc.io/workload";
+/// The session slot a real namespace belongs to (`<n>` of `netpolc-<run>--<n>-x`): what confines
+/// cluster-wide policies to one session.
+pub const SLOT_LABEL: &str = "netpolc.io/slot";
 /// Which model pod a real pod is (harness-owned): what per-pod Services select.
 pub const POD_LABEL: &str = "netpolc.io/pod";
 /// Label keys scenarios may not use: the harness owns them.
@@ -61,6 +72,7 @@ pub const RESERVED_PREFIX: &str = "netpolc.io/";
 pub struct NameMap {
     run_id: String,
     prefix: String,
+    slot: usize,
 }
 
 impl NameMap {
@@ -71,7 +83,23 @@ impl NameMap {
         NameMap {
             prefix: format!("netpolc-{run}--{n}"),
             run_id: run,
+            slot: n,
         }
+    }
+
+    /// The value of [`SLOT_LABEL`] on this session's namespaces.
+    pub fn slot_label(&self) -> String {
+        self.slot.to_string()
+    }
+
+    /// The real name of a cluster-scoped policy: `netpolc-<run>--<n>-<name>` (hashed like a
+    /// namespace when longer than a DNS label, which the harness keeps for every name it makes),
+    /// except the BaselineAdminNetworkPolicy, a singleton the API requires to be `default`.
+    pub fn cluster_policy_name(&self, key: &crate::policy::ClusterPolicyRef) -> String {
+        if key.kind == crate::policy::ClusterKind::BaselineAdminNetworkPolicy {
+            return key.name.clone();
+        }
+        self.namespace(&key.name)
     }
 
     /// The value of `netpolc.io/run-id` on everything this session creates.
@@ -149,6 +177,16 @@ pub fn check_scenario(scenario: &Scenario) -> Result<(), ProviderError> {
                 bad.insert(format!("(a selector of policy {})", p.key));
             }
         }
+        for p in &step.cluster_policies {
+            let text = p
+                .source
+                .get("spec")
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if text.contains(&format!("\"{RESERVED_PREFIX}")) {
+                bad.insert(format!("(a selector of {})", p.key));
+            }
+        }
     }
     if bad.is_empty() {
         Ok(())
@@ -191,13 +229,13 @@ pub fn namespace_object(map: &NameMap, model: &Model, ns: &str) -> K8sNamespace 
 
 /// The labels a real namespace carries besides `netpolc.io/run-id`.
 pub fn namespace_labels(map: &NameMap, model: &Model, ns: &str) -> Labels {
-    let _ = map;
     let mut labels: Labels = model
         .namespace(ns)
         .map(|n| n.labels.clone())
         .unwrap_or_default();
     labels.remove(NAMESPACE_NAME_LABEL);
     labels.insert(NAME_LABEL.into(), ns.into());
+    labels.insert(SLOT_LABEL.into(), map.slot_label());
     labels
 }
 
@@ -516,6 +554,94 @@ pub fn policy_object(map: &NameMap, policy: &CompiledPolicy) -> NetworkPolicy {
     }
 }
 
+/// Rewrites a namespace selector (JSON) as [`rewrite_namespace_selector`] does and confines it
+/// to the session's namespaces.
+fn confine_namespace_selector(map: &NameMap, sel: &mut serde_json::Value) {
+    if !sel.is_object() {
+        *sel = serde_json::json!({});
+    }
+    let Some(obj) = sel.as_object_mut() else {
+        return;
+    };
+    let ml = obj
+        .entry("matchLabels")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(ml) = ml.as_object_mut() {
+        if let Some(v) = ml.remove(NAMESPACE_NAME_LABEL) {
+            ml.insert(NAME_LABEL.into(), v);
+        }
+        ml.insert(RUN_ID_LABEL.into(), map.run_label().into());
+        ml.insert(SLOT_LABEL.into(), map.slot_label().into());
+    }
+    if let Some(exprs) = obj
+        .get_mut("matchExpressions")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for e in exprs {
+            if e.get("key").and_then(serde_json::Value::as_str) == Some(NAMESPACE_NAME_LABEL) {
+                e["key"] = NAME_LABEL.into();
+            }
+        }
+    }
+}
+
+/// Confines a subject or a peer: its `namespaces` selector, or its `pods.namespaceSelector`.
+fn confine_selecting(map: &NameMap, v: &mut serde_json::Value) {
+    if let Some(ns) = v.get_mut("namespaces") {
+        confine_namespace_selector(map, ns);
+    }
+    if let Some(pods) = v.get_mut("pods").and_then(serde_json::Value::as_object_mut) {
+        let ns = pods
+            .entry("namespaceSelector")
+            .or_insert_with(|| serde_json::json!({}));
+        confine_namespace_selector(map, ns);
+    }
+}
+
+/// A cluster-wide policy as applied (see the module doc): the object as written, name mapped,
+/// namespace selectors rewritten and confined to the session, server-owned metadata and status
+/// dropped, `netpolc.io/run-id` added.
+pub fn cluster_policy_object(
+    map: &NameMap,
+    policy: &crate::policy::ClusterPolicy,
+) -> serde_json::Value {
+    let src = &policy.source;
+    let mut labels = src
+        .pointer("/metadata/labels")
+        .and_then(serde_json::Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(RUN_ID_LABEL.into(), map.run_label().into());
+    let mut spec = src
+        .get("spec")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    if let Some(subject) = spec.get_mut("subject") {
+        confine_selecting(map, subject);
+    }
+    for (dir, peers) in [("ingress", "from"), ("egress", "to")] {
+        let Some(rules) = spec.get_mut(dir).and_then(serde_json::Value::as_array_mut) else {
+            continue;
+        };
+        for rule in rules {
+            for peer in rule
+                .get_mut(peers)
+                .and_then(serde_json::Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                confine_selecting(map, peer);
+            }
+        }
+    }
+    serde_json::json!({
+        "apiVersion": policy.key.kind.api_version(),
+        "kind": policy.key.kind.as_str(),
+        "metadata": {"name": map.cluster_policy_name(&policy.key), "labels": labels},
+        "spec": spec,
+    })
+}
+
 /// What one step changes on the cluster, in model terms (real names come from the [`NameMap`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepActions {
@@ -529,6 +655,10 @@ pub struct StepActions {
     /// Policies created or changed (server-side apply), by key.
     pub apply_policies: Vec<PolicyRef>,
     pub delete_policies: Vec<PolicyRef>,
+    /// Cluster-wide policies created or changed, and deleted (every kind: the session and plans
+    /// leave out the kinds the cluster does not enforce).
+    pub apply_cluster: Vec<crate::policy::ClusterPolicyRef>,
+    pub delete_cluster: Vec<crate::policy::ClusterPolicyRef>,
 }
 
 impl StepActions {
@@ -551,6 +681,22 @@ impl StepActions {
         a.delete_policies = before
             .keys()
             .filter(|k| !after.contains_key(*k))
+            .map(|k| (*k).clone())
+            .collect();
+        let c_before: BTreeMap<_, _> = prev
+            .map(|p| p.cluster_policies.iter().map(|c| (&c.key, c)).collect())
+            .unwrap_or_default();
+        for c in &next.cluster_policies {
+            let changed = c_before
+                .get(&c.key)
+                .is_none_or(|old| cluster_policy_object(map, old) != cluster_policy_object(map, c));
+            if changed {
+                a.apply_cluster.push(c.key.clone());
+            }
+        }
+        a.delete_cluster = c_before
+            .keys()
+            .filter(|k| !next.cluster_policies.iter().any(|c| &c.key == **k))
             .map(|k| (*k).clone())
             .collect();
         match prev {

@@ -50,6 +50,7 @@ use super::render::{self, NameMap, StepActions, WorkloadObject};
 use crate::cni::catalogue::RUN_ID_LABEL;
 use crate::cni::gaps::{self, Gap};
 use crate::model::{Labels, Model, PodRef, Probe, Protocol};
+use crate::policy::cluster::ClusterKind;
 use crate::probe::{Connectivity, Observation, ProbeRequest};
 use crate::provider::ProviderError;
 use crate::scenario::{Scenario, Step};
@@ -81,6 +82,11 @@ pub struct SessionConfig {
     /// namespaces, so they keep carrying both). `None`: no lease (a throwaway kind cluster,
     /// deleted whole).
     pub ownership: Option<Arc<crate::provider::lease::cluster::Ownership>>,
+    /// The cluster-wide policy kinds this cluster does not enforce, with the reason its cells
+    /// are `unsupported`. Policies of these kinds are never sent to the API server (their CRDs
+    /// may not exist); the others are applied like NetworkPolicies. Default: every kind (an
+    /// existing cluster's support is unknown); kind sets it from the CNI catalogue.
+    pub cluster_gaps: BTreeMap<ClusterKind, String>,
     /// The run probes through Services (`--probe-mode service-ip|service-name`): every slot
     /// realises the model's Services and the per-pod ones, and waits for their endpoints. Off,
     /// no Service is created and Service-mode cells (none are planned) would be unsupported.
@@ -115,6 +121,19 @@ impl SessionConfig {
             exec_concurrency: 8,
             externals: BTreeMap::new(),
             ownership: None,
+            cluster_gaps: ClusterKind::ALL
+                .into_iter()
+                .map(|k| {
+                    (
+                        k,
+                        format!(
+                            "{k} ({}) is not applied on this cluster: the harness does not know \
+                             whether its CNI implements it",
+                            k.api_version()
+                        ),
+                    )
+                })
+                .collect(),
             services: false,
         }
     }
@@ -156,6 +175,8 @@ pub struct Slot {
     pod_labels: BTreeMap<PodRef, Labels>,
     /// Policies in place now: (real namespace, name).
     policies: BTreeSet<(String, String)>,
+    /// Cluster-wide policies in place now: (kind, real name).
+    cluster: BTreeSet<(ClusterKind, String)>,
     /// (source, server) pairs that never connected at the last gate.
     silent: BTreeSet<(PodRef, Server)>,
     /// Services in place now, by (model namespace, name).
@@ -192,6 +213,9 @@ struct PoolState {
     next: usize,
     /// Slots in use or idle, for the final cleanup.
     all_namespaces: BTreeSet<String>,
+    /// The slot whose BaselineAdminNetworkPolicy is in place: the API allows one per cluster
+    /// (named `default`), so two sessions cannot both have one.
+    banp: Option<usize>,
 }
 
 /// Shared by the sessions of one run on one cluster.
@@ -263,6 +287,7 @@ impl<A: ClusterApi> ClusterPool<A> {
             ns_labels: BTreeMap::new(),
             pod_labels: BTreeMap::new(),
             policies: BTreeSet::new(),
+            cluster: BTreeSet::new(),
             silent: BTreeSet::new(),
             services: BTreeMap::new(),
             service_silent: BTreeSet::new(),
@@ -501,8 +526,80 @@ impl<A: ClusterApi> ClusterSession<A> {
                 s.policies.remove(&(ns, key.name.clone()));
             }
         }
+        self.apply_cluster(&slot.map, &bound, &actions).await?;
         self.prev = Some(bound);
         Ok(())
+    }
+
+    /// The step's cluster-wide policy changes, for the kinds this cluster enforces (the others'
+    /// cells are held by the engine, and their CRDs may not even exist).
+    async fn apply_cluster(
+        &mut self,
+        map: &NameMap,
+        bound: &Step,
+        actions: &StepActions,
+    ) -> Result<(), ProviderError> {
+        let gaps = &self.pool.cfg.cluster_gaps;
+        for key in actions
+            .apply_cluster
+            .iter()
+            .filter(|k| !gaps.contains_key(&k.kind))
+        {
+            let Some(p) = bound.cluster_policies.iter().find(|p| &p.key == key) else {
+                continue;
+            };
+            if key.kind == ClusterKind::BaselineAdminNetworkPolicy {
+                let me = self.slot()?.index;
+                let mut st = self.pool.lock();
+                match st.banp {
+                    Some(other) if other != me => {
+                        return Err(ProviderError::Failed(format!(
+                            "{key}: another scenario running at the same time has the cluster's \
+                             only BaselineAdminNetworkPolicy in place (the API allows one, named \
+                             default); run scenarios with one at --parallel 1"
+                        )));
+                    }
+                    _ => st.banp = Some(me),
+                }
+            }
+            let obj = render::cluster_policy_object(map, p);
+            self.pool
+                .api
+                .apply_cluster_policy(key.kind, &obj)
+                .await
+                .map_err(|e| failed(&format!("applying {key}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.cluster.insert((key.kind, map.cluster_policy_name(key)));
+            }
+        }
+        for key in actions
+            .delete_cluster
+            .iter()
+            .filter(|k| !gaps.contains_key(&k.kind))
+        {
+            let name = map.cluster_policy_name(key);
+            self.pool
+                .api
+                .delete_cluster_policy(key.kind, &name)
+                .await
+                .map_err(|e| failed(&format!("deleting {key}"), e))?;
+            if let Some(s) = self.slot.as_mut() {
+                s.cluster.remove(&(key.kind, name));
+            }
+            if key.kind == ClusterKind::BaselineAdminNetworkPolicy {
+                self.release_banp();
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up the cluster's BaselineAdminNetworkPolicy, when this session held it.
+    fn release_banp(&self) {
+        let me = self.slot.as_ref().map(|s| s.index);
+        let mut st = self.pool.lock();
+        if st.banp.is_some() && st.banp == me {
+            st.banp = None;
+        }
     }
 
     /// Creates the slot: namespaces, ServiceAccount wait, workloads, readiness, the gate.
@@ -1298,6 +1395,25 @@ impl<A: ClusterApi> ClusterSession<A> {
             return Ok(());
         };
         let model = self.prev.take().map(|s| s.model);
+        // Cluster-scoped objects outlive namespaces: deleted whatever happens to the slot.
+        let mut cluster_left = Vec::new();
+        for (kind, name) in std::mem::take(&mut slot.cluster) {
+            if let Err(e) = self.pool.api.delete_cluster_policy(kind, &name).await {
+                cluster_left.push(format!("{kind}/{name}: {e}"));
+            }
+        }
+        if cluster_left.is_empty() {
+            let mut st = self.pool.lock();
+            if st.banp == Some(slot.index) {
+                st.banp = None;
+            }
+        } else {
+            let _ = self.pool.delete_slot(&slot).await;
+            return Err(ProviderError::Failed(format!(
+                "deleting cluster-wide policies: {}",
+                cluster_left.join("; ")
+            )));
+        }
         let reusable = !self.broken && self.pool.cfg.reuse && slot.ready;
         if reusable && let Some(model) = model {
             let mut clean = true;
@@ -1397,6 +1513,9 @@ impl<A: ClusterApi> crate::provider::Platform for PoolPlatform<A> {
     }
     fn max_parallel(&self) -> usize {
         self.pool.config().parallel.max(1)
+    }
+    fn cluster_policy_gap(&self, kind: ClusterKind) -> Option<String> {
+        self.pool.config().cluster_gaps.get(&kind).cloned()
     }
     fn open(
         &self,

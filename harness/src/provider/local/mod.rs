@@ -261,7 +261,7 @@ impl Platform for LocalPlatform {
     /// The `nftables` CNI compiles the Admin and Baseline tiers into every pod's chains (see
     /// [`crate::cni::nftables`]); the `none` CNI ignores them like every policy, which its cells
     /// must show, so both are probed.
-    fn cluster_policy_gap(&self) -> Option<String> {
+    fn cluster_policy_gap(&self, _: crate::policy::cluster::ClusterKind) -> Option<String> {
         None
     }
 
