@@ -103,6 +103,17 @@ pub enum BadPodRef {
     Name(#[from] crate::names::Invalid),
 }
 
+/// The namespace part of a pod reference (`ns/pod`, and the `ns/*` of patterns): a namespace
+/// name, or [`EXTERNAL_NAMESPACE`] for peers outside the cluster (never a name the API server
+/// accepts, so it cannot collide with a namespace).
+pub fn check_ref_namespace(ns: &str) -> Result<(), crate::names::Invalid> {
+    if ns == EXTERNAL_NAMESPACE {
+        Ok(())
+    } else {
+        crate::names::namespace(ns)
+    }
+}
+
 impl FromStr for PodRef {
     type Err = BadPodRef;
     /// Both parts are validated: a `PodRef` parsed from input (`--from`, `labelPods`, tables)
@@ -110,15 +121,12 @@ impl FromStr for PodRef {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('/') {
             Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
-                // `(external)/<name>` names a peer outside the cluster (never a namespace the
-                // API server would accept, so it cannot collide with one); its name is a DNS
-                // label, as `model.externals` requires.
+                check_ref_namespace(ns)?;
                 if ns == EXTERNAL_NAMESPACE {
-                    crate::names::namespace(pod)?;
-                    return Ok(PodRef::new(ns, pod));
+                    crate::names::external(pod)?;
+                } else {
+                    crate::names::pod(pod)?;
                 }
-                crate::names::namespace(ns)?;
-                crate::names::pod(pod)?;
                 Ok(PodRef::new(ns, pod))
             }
             _ => Err(BadPodRef::Shape(s.to_string())),
@@ -360,6 +368,17 @@ mod tests {
             Err(BadPodRef::Name(_))
         ));
         assert!(matches!("x;y/a".parse::<PodRef>(), Err(BadPodRef::Name(_))));
+        // Peers outside the cluster: the reserved namespace part, a DNS label as the name.
+        let web: PodRef = "(external)/web".parse().expect("external peer");
+        assert_eq!(web, PodRef::new(EXTERNAL_NAMESPACE, "web"));
+        assert!(matches!(
+            "(external)/web.example".parse::<PodRef>(),
+            Err(BadPodRef::Name(_))
+        ));
+        assert!(matches!(
+            "(other)/web".parse::<PodRef>(),
+            Err(BadPodRef::Name(_))
+        ));
         assert!("x/a.b-1".parse::<PodRef>().is_ok());
     }
 

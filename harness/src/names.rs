@@ -258,6 +258,12 @@ pub fn namespace(s: &str) -> Result<(), Invalid> {
     check("namespace name", s, dns1123_label_errors(s))
 }
 
+/// The name of a peer outside the cluster (`model.externals`): a DNS-1123 label, as it becomes
+/// part of a container's and a network namespace's name.
+pub fn external(s: &str) -> Result<(), Invalid> {
+    check("external peer name", s, dns1123_label_errors(s))
+}
+
 /// A pod name: a DNS-1123 subdomain (the API's `ValidatePodName`).
 pub fn pod(s: &str) -> Result<(), Invalid> {
     check("pod name", s, dns1123_subdomain_errors(s))

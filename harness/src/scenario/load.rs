@@ -337,11 +337,8 @@ fn add_externals(
     let mut next = u32::from(EXTERNAL_ALLOCATION_BASE);
     for (i, e) in specs.iter().enumerate() {
         let base = format!("model.externals[{i}]");
-        if !names::is_dns1123_label(&e.name) {
-            errors.push(ctx.field(
-                &base,
-                &FieldError::new("name", format!("{:?} is not a DNS label", e.name)),
-            ));
+        if let Err(err) = names::external(&e.name) {
+            errors.push(ctx.field(&base, &FieldError::new("name", err.to_string())));
             continue;
         }
         let taken = |ip: &IpAddr, m: &Model| m.pods.values().any(|p| p.ip == *ip);
@@ -1324,8 +1321,7 @@ fn check_pattern(pattern: &str, model: &Model, path: String) -> Result<(), Field
         };
         let mut reasons = Vec::new();
         if ns != "*"
-            && ns != crate::model::EXTERNAL_NAMESPACE
-            && let Err(e) = names::namespace(ns)
+            && let Err(e) = crate::model::check_ref_namespace(ns)
         {
             reasons.push(e.to_string());
         }
